@@ -1,0 +1,1 @@
+"""qbench's built-in plugins, written only against the public ``qbench`` API."""

@@ -1,0 +1,103 @@
+"""The built-in plugin: registers qbench's own quantizers, backbones, metrics, datasets.
+
+This module is the only one registered with the plugin manager and imports
+no torch: every factory is a ``"module:attr"`` string imported on use.
+"""
+
+from __future__ import annotations
+
+from qbench import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec, hookimpl
+
+GSQ_PAPER = "Grouped Spherical Quantization, arXiv 2412.02632"
+
+
+@hookimpl
+def qbench_register_quantizers():
+    return [
+        QuantizerSpec(
+            name="gsq",
+            factory="qbench_builtins.gsq:GroupedSphericalQuantizer",
+            description="Grouped Spherical Quantization: G groups share one spherical codebook",
+            defaults={"groups": 1, "codebook_size": 1024},
+            paper=GSQ_PAPER,
+        ),
+        QuantizerSpec(
+            name="vq",
+            factory="qbench_builtins.vq:VectorQuantizer",
+            description="VQ-VAE baseline: uniform init, Euclidean lookup, beta 0.25",
+            defaults={"codebook_size": 1024},
+            paper="Neural Discrete Representation Learning, arXiv 1711.00937",
+        ),
+        QuantizerSpec(
+            name="rvq",
+            factory="qbench_builtins.rvq:ResidualVectorQuantizer",
+            description="Residual VQ: S stages, each quantising the previous residual",
+            defaults={"stages": 2, "codebook_size": 32},
+            paper="SoundStream, arXiv 2107.03312",
+        ),
+        QuantizerSpec(
+            name="fsq",
+            factory="qbench_builtins.fsq:FiniteScalarQuantizer",
+            description="Finite Scalar Quantization: bounded, rounded channels, implicit codebook",
+            defaults={"levels": [8, 5, 5, 5]},
+            paper="Finite Scalar Quantization, arXiv 2309.15505",
+        ),
+    ]
+
+
+@hookimpl
+def qbench_register_backbones():
+    return [
+        BackboneSpec(
+            name="conv",
+            factory="qbench_builtins.backbones:ConvBackbone",
+            description="VQGAN/MagViT2-style convolutional encoder and decoder",
+            defaults={},
+            paper=GSQ_PAPER,
+        ),
+    ]
+
+
+def _metric(name, attr, description, higher_is_better, unit=""):
+    return MetricSpec(
+        name=name,
+        factory=f"qbench_builtins.metrics:{attr}",
+        description=description,
+        higher_is_better=higher_is_better,
+        unit=unit,
+    )
+
+
+@hookimpl
+def qbench_register_metrics():
+    return [
+        _metric("rfid", "ReconstructionFID", "rFID: torch-fidelity inception-v3-compat, originals vs reconstructions", False),
+        _metric("lpips", "LPIPSMetric", "LPIPS (lpips package, AlexNet by default)", False),
+        _metric("psnr", "PSNR", "peak signal-to-noise ratio on [0, 1] RGB", True, "dB"),
+        _metric("ssim", "SSIM", "structural similarity, Gaussian window 11, sigma 1.5", True),
+        _metric("usage", "CodebookUsage", "fraction of codes used on the evaluation set", True, "%"),
+        _metric("perplexity", "Perplexity", "exp(entropy) of the code histogram", True),
+        _metric("bits", "Bits", "bits per position, per image, compression ratio vs 24-bit RGB", None, "bits"),
+        _metric("throughput", "Throughput", "encode and decode images per second", True, "img/s"),
+    ]
+
+
+@hookimpl
+def qbench_register_datasets():
+    return [
+        DatasetSpec(
+            name="photos",
+            factory="qbench_builtins.datasets:Photos",
+            description="offline default: the CC0/public-domain colour photos shipped in scikit-image",
+        ),
+        DatasetSpec(
+            name="imagefolder",
+            factory="qbench_builtins.datasets:ImageFolderDataset",
+            description="any ImageFolder-style root (ImageNet, FFHQ, ...), resize + centre crop",
+        ),
+        DatasetSpec(
+            name="cifar10",
+            factory="qbench_builtins.datasets:CIFAR10Dataset",
+            description="torchvision CIFAR-10 from a local root (downloads only when asked)",
+        ),
+    ]

@@ -1,0 +1,143 @@
+"""Building a fresh plugin manager and the registries it feeds.
+
+Built-in plugins come from an explicit list; third-party plugins from the
+``qbench`` entry-point group.  A plugin that fails to import (or whose hook
+raises) is recorded with its reason and skipped; the others still load.
+``QBENCH_DISABLE_PLUGINS=name,...`` blocks plugins by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import Registry
+from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerSpec
+
+ENTRY_POINT_GROUP = "qbench"
+DISABLE_ENV = "QBENCH_DISABLE_PLUGINS"
+
+# name -> module; registered in this order, before any entry point.
+BUILTIN_PLUGINS: dict[str, str] = {"builtins": "qbench_builtins.hooks"}
+
+# registry attribute -> (hook name, spec type)
+KINDS: dict[str, tuple[str, type[PluginSpec]]] = {
+    "quantizers": ("qbench_register_quantizers", QuantizerSpec),
+    "backbones": ("qbench_register_backbones", BackboneSpec),
+    "metrics": ("qbench_register_metrics", MetricSpec),
+    "datasets": ("qbench_register_datasets", DatasetSpec),
+}
+
+
+@dataclass
+class PluginInfo:
+    """Where one plugin came from and what it registered (for ``qbench plugins``)."""
+
+    name: str
+    module: str
+    distribution: str = ""
+    version: str = ""
+    builtin: bool = False
+    error: str = ""
+    registered: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        return f"{self.name} ({self.distribution} {self.version})".strip() if self.distribution else self.name
+
+
+@dataclass
+class Registries:
+    """The four registries of one plugin manager, plus its load report."""
+
+    quantizers: Registry[QuantizerSpec]
+    backbones: Registry[BackboneSpec]
+    metrics: Registry[MetricSpec]
+    datasets: Registry[DatasetSpec]
+    plugins: list[PluginInfo]
+
+    def by_kind(self, kind: str) -> Registry:
+        return getattr(self, kind)
+
+
+def disabled_plugins() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def _distribution_version(dist_name: str) -> str:
+    try:
+        return metadata.version(dist_name)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def make_plugin_manager(extra_plugins: dict[str, object] | None = None):
+    """A fresh ``PluginManager`` with built-ins, entry points and ``extra_plugins``.
+
+    Returns ``(pm, infos)``; ``infos`` lists every plugin tried, including the
+    ones that failed to load.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    blocked = disabled_plugins()
+    infos: list[PluginInfo] = []
+
+    def register(info: PluginInfo, load) -> None:
+        infos.append(info)
+        if info.name in blocked:
+            info.error = f"disabled by {DISABLE_ENV}"
+            return
+        try:
+            pm.register(load(), name=info.name)
+        except Exception as exc:
+            info.error = f"{type(exc).__name__}: {exc}"
+
+    qbench_version = _distribution_version("qbench")
+    for name, module in BUILTIN_PLUGINS.items():
+        info = PluginInfo(name, module, "qbench", qbench_version, builtin=True)
+        register(info, lambda module=module: importlib.import_module(module))
+
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else ""
+        version = ep.dist.version if ep.dist is not None else ""
+        register(PluginInfo(ep.name, ep.value, dist, version), ep.load)
+
+    for name, plugin in (extra_plugins or {}).items():
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        register(PluginInfo(name, module), lambda plugin=plugin: plugin)
+    return pm, infos
+
+
+def registries(extra_plugins: dict[str, object] | None = None) -> Registries:
+    """Build the registries from a fresh plugin manager.
+
+    ``extra_plugins`` (name -> module or object with hook functions) is for
+    tests and notebooks: plugins registered without an entry point.
+    """
+    pm, infos = make_plugin_manager(extra_plugins)
+    by_name = {info.name: info for info in infos}
+    built = {kind: Registry(kind.rstrip("s")) for kind in KINDS}
+    for kind, (hook_name, spec_type) in KINDS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            info = by_name[impl.plugin_name]
+            try:
+                specs = list(impl.function() or ())
+            except Exception as exc:
+                info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                continue
+            for spec in specs:
+                if not isinstance(spec, spec_type):
+                    raise PluginError(
+                        f"plugin {info.name!r}: {hook_name} returned {type(spec).__name__}, "
+                        f"expected {spec_type.__name__}"
+                    )
+                stamped = replace(spec, origin=info.name, version=info.version)
+                built[kind].add(stamped)
+                info.registered.setdefault(kind, []).append(spec.name)
+    return Registries(**built, plugins=infos)

@@ -1,0 +1,96 @@
+"""Frozen spec objects that plugins return from their hooks.
+
+A spec names its factory as a ``"module:attr"`` string so that listing
+plugins never imports torch: the factory is imported only by
+``Registry.create``.  ``origin`` and ``version`` are stamped by the host when
+the spec is registered; plugins leave them empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """What every registered thing has in common."""
+
+    name: str
+    factory: str
+    description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    paper: str = ""
+    origin: str = ""
+    version: str = ""
+
+    kind = "plugin"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defaults", _frozen(self.defaults))
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"{type(self).__name__} needs a non-empty name")
+        module, sep, attr = self.factory.partition(":")
+        if not (module and sep and attr):
+            raise ValueError(
+                f"{self.kind} {self.name!r}: factory must be 'module:attr', got {self.factory!r}"
+            )
+
+
+@dataclass(frozen=True)
+class QuantizerSpec(PluginSpec):
+    """A quantizer: ``factory(dim=D, **options) -> nn.Module`` (DESIGN.md section 3)."""
+
+    kind = "quantizer"
+
+
+@dataclass(frozen=True)
+class BackboneSpec(PluginSpec):
+    """An encoder/decoder pair: ``factory(latent_dim=D, **options) -> nn.Module``."""
+
+    kind = "backbone"
+
+
+@dataclass(frozen=True)
+class MetricSpec(PluginSpec):
+    """A streaming metric: ``factory(**options) -> Metric``.
+
+    ``higher_is_better`` is ``None`` for descriptive numbers (bits, rates)
+    that are neither better nor worse.
+    """
+
+    higher_is_better: bool | None = None
+    unit: str = ""
+
+    kind = "metric"
+
+
+@dataclass(frozen=True)
+class DatasetSpec(PluginSpec):
+    """A dataset: ``factory(split=..., image_size=..., **options) -> Dataset``.
+
+    Items are uint8 tensors of shape (3, H, W).
+    """
+
+    kind = "dataset"
+
+
+class QuantizerOutput(NamedTuple):
+    """What ``quantizer.forward(z)`` returns.
+
+    z_q:   same shape as ``z``; straight-through gradient to ``z``.
+    codes: int64 (B, h, w, T), T tokens per position.
+    loss:  scalar tensor (zero where the method has none).
+    stats: dict of detached scalars (usage, perplexity, ...).
+    """
+
+    z_q: Any
+    codes: Any
+    loss: Any
+    stats: dict

@@ -1,0 +1,28 @@
+"""Conformance checks for plugin authors.
+
+Run them in your own test suite::
+
+    from qbench.testing import check_quantizer
+    def test_my_quantizer():
+        check_quantizer("myq", dim=8)
+
+qbench's own tests run them over every registered plugin.
+"""
+
+from __future__ import annotations
+
+
+def __getattr__(name):
+    # imported lazily: the checks need torch, ``import qbench.testing`` does not
+    if name in ("check_quantizer",):
+        from . import _quantizer
+
+        return getattr(_quantizer, name)
+    if name in ("check_metric",):
+        from . import _metric
+
+        return getattr(_metric, name)
+    raise AttributeError(name)
+
+
+__all__ = ["check_quantizer", "check_metric"]
