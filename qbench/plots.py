@@ -1,0 +1,121 @@
+"""Pictures: reconstruction grids and the report's plots.
+
+Grids are built with PIL from uint8 arrays (N, 3, H, W); plots use
+matplotlib's non-interactive Agg backend and are written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import atomic
+
+MIN_TILE = 96  # small crops are upscaled (nearest) so that artefacts stay visible
+
+
+def _tiles(images: np.ndarray, scale: int) -> list[Image.Image]:
+    images = np.asarray(images, dtype=np.uint8)
+    tiles = []
+    for img in images:
+        tile = Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0)))
+        if scale > 1:
+            tile = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST)
+        tiles.append(tile)
+    return tiles
+
+
+def _scale_for(images: np.ndarray) -> int:
+    size = min(images.shape[-2:])
+    return max(1, math.ceil(MIN_TILE / size)) if size < MIN_TILE else 1
+
+
+def image_rows(rows: list[np.ndarray], *, pad: int = 2, background: int = 255) -> Image.Image:
+    """Stack rows of images (each (N, 3, H, W), same H and W) into one picture."""
+    scale = _scale_for(rows[0])
+    tile_rows = [_tiles(r, scale) for r in rows]
+    width = max(len(r) for r in tile_rows)
+    tw, th = tile_rows[0][0].size
+    canvas = Image.new("RGB", (width * (tw + pad) + pad, len(rows) * (th + pad) + pad), (background,) * 3)
+    for i, tiles in enumerate(tile_rows):
+        for j, tile in enumerate(tiles):
+            canvas.paste(tile, (pad + j * (tw + pad), pad + i * (th + pad)))
+    return canvas
+
+
+def recon_grid_image(originals, reconstructions, *, columns: int = 8) -> Image.Image:
+    """Rows of ``columns`` originals, each followed by the row of their reconstructions."""
+    originals = np.asarray(originals, dtype=np.uint8)
+    reconstructions = np.asarray(reconstructions, dtype=np.uint8)
+    if originals.shape != reconstructions.shape or originals.ndim != 4:
+        raise ValueError(f"grid needs two (N, 3, H, W) arrays of one shape, got {originals.shape} and {reconstructions.shape}")
+    rows = []
+    for start in range(0, len(originals), columns):
+        rows += [originals[start : start + columns], reconstructions[start : start + columns]]
+    return image_rows(rows)
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return atomic.write_bytes(path, buf.getvalue())
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    _figure().close(fig)
+    return atomic.write_bytes(path, buf.getvalue())
+
+
+def rate_distortion(points: list[dict], y: str, ylabel: str, path: str | Path, title: str) -> Path:
+    """Scatter of bits/position against ``y``; ``points`` have label, bits, y, y_err."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for p in points:
+        ax.errorbar(p["bits"], p[y], yerr=p.get(f"{y}_err") or None, fmt="o", capsize=3)
+        ax.annotate(p["label"], (p["bits"], p[y]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("bits per position")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def bars(labels: list[str], values: list[float], ylabel: str, path: str | Path, title: str) -> Path:
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(labels) + 2), 3.6))
+    ax.bar(range(len(labels)), values, color="#4c72b0")
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    for i, v in enumerate(values):
+        ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=8)
+    return save_figure(fig, path)
+
+
+def curves(series: dict[str, tuple[list[float], list[float]]], ylabel: str, path: str | Path, title: str) -> Path:
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, (x, y) in series.items():
+        ax.plot(x, y, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
