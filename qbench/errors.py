@@ -41,9 +41,8 @@ def suggest(name: str, known: Iterable[str]) -> str:
 
 def unknown_name_error(kind: str, name: str, known: Iterable[str]) -> ConfigError:
     known = sorted(known)
-    return ConfigError(
-        f"unknown {kind} {name!r}{suggest(name, known)}; known: {', '.join(known) or '(none)'}"
-    )
+    hint = suggest(name, known) or f" (see: qbench list {kind}s)"
+    return ConfigError(f"unknown {kind} {name!r}{hint}; known: {', '.join(known) or '(none)'}")
 
 
 class MetricUnavailable(QbenchError):

@@ -1,0 +1,1 @@
+"""An example third-party qbench plugin: the lookup-free sign quantizer."""

@@ -1,0 +1,145 @@
+"""The ``qbench`` command: parses arguments, calls the library, maps errors to exit codes.
+
+Exit status: 0 success, 1 a run failed (the others finished), 2 a user error
+(one line on stderr, no traceback).  ``--help``, ``list`` and ``plugins`` do
+not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, PluginError
+
+KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors are user errors too
+        self.print_usage(sys.stderr)
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="qbench", description="Train and compare image-tokenizer quantizers under one recipe.")
+    parser.add_argument("--version", action="version", version=f"qbench {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, recipes")
+    p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: everything)")
+    p.add_argument("--filter", default=None, metavar="PATTERN", help="fnmatch pattern on names, e.g. 'g*'")
+
+    sub.add_parser("plugins", help="show every plugin, its distribution and version, and load errors")
+
+    p = sub.add_parser("run", help="train and score quantizers under one recipe")
+    p.add_argument("--quantizers", default="gsq,vq,rvq,fsq", help="comma-separated names (default: gsq,vq,rvq,fsq)")
+    p.add_argument("--recipe", default=None, help="recipe name or TOML file (default: cpu-default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.steps=200 --set quantizers.gsq.groups=2")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's)")
+    p.add_argument("--out", default="results/runs", help="where run directories go (default: results/runs)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--strict-metrics", action="store_true", help="fail before training if a metric is unavailable")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("report", help="aggregate run directories into tables and plots")
+    p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them")
+    p.add_argument("--out", default="results/report", help="output directory (default: results/report)")
+
+    p = sub.add_parser("eval", help="re-score a finished run from its checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--metrics", default=None, help="comma-separated metric names (default: the recipe's)")
+
+    p = sub.add_parser("weights", help="pretrained files needed by metrics and losses")
+    wsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    wsub.add_parser("status", help="list each file, whether present and verified")
+    f = wsub.add_parser("fetch", help="download missing files (needs internet)")
+    f.add_argument("names", nargs="*", help="which files (default: all)")
+    i = wsub.add_parser("install", help="copy a file you brought into the torch cache, checking its sha256")
+    i.add_argument("file")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
+def cmd_list(args) -> int:
+    from .commands import print_listing
+
+    print_listing(args.kind, args.filter)
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from .commands import print_plugins
+
+    print_plugins()
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .commands import run
+
+    return run(
+        quantizers=args.quantizers,
+        recipe=args.recipe,
+        overrides=args.overrides,
+        seed=args.seed,
+        out=args.out,
+        resume=args.resume,
+        strict_metrics=args.strict_metrics,
+        progress=not args.no_progress,
+    )
+
+
+def cmd_report(args) -> int:
+    from .commands import report
+
+    return report(args.paths, args.out)
+
+
+def cmd_eval(args) -> int:
+    from .commands import rescore
+
+    return rescore(args.run_dir, _names(args.metrics))
+
+
+def cmd_weights(args) -> int:
+    from .commands import weights
+
+    return weights(args.action, getattr(args, "names", None), getattr(args, "file", None))
+
+
+HANDLERS = {
+    "list": cmd_list,
+    "plugins": cmd_plugins,
+    "run": cmd_run,
+    "report": cmd_report,
+    "eval": cmd_eval,
+    "weights": cmd_weights,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return HANDLERS[args.command](args)
+    except (ConfigError, PluginError) as exc:
+        print(f"qbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""What each CLI command does, as plain functions a library user can call too.
+
+Listing and plugin inspection import no torch; the heavy modules are
+imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import available_recipes, load_recipe, read_toml
+from .plugins import KINDS, registries
+
+
+def _table(rows: list[tuple[str, ...]], headings: tuple[str, ...]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headings, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*headings), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*map(str, row)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def listing(kind: str | None = None, pattern: str | None = None) -> str:
+    kinds = [kind] if kind else [*KINDS, "recipes"]
+    regs = registries() if any(k != "recipes" for k in kinds) else None
+    parts = []
+    for k in kinds:
+        if k == "recipes":
+            rows = []
+            for name, path in available_recipes().items():
+                if pattern is None or __import__("fnmatch").fnmatchcase(name, pattern):
+                    rows.append((name, read_toml(path).get("description", ""), str(path)))
+            parts.append(f"{k}:\n" + _table(rows, ("name", "description", "file")))
+        else:
+            specs = regs.by_kind(k).list(pattern)
+            rows = [(s.name, s.description, f"{s.origin} {s.version}".strip()) for s in specs]
+            parts.append(f"{k}:\n" + _table(rows, ("name", "description", "origin")))
+    return "\n\n".join(parts)
+
+
+def print_listing(kind: str | None = None, pattern: str | None = None) -> None:
+    print(listing(kind, pattern))
+
+
+def plugins_report() -> str:
+    regs = registries()
+    rows = []
+    for info in regs.plugins:
+        what = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.registered.items()) or "-"
+        dist = f"{info.distribution} {info.version}".strip() or "-"
+        rows.append((info.name, dist, info.module, what, info.error or "ok"))
+    return _table(rows, ("plugin", "distribution", "module", "registers", "status"))
+
+
+def print_plugins() -> None:
+    print(plugins_report())
+
+
+def run(
+    *,
+    quantizers: str,
+    recipe: str | None,
+    overrides: list[str],
+    seed: int | None,
+    out: str,
+    resume: str | None,
+    strict_metrics: bool,
+    progress: bool,
+) -> int:
+    regs = None
+    if not resume:
+        # fail fast on names and recipe keys, before torch is imported
+        names = [n.strip() for n in quantizers.split(",") if n.strip()]
+        regs = registries()
+        for name in names:
+            regs.quantizers.get(name)
+        resolved = load_recipe(recipe, overrides)
+
+    from . import runner
+    from .distributed import is_main_process
+    from .publish import render_text
+    from .report import build_report
+
+    if resume:
+        outcomes = [runner.resume_run(Path(resume), progress=progress)]
+    else:
+        outcomes = runner.run_comparison(
+            runner.parse_quantizers(quantizers), resolved, seed=seed, out_root=out,
+            strict_metrics=strict_metrics, progress=progress, registries=regs,
+        )
+    if not is_main_process():
+        return 0 if all(o.status == "ok" for o in outcomes) else 1
+    run_dirs = [o.run_dir for o in outcomes if o.run_dir is not None]
+    if run_dirs:
+        print()
+        print(render_text(build_report(run_dirs)))
+        print()
+        print("run directories:")
+        for o in outcomes:
+            print(f"  {o.quantizer}: {o.run_dir} ({o.status}{': ' + o.reason if o.reason else ''})")
+        print(f"tables and plots: qbench report {out} --out results/report")
+    failed = [o for o in outcomes if o.status != "ok"]
+    if failed:
+        print(f"{len(failed)} of {len(outcomes)} runs failed: " + ", ".join(f"{o.quantizer} ({o.reason})" for o in failed))
+        return 1
+    return 0
+
+
+def report(paths: list[str], out: str) -> int:
+    from .publish import render_text, write_report
+    from .report import build_report
+
+    built = build_report(paths)
+    readme = write_report(built, out)
+    print(render_text(built))
+    print(f"\nwritten: {readme} and {Path(out) / 'summary.csv'}")
+    return 0
+
+
+def rescore(run_dir: str, metrics: list[str] | None) -> int:
+    from .evaluate import rescore as rescore_run
+
+    results = rescore_run(Path(run_dir), metrics)
+    for name, result in results.items():
+        value = result.get("value")
+        shown = f"{value:.4g}" if result.get("status") == "ok" and value is not None else f"{result.get('status')}: {result.get('reason', '')}"
+        print(f"{name:12s} {shown}")
+    return 0
+
+
+def weights(action: str, names: list[str] | None, file: str | None) -> int:
+    from . import weights as w
+
+    if action == "status":
+        rows = [
+            (r["name"], r["used_by"] if "used_by" in r else "", "yes" if r["present"] else "no", r.get("sha256", ""), str(r["path"]))
+            for r in w.status()
+        ]
+        print(_table(rows, ("file", "used by", "present", "sha256", "path")))
+    elif action == "fetch":
+        w.fetch(names or None)
+    elif action == "install":
+        print(f"installed: {w.install(Path(file))}")
+    return 0

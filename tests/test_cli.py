@@ -1,0 +1,60 @@
+"""The CLI: exit codes, one-line user errors, no torch for listing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+
+def test_unknown_quantizer_exits_2_with_known_names_and_suggestion():
+    result = run_cli("run", "--quantizers", "nosuch")
+    assert result.returncode == 2
+    assert "unknown quantizer 'nosuch'" in result.stderr
+    assert "fsq, gsq, rvq, vq" in result.stderr
+    assert "qbench list quantizers" in result.stderr
+    assert "Traceback" not in result.stderr
+    close = run_cli("run", "--quantizers", "gsq,vqq")
+    assert close.returncode == 2 and "did you mean 'vq'" in close.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--set", "train.stepz=3"], "unknown recipe key 'train.stepz'"),
+        (["run", "--set", "train.steps=many"], "train.steps must be int"),
+        (["run", "--set", "nokeyvalue"], "--set expects KEY=VALUE"),
+        (["run", "--recipe", "nosuch"], "unknown recipe 'nosuch'"),
+        (["run", "--recipe", "missing/file.toml"], "recipe file not found"),
+        (["run", "--seed", "x"], "invalid int value"),
+        (["list", "nosuch"], "invalid choice"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["list"], ["list", "recipes"], ["plugins"], ["--help"]])
+def test_listing_does_not_import_torch(argv):
+    code = (
+        "import sys, qbench.cli\n"
+        "try:\n    qbench.cli.main(%r)\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n" % argv
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_list_shows_every_kind_with_origin():
+    result = run_cli("list")
+    assert result.returncode == 0
+    for heading in ("quantizers:", "backbones:", "metrics:", "datasets:", "recipes:"):
+        assert heading in result.stdout
+    assert "builtins 0.1.0" in result.stdout
+    assert "cpu-default" in result.stdout

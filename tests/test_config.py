@@ -1,0 +1,57 @@
+"""Recipes: loading, --set overrides, validation, hashing."""
+
+from __future__ import annotations
+
+import pytest
+
+from qbench import ConfigError
+from qbench.config import apply_overrides, available_recipes, load_recipe, parse_value, recipe_from_dict
+
+
+def test_parse_value_reads_toml_scalars_and_lists():
+    assert parse_value("3") == 3
+    assert parse_value("1e-4") == 1e-4
+    assert parse_value("true") is True
+    assert parse_value("[8, 5, 5]") == [8, 5, 5]
+    assert parse_value("conv") == "conv"
+
+
+def test_overrides_reach_nested_tables_and_quantizer_options():
+    table = apply_overrides({"train": {"steps": 5}}, ["train.steps=7", "quantizers.gsq.groups=2", "optim.betas=[0.5, 0.9]"])
+    recipe = recipe_from_dict(table)
+    assert recipe.train.steps == 7
+    assert recipe.optim.betas == [0.5, 0.9]
+    assert recipe.quantizer_options("gsq") == {"dim": recipe.model.latent_dim, "groups": 2}
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"train": {"stepz": 1}}, "did you mean 'steps'"),
+        ({"train": {"steps": "x"}}, "train.steps must be int"),
+        ({"train": {"precision": "fp8"}}, "precision must be fp32 or bf16"),
+        ({"optim": 3}, "optim must be a table"),
+        ({"optim": {"lr": -1.0}}, "optim.lr must be positive"),
+    ],
+)
+def test_invalid_recipes_are_config_errors(table, message):
+    with pytest.raises(ConfigError, match=message):
+        recipe_from_dict(table)
+
+
+def test_hash_ignores_quantizer_tables_but_not_training():
+    base = recipe_from_dict({"name": "x"})
+    assert recipe_from_dict({"name": "y", "quantizers": {"gsq": {"groups": 4}}}).hash() == base.hash()
+    assert recipe_from_dict({"train": {"steps": 3}}).hash() != base.hash()
+
+
+@pytest.mark.parametrize("name", sorted(available_recipes()))
+def test_shipped_recipes_load(name):
+    recipe = load_recipe(name)
+    assert recipe.name == name
+    assert recipe.description
+
+
+def test_default_recipe_exists():
+    assert "cpu-default" in available_recipes()
+    assert "smoke" in available_recipes()
