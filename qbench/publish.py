@@ -27,7 +27,7 @@ def _points(runs: pd.DataFrame, key: str) -> list[dict]:
         values = group[key].astype(float)
         points.append(
             {
-                "label": config.split(" (")[0],
+                "label": config,
                 "bits": float(group["bits"].mean()),
                 key: float(values.mean()),
                 f"{key}_err": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
@@ -52,7 +52,7 @@ def _training_curves(runs: pd.DataFrame, path: Path, title: str) -> Path | None:
         except (pd.errors.ParserError, pd.errors.EmptyDataError):
             continue
         if {"step", "loss"} <= set(frame.columns):
-            series[config.split(" (")[0]] = (frame["step"].tolist(), frame["loss"].tolist())
+            series[config] = (frame["step"].tolist(), frame["loss"].tolist())
     return plots.curves(series, "training loss", path, title) if series else None
 
 
@@ -71,7 +71,7 @@ def _recon_sheet(runs: pd.DataFrame, path: Path) -> tuple[Path, list[str]] | Non
         elif originals.shape != reference.shape or not np.array_equal(originals, reference):
             continue  # different validation images: not comparable side by side
         rows.append(recons)
-        labels.append(config.split(" (")[0])
+        labels.append(config)
     if len(rows) < 2:
         return None
     plots.save_png(plots.image_rows(rows), path)

@@ -124,13 +124,13 @@ def _fmt(value: float) -> str:
     return f"{value:.{min(digits, 4)}f}"
 
 
-def _cell(group: pd.DataFrame, key: str) -> str:
+def _cell(group: pd.DataFrame, key: str, descriptive: bool = False) -> str:
     ok = group[group[f"{key}_status"] == "ok"][key].dropna()
     if ok.empty:
         statuses = sorted(set(group[f"{key}_status"]))
         return "/".join(statuses)
-    if len(ok) == 1:
-        return _fmt(ok.iloc[0])
+    if len(ok) == 1 or descriptive:  # rates, sizes and times: the mean says it all
+        return _fmt(ok.mean())
     return f"{_fmt(ok.mean())} ± {_fmt(ok.std(ddof=1))} (n={len(ok)})"
 
 
@@ -140,7 +140,7 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     ok = runs[runs["status"] == "ok"]
     for config, group in ok.groupby("config", sort=False):
         row = {"quantizer": config, "seeds": len(group)}
-        row.update({heading + ARROW[hib]: _cell(group, key) for key, heading, _, hib in COLUMNS})
+        row.update({heading + ARROW[hib]: _cell(group, key, hib is None) for key, heading, _, hib in COLUMNS})
         rows.append(row)
     for _, run in runs[runs["status"] != "ok"].iterrows():
         row = {"quantizer": run["config"], "seeds": 1}
