@@ -5,6 +5,18 @@ exp(H) of the empirical code distribution (natural log).  For quantizers
 whose T tokens per position index one shared codebook (GSQ) the *pooled*
 histogram counts every token against the same V bins; for separate codebooks
 (RVQ stages, per-group GSQ codebooks) each token position has its own.
+
+``usage_stats`` names what every quantizer's ``forward`` reports in
+``QuantizerOutput.stats`` (0-d detached float tensors):
+
+- ``usage``, ``perplexity``: pooled.  With a shared codebook, over the one
+  histogram that counts all T tokens against the same V codes (the GSQ paper's
+  "usage" and "PPL").  With separate codebooks, the mean over the T per-token
+  values (so ``usage`` is the fraction of all T * V entries that were hit).
+- ``usage/<t>``, ``perplexity/<t>`` for t = 0 .. T-1 when T > 1: per group
+  (GSQ) or per stage (RVQ), each against its own histogram.
+
+``nearest_code`` is the chunked nearest-neighbour lookup of the VQ family.
 """
 
 from __future__ import annotations
@@ -38,3 +50,83 @@ def perplexity(hist: torch.Tensor) -> torch.Tensor:
     p = hist / total.clamp_min(1)
     entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(dim=-1)
     return torch.where(total.squeeze(-1) > 0, entropy.exp(), torch.zeros_like(entropy))
+
+
+def usage_stats(codes: torch.Tensor, codebook_size: int, shared: bool = True) -> dict[str, torch.Tensor]:
+    """The usage and perplexity entries of ``QuantizerOutput.stats`` (see module docstring)."""
+    codes = codes.detach()
+    per_token = code_histogram(codes, codebook_size, shared=False)
+    pooled = code_histogram(codes, codebook_size, shared=True) if shared else per_token
+    stats = {
+        "usage": usage(pooled).mean().float(),
+        "perplexity": perplexity(pooled).mean().float(),
+    }
+    if per_token.shape[0] > 1:
+        for t, (u, p) in enumerate(zip(usage(per_token), perplexity(per_token))):
+            stats[f"usage/{t}"] = u.float()
+            stats[f"perplexity/{t}"] = p.float()
+    return stats
+
+
+# Nearest-neighbour search ------------------------------------------------------------
+#
+# The score of code c for a query x is x.c - |c|^2 / 2 (its argmax is the argmin
+# of |x - c|^2; |x|^2 is the same for every code) or, with ``normalize``, x~.c~
+# for l2-normalised x and c (argmax of cosine similarity = argmin of |x~ - c~|^2,
+# GSQ's Eq. 5).  Scores are computed block by block: a block holds at most
+# ``max_chunk_bytes`` of float32 scores, so the extra memory stays bounded however
+# large the codebook is (V = 2^18 and more), and a running maximum carries the
+# best code across blocks of codes when even one query row against all V codes
+# would exceed the budget.
+
+DEFAULT_CHUNK_BYTES = 16 * 2**20
+
+
+def nearest_code(
+    x: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    normalize: bool = False,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> torch.Tensor:
+    """Index of the nearest codebook row for every row of ``x``: int64 (N,).
+
+    ``x``: (N, d); ``codebook``: (V, d).  Euclidean distance, or the distance
+    between l2-normalised vectors when ``normalize``.  Always computed in
+    float32 without autograd, even under autocast (bf16 scores would collapse
+    near-ties and halve codebook usage).  Extra memory: at most
+    ``max_chunk_bytes`` of scores plus O(N + V * d).
+    """
+    if x.dim() != 2 or codebook.dim() != 2 or x.shape[1] != codebook.shape[1]:
+        raise ValueError(
+            f"nearest_code needs x (N, d) and codebook (V, d), got {tuple(x.shape)} and {tuple(codebook.shape)}"
+        )
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.detach().float()
+        codes = codebook.detach().float()
+        if normalize:
+            x = torch.nn.functional.normalize(x, dim=-1)
+            codes = torch.nn.functional.normalize(codes, dim=-1)
+            bias = torch.zeros(codes.shape[0], device=codes.device)
+        else:
+            bias = -0.5 * codes.pow(2).sum(dim=-1)
+        n, v = x.shape[0], codes.shape[0]
+        budget = max(1, int(max_chunk_bytes) // 4)  # float32 scores per block
+        code_block = min(v, budget)
+        row_block = max(1, budget // code_block)
+        out = torch.empty(n, dtype=torch.long, device=x.device)
+        codes_t = codes.t()
+        for r0 in range(0, n, row_block):
+            rows = x[r0 : r0 + row_block]
+            best_val = best_idx = None
+            for c0 in range(0, v, code_block):
+                scores = torch.addmm(bias[c0 : c0 + code_block], rows, codes_t[:, c0 : c0 + code_block])
+                val, idx = scores.max(dim=1)
+                if best_val is None:
+                    best_val, best_idx = val, idx
+                else:
+                    better = val > best_val  # strict: ties keep the lower index
+                    best_val = torch.where(better, val, best_val)
+                    best_idx = torch.where(better, idx + c0, best_idx)
+            out[r0 : r0 + row_block] = best_idx
+        return out
