@@ -1,0 +1,95 @@
+"""LPIPS: learned perceptual image patch similarity (Zhang et al. 2018, arXiv 1801.03924).
+
+The ``lpips`` package (v0.1 calibration heads, which ship inside its wheel)
+on a torchvision backbone: AlexNet by default, as the tokenizer papers report
+it (GSQ, arXiv 2412.02632), VGG16 as an option.  Inputs are the uint8 images
+scaled to [-1, 1]; the score is per image, averaged over images, in float32
+outside autocast.  The backbone weights must already be in the torch cache:
+the metric never downloads (``qbench weights fetch`` does, when asked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import torch
+
+from qbench import ConfigError, weights
+from qbench.metric import EvalBatch, Metric
+
+BACKBONE_WEIGHTS = {"alex": "alexnet", "vgg": "vgg16"}
+
+
+class LPIPSMetric(Metric):
+    """Mean LPIPS distance between originals and reconstructions (lower is better)."""
+
+    def __init__(self, net: str = "alex"):
+        if net not in BACKBONE_WEIGHTS:
+            raise ConfigError(f"lpips net must be one of {', '.join(BACKBONE_WEIGHTS)}, got {net!r}")
+        weights_name = BACKBONE_WEIGHTS[net]
+        path = weights.require(weights_name, f"lpips (net={net})")  # MetricUnavailable when absent
+        row = weights.describe(weights_name)
+        import lpips
+
+        # torchvision finds the file in the hub cache and loads it without any network access
+        with contextlib.redirect_stdout(io.StringIO()):
+            network = lpips.LPIPS(net=net, verbose=False)
+        self._setup(network, net, path.name, row["sha256"], row["check"])
+
+    @classmethod
+    def from_network(cls, network: torch.nn.Module, net: str = "alex") -> "LPIPSMetric":
+        """Wrap an already built ``lpips.LPIPS`` (tests use a random backbone).
+
+        Its numbers are not LPIPS unless the backbone is the pretrained one;
+        the protocol says ``backbone_weights: supplied``.
+        """
+        metric = cls.__new__(cls)
+        metric._setup(network, net, "supplied", "", "unverified")
+        return metric
+
+    def _setup(self, network, net, weights_file, sha256, check) -> None:
+        self.network = network.eval().requires_grad_(False)
+        self.net = net
+        self.weights_file, self.weights_sha256, self.weights_check = weights_file, sha256, check
+        self.total = torch.zeros((), dtype=torch.float64)
+        self.count = torch.zeros((), dtype=torch.int64)
+        self.image_size: list[int] = []
+
+    def update(self, batch: EvalBatch) -> None:
+        device = batch.originals.device
+        if next(self.network.parameters()).device != device:
+            self.network.to(device)
+        x = batch.originals01() * 2 - 1
+        y = batch.reconstructions01() * 2 - 1
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            distances = self.network(x, y).flatten()
+        self.total = self.total.to(device) + distances.to(torch.float64).sum()
+        self.count = self.count.to(device) + distances.numel()
+        self.image_size = list(batch.originals.shape[-2:])
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"total": self.total, "count": self.count}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.total, self.count = state["total"], state["count"]
+
+    def compute(self) -> dict:
+        if int(self.count) == 0:
+            raise ConfigError("lpips: no images were evaluated")
+        return {"value": float(self.total / self.count)}
+
+    def protocol(self) -> dict:
+        from importlib.metadata import version
+
+        return {
+            "library": f"lpips {version('lpips')}",
+            "net": self.net,
+            "version": "0.1",
+            "backbone_weights": self.weights_file,
+            "weights_sha256": self.weights_sha256,
+            "weights_check": self.weights_check,
+            "inputs": "uint8 images scaled to [-1, 1], float32, no autocast",
+            "reduction": "spatial mean per image (lpips default), mean over images",
+            "image_size": self.image_size,
+        }

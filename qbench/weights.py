@@ -1,0 +1,261 @@
+"""Pretrained files that metrics and losses need, and how to get them offline.
+
+rFID (torch-fidelity's ``inception-v3-compat``, as used for the GSQ paper's
+numbers, arXiv 2412.02632) and LPIPS (Zhang et al. 2018, arXiv 1801.03924)
+rest on pretrained networks that the libraries download on first use into
+``$TORCH_HOME/hub/checkpoints``.  qbench never lets them download implicitly:
+a metric checks the cache first and, if the file is missing, says which file
+and how to get it.  ``qbench weights fetch`` downloads through the libraries'
+own downloaders; ``qbench weights install FILE`` copies a file brought from
+another machine after checking its checksum.
+
+Checksums: torch hub names files ``NAME-<first 8 hex digits of sha256>.pth``
+and checks that prefix when it downloads (``check_hash``); torchvision's and
+torch-fidelity's files follow that convention.  Their full sha256 values are
+not published in the libraries' metadata, so qbench verifies the 8-digit
+prefix, and reports which kind of check it made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, MetricUnavailable
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    name: str  # short name used on the command line
+    filename: str
+    url: str
+    sha256_prefix: str  # "" when nothing is known
+    used_by: str
+    fetch_hint: str
+
+    def path(self) -> Path:
+        return checkpoints_dir() / self.filename
+
+
+WEIGHTS: dict[str, WeightsFile] = {
+    w.name: w
+    for w in (
+        WeightsFile(
+            "inception",
+            "weights-inception-2015-12-05-6726825d.pth",
+            "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+            "weights-inception-2015-12-05-6726825d.pth",
+            "6726825d",
+            "rfid (torch-fidelity inception-v3-compat)",
+            "torch-fidelity",
+        ),
+        WeightsFile(
+            "alexnet",
+            "alexnet-owt-7be5be79.pth",
+            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+            "7be5be79",
+            "lpips net=alex (metric)",
+            "torchvision",
+        ),
+        WeightsFile(
+            "vgg16",
+            "vgg16-397923af.pth",
+            "https://download.pytorch.org/models/vgg16-397923af.pth",
+            "397923af",
+            "lpips net=vgg (metric option, perceptual loss of the paper recipes)",
+            "torchvision",
+        ),
+    )
+}
+
+# The DINOv2 feature discriminator of the paper recipes loads timm's
+# ``vit_small_patch14_reg4_dinov2.lvd142m``, whose weights come from the
+# Hugging Face hub (repo below, file model.safetensors) into
+# ``$HF_HOME/hub/models--timm--.../snapshots/<revision>/``.  The hub stores
+# LFS files under their own sha256 (blobs/<sha256>), so the cached copy's
+# integrity can be checked against its blob name, but no revision is pinned.
+DINOV2_MODEL = "vit_small_patch14_reg4_dinov2.lvd142m"
+DINOV2_REPO = "timm/vit_small_patch14_reg4_dinov2.lvd142m"
+DINOV2_FILE = "model.safetensors"
+
+
+def torch_home() -> Path:
+    """``$TORCH_HOME`` as torch resolves it (``~/.cache/torch`` by default)."""
+    if "torch" in sys.modules:  # honours torch.hub.set_dir when someone called it
+        import torch.hub
+
+        return Path(torch.hub.get_dir()).parent
+    default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", default)))
+
+
+def checkpoints_dir() -> Path:
+    if "torch" in sys.modules:
+        import torch.hub
+
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    return torch_home() / "hub" / "checkpoints"
+
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) within the process."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _HASH_CACHE[key] = digest.hexdigest()
+    return _HASH_CACHE[key]
+
+
+def _check(entry: WeightsFile, sha256: str) -> str:
+    if not entry.sha256_prefix:
+        return "unverified"
+    return "ok (sha256 prefix)" if sha256.startswith(entry.sha256_prefix) else "mismatch"
+
+
+def get(name: str) -> WeightsFile:
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise ConfigError(f"unknown weights {name!r}; known: {', '.join(sorted(WEIGHTS))}") from None
+
+
+def describe(name: str) -> dict[str, Any]:
+    """Where weights ``name`` live, whether present, and the checksum verdict."""
+    entry = get(name)
+    path = entry.path()
+    row: dict[str, Any] = {
+        "name": name,
+        "file": entry.filename,
+        "path": str(path),
+        "used_by": entry.used_by,
+        "url": entry.url,
+        "present": path.is_file(),
+        "sha256": "",
+        "check": "missing",
+    }
+    if row["present"]:
+        row["sha256"] = file_sha256(path)
+        row["check"] = _check(entry, row["sha256"])
+    return row
+
+
+def _dinov2_status() -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": "dinov2",
+        "file": f"{DINOV2_REPO}/{DINOV2_FILE}",
+        "path": "",
+        "used_by": "DINOv2 feature discriminator (paper GAN recipe)",
+        "url": f"https://huggingface.co/{DINOV2_REPO}",
+        "present": False,
+        "sha256": "",
+        "check": "missing",
+    }
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        row["check"] = "unknown (huggingface_hub not installed)"
+        return row
+    found = try_to_load_from_cache(DINOV2_REPO, DINOV2_FILE)
+    if isinstance(found, str) and os.path.isfile(found):
+        row.update(path=found, present=True, sha256=file_sha256(found))
+        blob = Path(os.path.realpath(found)).name  # the hub names LFS blobs by their sha256
+        row["check"] = "ok (hub blob sha256)" if blob == row["sha256"] else "mismatch"
+    return row
+
+
+def status() -> list[dict[str, Any]]:
+    """One row per pretrained file: name, path, present, sha256 and the check made."""
+    return [describe(name) for name in WEIGHTS] + [_dinov2_status()]
+
+
+def require(name: str, metric: str) -> Path:
+    """The cached file for ``name``, or ``MetricUnavailable`` saying how to get it.
+
+    Never touches the network.  A file whose checksum does not match is still
+    used (the libraries would load it too) but the verdict is in ``status``
+    and in each result's protocol.
+    """
+    entry = get(name)
+    path = entry.path()
+    if not path.is_file():
+        raise MetricUnavailable(
+            f"{metric}: pretrained weights {entry.filename} not found in {path.parent}; "
+            f"run `qbench weights fetch {name}` with internet access, or copy the file from "
+            f"{entry.url} and run `qbench weights install FILE`"
+        )
+    return path
+
+
+def fetch(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Download missing weights through the libraries' own downloaders (needs internet)."""
+    targets = list(names) if names else [*WEIGHTS, "dinov2"]
+    for name in targets:
+        if name == "dinov2":
+            import timm
+
+            timm.create_model(DINOV2_MODEL, pretrained=True)
+            continue
+        entry = get(name)
+        if entry.path().is_file():
+            continue
+        if name == "inception":
+            import torch.hub
+
+            # exactly what torch-fidelity itself calls (no hash check), into the same
+            # file of the hub cache; ``status`` then reports the checksum verdict
+            torch.hub.load_state_dict_from_url(entry.url, map_location="cpu")
+        else:
+            import torchvision
+
+            builder = getattr(torchvision.models, name)
+            builder(weights="IMAGENET1K_V1")  # torchvision checks the hash prefix
+    rows = status()
+    return [row for row in rows if row["name"] in targets]
+
+
+def identify(file_path: str | os.PathLike) -> WeightsFile:
+    """Which known weights file ``file_path`` is: by name, else by checksum."""
+    path = Path(file_path)
+    if not path.is_file():
+        raise ConfigError(f"weights file {path} does not exist")
+    by_name = [w for w in WEIGHTS.values() if w.filename == path.name]
+    if by_name:
+        return by_name[0]
+    sha = file_sha256(path)
+    by_hash = [w for w in WEIGHTS.values() if w.sha256_prefix and sha.startswith(w.sha256_prefix)]
+    if by_hash:
+        return by_hash[0]
+    raise ConfigError(
+        f"{path.name} is not a known weights file (sha256 {sha[:12]}...); expected one of: "
+        + ", ".join(w.filename for w in WEIGHTS.values())
+    )
+
+
+def install(file_path: str | os.PathLike) -> Path:
+    """Copy a user-supplied weights file into the torch cache after checking it."""
+    entry = identify(file_path)
+    sha = file_sha256(file_path)
+    if _check(entry, sha) == "mismatch":
+        raise ConfigError(
+            f"{Path(file_path).name} has sha256 {sha[:12]}..., but {entry.filename} must start with "
+            f"{entry.sha256_prefix}: the file is corrupt or a different file; download it again from {entry.url}"
+        )
+    target = entry.path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.part")
+    shutil.copyfile(file_path, tmp)
+    os.replace(tmp, target)  # atomic: a half-copied file never has the real name
+    return target
