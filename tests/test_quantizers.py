@@ -1,0 +1,187 @@
+"""Every registered quantizer against the contract (qbench.testing.check_quantizer),
+plus the shared lookup and statistics against independent references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import qbench
+from qbench import ConfigError
+from qbench.codebook import code_histogram, nearest_code, perplexity, usage, usage_stats
+from qbench.quantizer import Quantizer
+from qbench.testing import check_quantizer
+
+# small options per built-in; a quantizer registered by anyone else runs with dim=8
+VARIANTS = {
+    "gsq": [
+        dict(dim=8, groups=4, codebook_size=16),
+        dict(dim=8, groups=2, codebook_size=16, shared_codebook=False),
+        dict(dim=4, groups=2, codebook_size=8, init="uniform"),  # d = 2: l2 lookup off
+        dict(dim=6, groups=1, codebook_size=32),
+    ],
+    "vq": [
+        dict(dim=8, codebook_size=16),
+        dict(dim=8, codebook_size=16, l2_lookup=True),
+        dict(dim=8, codebook_size=16, ema_decay=0.9),
+        dict(dim=8, codebook_size=16, dead_code_threshold=0.5),
+    ],
+    "rvq": [dict(dim=8, stages=3, codebook_size=8)],
+    "fsq": [dict(dim=8, levels=[8, 5, 5, 5]), dict(dim=3, levels=[2, 3, 4])],
+}
+
+
+def _cases():
+    for name in qbench.registries().quantizers.names():
+        for options in VARIANTS.get(name, [dict(dim=8)]):
+            yield pytest.param(name, options, id=f"{name}-" + ",".join(f"{k}={v}" for k, v in options.items()))
+
+
+@pytest.mark.parametrize("name,options", list(_cases()))
+def test_contract(name, options):
+    check_quantizer(name, **options)
+
+
+def test_every_builtin_is_covered():
+    assert set(VARIANTS) <= set(qbench.registries().quantizers.names())
+
+
+# -- the kit must be able to fail ---------------------------------------------------
+
+
+class _NoStraightThrough(Quantizer):
+    """A VQ that forgets the straight-through form: z gets no gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.dim, self.codebook_size = 4, 8
+        self.codebook = torch.nn.Parameter(torch.randn(8, 4))
+
+    def encode(self, z):
+        rows = z.permute(0, 2, 3, 1).reshape(-1, 4)
+        return nearest_code(rows, self.codebook).view(*z.shape[:1], *z.shape[2:], 1)
+
+    def decode(self, codes):
+        return self.codebook[codes[..., 0]].permute(0, 3, 1, 2)
+
+    def forward(self, z):
+        codes = self.encode(z)
+        z_q = self.decode(codes)
+        return qbench.QuantizerOutput(z_q, codes, ((z_q - z.detach()) ** 2).mean(), self.code_stats(codes))
+
+
+class _WrongStats(_NoStraightThrough):
+    def forward(self, z):
+        out = super().forward(z)
+        z_q = z + (out.z_q - z).detach()
+        return out._replace(z_q=z_q, stats={"usage": 1.0, "perplexity": 1.0})
+
+
+def test_kit_rejects_missing_straight_through():
+    with pytest.raises(AssertionError, match="gradient"):
+        check_quantizer(_NoStraightThrough())
+
+
+def test_kit_rejects_wrong_stats():
+    with pytest.raises(AssertionError, match="stats"):
+        check_quantizer(_WrongStats())
+
+
+# -- chunked lookup against brute force ------------------------------------------------
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("chunk_bytes", [4, 256, 4096, 2**24])  # 1 score per block .. all at once
+def test_nearest_code_equals_dense_search(normalize, chunk_bytes):
+    torch.manual_seed(0)
+    x, book = torch.randn(300, 5, dtype=torch.float64), torch.randn(37, 5, dtype=torch.float64)
+    if normalize:
+        xr, br = x / x.norm(dim=1, keepdim=True), book / book.norm(dim=1, keepdim=True)
+    else:
+        xr, br = x, book
+    dense = ((xr[:, None, :] - br[None]) ** 2).sum(-1)  # float64 brute force, every distance
+    got = nearest_code(x.float(), book.float(), normalize=normalize, max_chunk_bytes=chunk_bytes)
+    assert got.dtype == torch.int64 and got.shape == (300,)
+    assert torch.equal(got, dense.argmin(dim=1))
+
+
+def test_nearest_code_runs_float32_under_autocast():
+    torch.manual_seed(1)
+    x, book = torch.randn(64, 3), torch.randn(1000, 3)
+    expected = nearest_code(x, book)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        assert torch.equal(nearest_code(x, book), expected)
+        assert torch.equal(nearest_code(x.bfloat16(), book), nearest_code(x.bfloat16().float(), book))
+
+
+def test_nearest_code_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="codebook"):
+        nearest_code(torch.zeros(3, 4), torch.zeros(5, 3))
+
+
+# -- usage and perplexity on a known histogram ------------------------------------------
+
+
+def test_usage_stats_by_hand():
+    # 2 tokens, V = 4: token 0 uses codes {0, 0, 1, 1}, token 1 uses {3, 3, 3, 3}
+    codes = torch.tensor([[0, 3], [0, 3], [1, 3], [1, 3]]).view(1, 2, 2, 2)
+    shared = usage_stats(codes, 4, shared=True)
+    # pooled histogram [2, 2, 0, 4] over 8 tokens
+    assert float(shared["usage"]) == pytest.approx(3 / 4)
+    p = torch.tensor([2, 2, 4]) / 8
+    assert float(shared["perplexity"]) == pytest.approx(math.exp(-(p * p.log()).sum().item()), rel=1e-6)
+    assert float(shared["usage/0"]) == pytest.approx(2 / 4)
+    assert float(shared["perplexity/0"]) == pytest.approx(2.0)
+    assert float(shared["usage/1"]) == pytest.approx(1 / 4)
+    assert float(shared["perplexity/1"]) == pytest.approx(1.0)
+    separate = usage_stats(codes, 4, shared=False)
+    assert float(separate["usage"]) == pytest.approx((2 / 4 + 1 / 4) / 2)
+    assert float(separate["perplexity"]) == pytest.approx((2.0 + 1.0) / 2)
+    # the same numbers as the metric helpers give
+    assert float(usage(code_histogram(codes, 4)).item()) == pytest.approx(3 / 4)
+    assert float(perplexity(code_histogram(codes, 4, shared=False))[0]) == pytest.approx(2.0)
+
+
+def test_single_token_stats_have_no_per_token_entries():
+    stats = usage_stats(torch.tensor([0, 1, 1, 2]).view(1, 2, 2, 1), 8)
+    assert set(stats) == {"usage", "perplexity"}
+
+
+# -- configuration errors before any tensor is made --------------------------------------
+
+BAD_OPTIONS = [
+    ("gsq", dict(dim=10, groups=4), "not divisible"),
+    ("gsq", dict(dim=8, codebook_size=1), "codebook_size"),
+    ("gsq", dict(dim=8, init="gaussian"), "init"),
+    ("gsq", dict(dim=8, l2_lookup="yes"), "l2_lookup"),
+    ("gsq", dict(dim=8, beta=-1), "beta"),
+    ("gsq", dict(dim=0), "dim"),
+    ("vq", dict(dim=8, codebook_size=0), "codebook_size"),
+    ("vq", dict(dim=8, ema_decay=1.0), "ema_decay"),
+    ("vq", dict(dim=8, dead_code_threshold=-1), "dead_code_threshold"),
+    ("rvq", dict(dim=8, stages=0), "stages"),
+    ("rvq", dict(dim=8, codebook_size=1), "codebook_size"),
+    ("fsq", dict(dim=4, levels=[]), "levels"),
+    ("fsq", dict(dim=4, levels=[8, 1]), "level"),
+    ("fsq", dict(dim=4, levels=[8, 2.5]), "level"),
+    ("fsq", dict(dim=4, levels="8555"), "levels"),
+]
+
+
+@pytest.mark.parametrize("name,options,message", BAD_OPTIONS)
+def test_invalid_options_raise_config_error_before_tensors(name, options, message, monkeypatch):
+    made = []
+    for factory in ("empty", "randn", "zeros", "ones", "tensor"):
+        original = getattr(torch, factory)
+        monkeypatch.setattr(torch, factory, lambda *a, _f=original, **k: made.append(1) or _f(*a, **k))
+    with pytest.raises(ConfigError, match=message):
+        qbench.registries().quantizers.create(name, **options)
+    assert not made, "a tensor was made before the configuration error"
+
+
+def test_wrong_latent_shape_is_a_config_error():
+    q = qbench.registries().quantizers.create("gsq", dim=8, groups=2, codebook_size=4)
+    with pytest.raises(ConfigError, match=r"\(B, 8, h, w\)"):
+        q(torch.randn(1, 6, 2, 2))
