@@ -1,0 +1,111 @@
+"""Pretrained weights: found in the torch cache without network, verified, installed."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import socket
+import urllib.request
+
+import pytest
+import torch
+
+import qbench
+from qbench import weights
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def random_inception_state_dict(monkeypatch):
+    """torch-fidelity's Inception with random values, built without its weights."""
+    from torch_fidelity import feature_extractor_inceptionv3 as inc
+
+    with monkeypatch.context() as patch:
+        patch.setattr(inc, "load_state_dict_from_url", lambda *a, **k: {})
+        patch.setattr(inc.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
+        model = inc.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    return model.state_dict()
+
+
+def test_random_inception_file_in_torch_home_loads_offline_and_reports_mismatch(torch_home, no_network, monkeypatch):
+    from qbench_builtins.metrics import ReconstructionFID
+
+    path = torch_home / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
+    path.parent.mkdir(parents=True)
+    saved = random_inception_state_dict(monkeypatch)
+    torch.save(saved, path)
+
+    metric = ReconstructionFID()  # would try to download (and fail the no_network guard) if it missed the file
+    loaded = metric.extractor.state_dict()
+    assert loaded.keys() == saved.keys()
+    assert all(torch.equal(loaded[k], saved[k]) for k in ("Conv2d_1a_3x3.conv.weight", "fc.weight", "fc.bias"))
+    assert metric.protocol()["weights_check"] == "mismatch"
+
+    rows = {row["name"]: row for row in weights.status()}
+    assert rows["inception"]["present"] is True
+    assert rows["inception"]["path"] == str(path)
+    assert rows["inception"]["check"] == "mismatch"
+    assert rows["inception"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert rows["alexnet"]["present"] is False and rows["alexnet"]["check"] == "missing"
+
+
+def test_status_lists_every_file_under_torch_home(torch_home):
+    rows = weights.status()
+    names = [row["name"] for row in rows]
+    assert names[:3] == ["inception", "alexnet", "vgg16"] and "dinov2" in names
+    for row in rows[:3]:
+        assert row["path"].startswith(str(torch_home / "hub" / "checkpoints"))
+        assert row["present"] is False
+
+
+def test_missing_weights_make_metrics_unavailable_with_instructions(torch_home, no_network):
+    from qbench_builtins.metrics import LPIPSMetric, ReconstructionFID
+
+    with pytest.raises(qbench.MetricUnavailable, match="alexnet-owt-7be5be79.pth.*qbench weights install FILE"):
+        LPIPSMetric()
+    with pytest.raises(qbench.MetricUnavailable, match="vgg16-397923af.pth"):
+        LPIPSMetric(net="vgg")
+    with pytest.raises(qbench.MetricUnavailable, match="qbench weights fetch inception"):
+        ReconstructionFID()
+
+
+def test_install_rejects_unknown_and_corrupt_files(tmp_path, torch_home):
+    stranger = tmp_path / "something.pth"
+    stranger.write_bytes(b"not weights")
+    with pytest.raises(qbench.ConfigError, match="not a known weights file"):
+        weights.install(stranger)
+    corrupt = tmp_path / "alexnet-owt-7be5be79.pth"
+    corrupt.write_bytes(b"truncated download")
+    with pytest.raises(qbench.ConfigError, match="must start with 7be5be79"):
+        weights.install(corrupt)
+    with pytest.raises(qbench.ConfigError, match="does not exist"):
+        weights.install(tmp_path / "absent.pth")
+    assert not (torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").exists()
+
+
+def test_install_copies_a_verified_file_into_the_cache(tmp_path, torch_home, monkeypatch):
+    brought = tmp_path / "downloaded-elsewhere.bin"
+    brought.write_bytes(b"pretend alexnet weights")
+    prefix = hashlib.sha256(brought.read_bytes()).hexdigest()[:8]
+    # pretend the known checksum is this file's, so the success path can be tested offline
+    entry = dataclasses.replace(weights.WEIGHTS["alexnet"], sha256_prefix=prefix)
+    monkeypatch.setitem(weights.WEIGHTS, "alexnet", entry)
+
+    target = weights.install(brought)  # identified by its checksum, not its name
+    assert target == torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert target.read_bytes() == brought.read_bytes()
+    assert weights.describe("alexnet")["check"] == "ok (sha256 prefix)"
