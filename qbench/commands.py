@@ -133,10 +133,11 @@ def weights(action: str, names: list[str] | None, file: str | None) -> int:
 
     if action == "status":
         rows = [
-            (r["name"], r["used_by"] if "used_by" in r else "", "yes" if r["present"] else "no", r.get("sha256", ""), str(r["path"]))
+            (r["name"], r["used_by"] if "used_by" in r else "", "yes" if r["present"] else "no",
+             r.get("check", ""), r.get("sha256", "")[:16], str(r["path"]))
             for r in w.status()
         ]
-        print(_table(rows, ("file", "used by", "present", "sha256", "path")))
+        print(_table(rows, ("file", "used by", "present", "check", "sha256", "path")))
     elif action == "fetch":
         w.fetch(names or None)
     elif action == "install":

@@ -62,6 +62,13 @@ def test_random_inception_file_in_torch_home_loads_offline_and_reports_mismatch(
     assert rows["inception"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert rows["alexnet"]["present"] is False and rows["alexnet"]["check"] == "missing"
 
+    from conftest import run_cli
+
+    proc = run_cli("weights", "status", env={"TORCH_HOME": str(torch_home)})
+    assert proc.returncode == 0, proc.stderr
+    inception_line = next(line for line in proc.stdout.splitlines() if line.startswith("inception"))
+    assert "mismatch" in inception_line and rows["inception"]["sha256"][:16] in inception_line
+
 
 def test_status_lists_every_file_under_torch_home(torch_home):
     rows = weights.status()

@@ -75,8 +75,8 @@ def qbench_register_metrics():
         _metric("lpips", "LPIPSMetric", "LPIPS (lpips package, AlexNet by default)", False),
         _metric("psnr", "PSNR", "peak signal-to-noise ratio on [0, 1] RGB", True, "dB"),
         _metric("ssim", "SSIM", "structural similarity, Gaussian window 11, sigma 1.5", True),
-        _metric("usage", "CodebookUsage", "fraction of codes used on the evaluation set", True, "%"),
-        _metric("perplexity", "Perplexity", "exp(entropy) of the code histogram", True),
+        _metric("usage", "CodebookUsage", "percentage of codebook entries used on the evaluation set (pooled; per group/stage in extras)", True, "%"),
+        _metric("perplexity", "Perplexity", "exp(entropy) of the evaluation-set code histogram (pooled; per group/stage in extras)", True),
         _metric("bits", "Bits", "bits per position, per image, compression ratio vs 24-bit RGB", None, "bits"),
         _metric("throughput", "Throughput", "encode and decode images per second", True, "img/s"),
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 
 import torch
 
@@ -32,8 +33,10 @@ class LPIPSMetric(Metric):
         row = weights.describe(weights_name)
         import lpips
 
-        # torchvision finds the file in the hub cache and loads it without any network access
-        with contextlib.redirect_stdout(io.StringIO()):
+        # torchvision finds the file in the hub cache and loads it without any network access;
+        # lpips 0.1.4 still passes torchvision's deprecated ``pretrained=``: silence that noise
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
             network = lpips.LPIPS(net=net, verbose=False)
         self._setup(network, net, path.name, row["sha256"], row["check"])
 
