@@ -21,6 +21,8 @@ histogram counts every token against the same V bins; for separate codebooks
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -78,8 +80,23 @@ def usage_stats(codes: torch.Tensor, codebook_size: int, shared: bool = True) ->
 # large the codebook is (V = 2^18 and more), and a running maximum carries the
 # best code across blocks of codes when even one query row against all V codes
 # would exceed the budget.
+#
+# At small d the cost is writing and re-reading the score block, not the
+# arithmetic; on CPU a fused dot-product + max kernel (qbench._fused_lookup,
+# torch.compile) never writes the scores and is several times faster.  It is
+# used automatically for large searches (compiling costs seconds once per
+# process and shape), and falls back to the eager path if compiling fails.
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
+FUSED_MIN_SCORES = 2**27  # below ~1e8 scores the eager search takes under a second
+
+
+def _use_fused(fused: bool | None, x: torch.Tensor, v: int) -> bool:
+    if fused is not None:
+        return fused
+    if x.device.type != "cpu" or os.environ.get("QBENCH_FUSED_LOOKUP", "1") == "0":
+        return False
+    return x.shape[0] * v >= FUSED_MIN_SCORES
 
 
 def nearest_code(
@@ -88,6 +105,7 @@ def nearest_code(
     *,
     normalize: bool = False,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    fused: bool | None = None,
 ) -> torch.Tensor:
     """Index of the nearest codebook row for every row of ``x``: int64 (N,).
 
@@ -95,7 +113,10 @@ def nearest_code(
     between l2-normalised vectors when ``normalize``.  Always computed in
     float32 without autograd, even under autocast (bf16 scores would collapse
     near-ties and halve codebook usage).  Extra memory: at most
-    ``max_chunk_bytes`` of scores plus O(N + V * d).
+    ``max_chunk_bytes`` of scores plus O(N + V * d).  ``fused``: True forces
+    the compiled CPU kernel, False the eager one, None (default) picks the
+    fused kernel on CPU for searches of at least ``FUSED_MIN_SCORES`` scores
+    (environment ``QBENCH_FUSED_LOOKUP=0`` turns that off).
     """
     if x.dim() != 2 or codebook.dim() != 2 or x.shape[1] != codebook.shape[1]:
         raise ValueError(
@@ -110,23 +131,35 @@ def nearest_code(
             bias = torch.zeros(codes.shape[0], device=codes.device)
         else:
             bias = -0.5 * codes.pow(2).sum(dim=-1)
-        n, v = x.shape[0], codes.shape[0]
-        budget = max(1, int(max_chunk_bytes) // 4)  # float32 scores per block
-        code_block = min(v, budget)
-        row_block = max(1, budget // code_block)
-        out = torch.empty(n, dtype=torch.long, device=x.device)
-        codes_t = codes.t()
-        for r0 in range(0, n, row_block):
-            rows = x[r0 : r0 + row_block]
-            best_val = best_idx = None
-            for c0 in range(0, v, code_block):
-                scores = torch.addmm(bias[c0 : c0 + code_block], rows, codes_t[:, c0 : c0 + code_block])
-                val, idx = scores.max(dim=1)
-                if best_val is None:
-                    best_val, best_idx = val, idx
-                else:
-                    better = val > best_val  # strict: ties keep the lower index
-                    best_val = torch.where(better, val, best_val)
-                    best_idx = torch.where(better, idx + c0, best_idx)
-            out[r0 : r0 + row_block] = best_idx
-        return out
+        if x.shape[0] == 0:
+            return torch.empty(0, dtype=torch.long, device=x.device)
+        if _use_fused(fused, x, codes.shape[0]):
+            from ._fused_lookup import fused_nearest
+
+            found = fused_nearest(x, codes, bias)
+            if found is not None:
+                return found
+        return _eager_nearest(x, codes, bias, max_chunk_bytes)
+
+
+def _eager_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, max_chunk_bytes: int) -> torch.Tensor:
+    n, v = x.shape[0], codes.shape[0]
+    budget = max(1, int(max_chunk_bytes) // 4)  # float32 scores per block
+    code_block = min(v, budget)
+    row_block = max(1, budget // code_block)
+    out = torch.empty(n, dtype=torch.long, device=x.device)
+    codes_t = codes.t()
+    for r0 in range(0, n, row_block):
+        rows = x[r0 : r0 + row_block]
+        best_val = best_idx = None
+        for c0 in range(0, v, code_block):
+            scores = torch.addmm(bias[c0 : c0 + code_block], rows, codes_t[:, c0 : c0 + code_block])
+            val, idx = scores.max(dim=1)
+            if best_val is None:
+                best_val, best_idx = val, idx
+            else:
+                better = val > best_val  # strict: ties keep the lower index
+                best_val = torch.where(better, val, best_val)
+                best_idx = torch.where(better, idx + c0, best_idx)
+        out[r0 : r0 + row_block] = best_idx
+    return out
