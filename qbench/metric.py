@@ -153,9 +153,10 @@ def reduce_states(metric: Metric, process_group=None) -> None:
     comm_device = torch.device("cpu")
     if dist.get_backend(process_group) == "nccl":
         comm_device = torch.device("cuda", torch.cuda.current_device())
+    state = metric.state()
     reduced = {}
-    for key in sorted(metric.state()):  # same order on every rank
-        tensor = metric.state()[key]
+    for key in sorted(state):  # same order on every rank
+        tensor = state[key]
         wire_dtype = torch.float64 if tensor.is_floating_point() else torch.int64
         buffer = tensor.detach().to(device=comm_device, dtype=wire_dtype).clone()
         dist.all_reduce(buffer, op=dist.ReduceOp.SUM, group=process_group)
