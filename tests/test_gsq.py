@@ -121,13 +121,24 @@ def test_codebook_learns_from_the_loss_only():
     assert torch.equal(grad_rows, used)  # exactly the rows that were hit
 
 
-def test_large_codebook_stays_within_budget():
-    # V = 2^16 codes against 64 rows with a 64 KiB block budget: many blocks of codes
-    from qbench.codebook import nearest_code
+def test_large_codebook_stays_within_budget(monkeypatch):
+    # V = 2^16 codes against 64 rows with a 64 KiB score budget: many blocks of
+    # codes, none of them larger than the budget, and still the exact answer
+    import qbench.codebook as codebook
 
+    blocks = []
+    real_addmm = torch.addmm
+
+    def recording_addmm(*args, **kwargs):
+        out = real_addmm(*args, **kwargs)
+        blocks.append(out.numel() * out.element_size())
+        return out
+
+    monkeypatch.setattr(codebook.torch, "addmm", recording_addmm)
     torch.manual_seed(0)
     book = F.normalize(torch.randn(2**16, 8), dim=1)
     x = torch.randn(64, 8)
-    got = nearest_code(x, book, normalize=True, max_chunk_bytes=2**16)
+    got = codebook.nearest_code(x, book, normalize=True, max_chunk_bytes=2**16, fused=False)
     dense = (F.normalize(x, dim=1) @ book.t()).argmax(dim=1)
     assert torch.equal(got, dense)
+    assert len(blocks) >= 64 * 2**16 * 4 // 2**16 and max(blocks) <= 2**16
