@@ -14,12 +14,13 @@ The pieces, each in its own module:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import Recipe
-from .errors import ConfigError
+from .errors import ConfigError, RunFailed
 
 
 @dataclass
@@ -40,3 +41,161 @@ def parse_quantizers(text: str) -> list[str]:
     if not names:
         raise ConfigError("--quantizers needs at least one name, e.g. --quantizers gsq,vq")
     return names
+
+
+def _registries(registries):
+    if registries is not None:
+        return registries
+    from .plugins import registries as build
+
+    return build()
+
+
+def _validate(quantizers: list[str], recipe: Recipe, regs, strict_metrics: bool):
+    """Every user error we can find, before any training: names, options, data, weights, shapes."""
+    import torch
+
+    from .data import build_dataset
+    from .evaluate import check_metrics
+    from .losses import check_pretrained
+    from .model import build_tokenizer
+
+    for name in quantizers:
+        regs.quantizers.get(name)  # unknown name: ConfigError with did-you-mean
+    train_set = build_dataset(recipe, "train", registries=regs)
+    eval_set = build_dataset(recipe, recipe.eval.split, registries=regs)
+    check_pretrained(recipe)
+    if strict_metrics:
+        missing = check_metrics(recipe.eval.metrics, regs)
+        if missing:
+            raise ConfigError("--strict-metrics: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
+    probe = eval_set[0] if not isinstance(eval_set[0], tuple) else eval_set[0][0]
+    x = probe.unsqueeze(0).float().div(127.5).sub(1.0)
+    for name in quantizers:
+        with torch.no_grad():
+            tokenizer = build_tokenizer(recipe, name, registries=regs)  # bad options raise here
+            tokenizer.eval()(x)  # impossible shapes (D vs levels, size vs downsample) raise here
+    return train_set, eval_set
+
+
+def _identity(recipe: Recipe, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    from . import results
+
+    return {"recipe": recipe.to_dict(), "quantizer": name, "options": dict(options),
+            "config_hash": results.config_hash(recipe, name, options), "recipe_hash": recipe.hash()}
+
+
+def _recon_grid(model, dataset, count: int, device):
+    import torch
+
+    from .evaluate import to_uint8
+
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    originals = torch.stack([i if isinstance(i, torch.Tensor) else i[0] for i in items])
+    with torch.no_grad():
+        x_hat, _ = model(originals.to(device).float().div(127.5).sub(1.0))
+    return originals.numpy(), to_uint8(x_hat.float().cpu()).numpy()
+
+
+def _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True):
+    import torch
+
+    from . import distributed, results
+    from .evaluate import dataset_key_for, evaluate
+    from .model import build_tokenizer, quantizer_options
+    from .train import fit
+
+    main = distributed.is_main_process()
+    options = quantizer_options(recipe, name)
+    if main and resume_state is None:
+        results.write_config(run_dir, recipe, name, options)
+    torch.manual_seed(recipe.seed)
+    tokenizer = build_tokenizer(recipe, name, registries=regs)
+    model_info = tokenizer.model_info()
+    device = distributed.local_device(recipe.train.device)
+
+    def write_log(rows):
+        results.write_log(run_dir, rows)
+
+    def finish(status, reason="", failed_step=None, metrics=None, train_info=None):
+        record = results.build_record(recipe=recipe, quantizer=name, options=options, seed=recipe.seed,
+                                      status=status, reason=reason, failed_step=failed_step,
+                                      metrics=metrics or {}, model_info=model_info, train_info=train_info or {})
+        if main:
+            results.write_metrics(run_dir, record)
+        return RunOutcome(name, options, run_dir, status, reason=reason, metrics=metrics or {}, record=record)
+
+    started = time.perf_counter()
+    try:
+        trained = fit(tokenizer, recipe, train_set, identity=_identity(recipe, name, options), run_dir=run_dir,
+                      resume_state=resume_state, progress=progress, on_log=write_log, device=device)
+    except RunFailed as exc:
+        info = {"steps": (exc.step or 1) - 1, "wall_time_s": round(time.perf_counter() - started, 2),
+                "final_loss": float("nan"), "device": str(device), "world_size": distributed.world_size()}
+        return finish("failed", exc.reason, exc.step, train_info=info)
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a plugin raising mid-run fails this run only
+        info = {"steps": 0, "wall_time_s": round(time.perf_counter() - started, 2), "final_loss": float("nan"),
+                "device": str(device), "world_size": distributed.world_size()}
+        return finish("failed", f"{type(exc).__name__}: {exc}", train_info=info)
+    model = trained.eval_model
+    metrics = evaluate(model, eval_set, recipe.eval.metrics, registries=regs, batch_size=recipe.eval.batch_size,
+                       max_images=recipe.eval.max_images, device=str(device), dataset_key=dataset_key_for(recipe),
+                       progress=progress)
+    if main and recipe.eval.grid_images > 0:
+        results.write_recon_grid(run_dir, *_recon_grid(model, eval_set, recipe.eval.grid_images, device))
+    report = getattr(train_set, "report", None)
+    info = trained.info()
+    if callable(report) and report():
+        info["data_note"] = report()
+    return finish("ok", metrics=metrics, train_info=info)
+
+
+def run_comparison(
+    quantizers: list[str],
+    recipe: Recipe,
+    *,
+    seed: int | None = None,
+    out_root: str | Path = "results/runs",
+    strict_metrics: bool = False,
+    progress: bool = True,
+    registries=None,
+) -> list[RunOutcome]:
+    """Train and score each quantizer under ``recipe``; one run directory each.
+
+    All user errors are raised (``ConfigError``) before the first step.  A run
+    that fails is recorded as failed (``metrics.json`` with status, step and
+    reason; its last good checkpoint kept) and the next quantizer still runs.
+    """
+    import dataclasses
+
+    from . import distributed, results
+
+    regs = _registries(registries)
+    if seed is not None:
+        recipe = dataclasses.replace(recipe, seed=int(seed))
+    distributed.init(distributed.local_device(recipe.train.device))
+    train_set, eval_set = _validate(quantizers, recipe, regs, strict_metrics)
+    outcomes = []
+    for name in quantizers:
+        run_dir = results.new_run_dir(out_root, recipe, name, recipe.seed) if distributed.is_main_process() else None
+        run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
+        outcome = _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, progress=progress)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None) -> RunOutcome:
+    """Continue an interrupted run from its checkpoint, then score it as usual."""
+    from . import checkpoint, distributed, results
+
+    run_dir = Path(run_dir)
+    state = checkpoint.load(run_dir)
+    recipe, name, options = checkpoint.run_identity(state)
+    if results.config_hash(recipe, name, options) != state["config_hash"]:
+        raise ConfigError(f"checkpoint in {run_dir} does not match its own config hash (edited or from another version)")
+    regs = _registries(registries)
+    distributed.init(distributed.local_device(recipe.train.device))
+    train_set, eval_set = _validate([name], recipe, regs, strict_metrics=False)
+    return _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, resume_state=state, progress=progress)

@@ -1,0 +1,76 @@
+"""Generator-side losses: reconstruction, LPIPS perceptual, adversarial.
+
+As in the GSQ paper's recipes (arXiv 2412.02632, Tab. 16/18): MSE
+reconstruction weight 1, LPIPS (VGG) weight 1, adversarial weight 0.1 with a
+non-saturating generator loss and no adaptive weight.  LPIPS is the ``lpips``
+package (Zhang et al., arXiv 1801.03924), fed [-1, 1] inputs as it expects.
+Pretrained weights are never downloaded here: a missing file is a
+``ConfigError`` raised before training starts.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError, MetricUnavailable
+
+LPIPS_WEIGHTS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet"}
+
+
+def reconstruction_loss(kind: str, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if kind == "mse":
+        return F.mse_loss(x_hat.float(), x.float())
+    if kind == "l1":
+        return F.l1_loss(x_hat.float(), x.float())
+    raise ConfigError(f"loss.reconstruction must be mse or l1, got {kind!r}")
+
+
+def require_lpips_weights(net: str) -> None:
+    """ConfigError naming the file and how to get it, when LPIPS' backbone is not cached."""
+    from . import weights
+
+    name = LPIPS_WEIGHTS.get(net)
+    if name is None:
+        raise ConfigError(f"loss.lpips_net must be one of {', '.join(LPIPS_WEIGHTS)}, got {net!r}")
+    if name not in weights.WEIGHTS:
+        raise ConfigError(f"LPIPS loss with net={net!r} is not supported offline; use lpips_net=\"vgg\" or \"alex\"")
+    try:
+        weights.require(name, "LPIPS perceptual loss")
+    except MetricUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class PerceptualLoss(nn.Module):
+    """LPIPS distance, averaged over the batch; frozen.  ``random_backbone`` is for tests only."""
+
+    def __init__(self, net: str = "vgg", random_backbone: bool = False):
+        super().__init__()
+        if not random_backbone:
+            require_lpips_weights(net)
+        import lpips
+
+        self.lpips = lpips.LPIPS(net=net, pnet_rand=random_backbone, verbose=False)
+        self.lpips.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.lpips(x_hat.float(), x.float()).mean()
+
+
+def check_pretrained(recipe) -> None:
+    """Raise before training when the recipe's losses need weights that are absent."""
+    loss = recipe.loss
+    if loss.lpips_weight > 0:
+        require_lpips_weights(loss.lpips_net)
+    if loss.adversarial_weight > 0 and loss.discriminator == "dino":
+        from .discriminators import require_dinov2
+
+        require_dinov2()
+    if loss.adversarial_weight > 0:
+        from .diffaug import parse_policy
+
+        parse_policy(loss.diffaug)
