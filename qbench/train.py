@@ -44,6 +44,7 @@ class TrainResult:
     world_size: int
     log: list[dict[str, Any]] = field(default_factory=list)
     eval_model: nn.Module | None = None  # EMA weights when kept (and asked for), else the model
+    model: nn.Module | None = None  # the trained (non-EMA) model
 
     def info(self) -> dict[str, Any]:
         return {"steps": self.steps, "wall_time_s": round(self.wall_time_s, 2), "final_loss": self.final_loss,
@@ -274,4 +275,5 @@ def fit(
     eval_model = trainer.ema.module if (trainer.ema is not None and recipe.eval.use_ema) else trainer.model
     eval_model.eval()
     return TrainResult(steps=trainer.step, wall_time_s=trainer.wall_time, final_loss=float(last.get("loss", float("nan"))),
-                       device=str(device), world_size=trainer.world, log=trainer.log, eval_model=eval_model)
+                       device=str(device), world_size=trainer.world, log=trainer.log, eval_model=eval_model,
+                       model=trainer.model)
