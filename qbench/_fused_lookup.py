@@ -1,11 +1,19 @@
-"""A fused dot-product + max nearest-code kernel for CPU (see qbench.codebook.nearest_code).
+"""A fused nearest-code kernel for CPU (see qbench.codebook.nearest_code).
 
-``torch.compile`` turns the broadcast form max_c (x . c + b_c) into one loop
-that never writes the (rows x V) score matrix, which at small d is what the
-eager matmul + argmax spends its time on.  Shapes are fixed per block (the last
-block of rows is padded) so a process compiles at most a few kernels.  If
+At small d the eager matmul + argmax spends its time writing and re-reading the
+(rows x V) score matrix.  ``torch.compile`` turns the broadcast form below
+into loops that never store a score: one pass finds each row's best score
+(a vectorised max), a second recomputes the scores with the same expression and
+takes the lowest index that reaches it (a vectorised min over float indices,
+exact below 2^24).  That is the same code, ties included, as the first index of
+the maximum.  Should the second pass ever miss the maximum (it cannot when both
+passes run the same instructions, but a compiler is free to differ), those
+rows are redone by the eager search.
+
+Shapes are fixed per block (the last blocks are padded: rows with zeros, codes
+with a -inf bias), so a process compiles one kernel per (d, block) shape.  If
 compiling fails (no C++ compiler, an unsupported platform) the caller falls
-back to the eager search, after one warning.
+back to the eager search after one warning.
 """
 
 from __future__ import annotations
@@ -15,26 +23,32 @@ import warnings
 import torch
 
 ROW_BLOCK = 1024
-CODE_BLOCK = 2**16
+CODE_BLOCK = 2**16  # float indices are exact far beyond this
 
 _compiled = None
 _failed = False
 
 
-def _block_best(rows: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor):
-    scores = (rows[:, None, :] * codes[None, :, :]).sum(dim=-1) + bias
-    return scores.max(dim=-1)
+def _best_in_block(rows_t, codes_t, bias, index):
+    # rows_t (d, R), codes_t (d, C): contiguous along R and C so loads vectorise
+    scores = bias[None, :] + rows_t[0][:, None] * codes_t[0][None, :]
+    for j in range(1, rows_t.shape[0]):
+        scores = scores + rows_t[j][:, None] * codes_t[j][None, :]
+    best = scores.amax(dim=-1, keepdim=True)
+    first = torch.where(scores == best, index[None, :], float("inf")).amin(dim=-1)
+    return best.squeeze(1), first
 
 
 def _kernel():
     global _compiled
     if _compiled is None:
-        _compiled = torch.compile(_block_best, dynamic=False)
+        _compiled = torch.compile(_best_in_block, dynamic=False)
     return _compiled
 
 
 def fused_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
-    """Nearest codes of float32 ``x`` (N, d), or None when the kernel is unavailable."""
+    """Nearest codes of float32 ``x`` (N, d) among ``codes`` (V, d) with per-code
+    ``bias`` (score = x.c + bias), or None when the kernel is unavailable."""
     global _failed
     if _failed:
         return None
@@ -46,22 +60,42 @@ def fused_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor) -> t
         return None
 
 
+def _pad_columns(t: torch.Tensor, size: int, value: float) -> torch.Tensor:
+    if t.shape[-1] == size:
+        return t.contiguous()
+    pad = t.new_full((*t.shape[:-1], size - t.shape[-1]), value)
+    return torch.cat([t, pad], dim=-1)
+
+
 def _search(kernel, x, codes, bias):
     n, v = x.shape[0], codes.shape[0]
+    code_block = min(v, CODE_BLOCK)
+    blocks = []
+    for c0 in range(0, v, code_block):
+        index = torch.arange(c0, c0 + code_block, dtype=torch.float32)
+        blocks.append((
+            _pad_columns(codes[c0 : c0 + code_block].t(), code_block, 0.0),
+            _pad_columns(bias[c0 : c0 + code_block], code_block, float("-inf")),
+            index,
+        ))
     out = torch.empty(n, dtype=torch.long)
     for r0 in range(0, n, ROW_BLOCK):
-        rows = x[r0 : r0 + ROW_BLOCK]
-        real = rows.shape[0]
-        if real < ROW_BLOCK:  # pad so every call has the same shape (one compile)
-            rows = torch.cat([rows, rows.new_zeros(ROW_BLOCK - real, rows.shape[1])])
+        rows_t = _pad_columns(x[r0 : r0 + ROW_BLOCK].t(), ROW_BLOCK, 0.0)
+        real = min(ROW_BLOCK, n - r0)
         best_val = best_idx = None
-        for c0 in range(0, v, CODE_BLOCK):
-            val, idx = kernel(rows, codes[c0 : c0 + CODE_BLOCK], bias[c0 : c0 + CODE_BLOCK])
+        for codes_t, block_bias, index in blocks:
+            val, idx = kernel(rows_t, codes_t, block_bias, index)
             if best_val is None:
-                best_val, best_idx = val, idx.clone()
+                best_val, best_idx = val, idx
             else:
-                better = val > best_val
+                better = val > best_val  # strict: ties keep the lower index
                 best_val = torch.where(better, val, best_val)
-                best_idx = torch.where(better, idx + c0, best_idx)
-        out[r0 : r0 + real] = best_idx[:real]
+                best_idx = torch.where(better, idx, best_idx)
+        missed = torch.isinf(best_idx[:real])
+        if missed.any():
+            from .codebook import _eager_nearest
+
+            rows = x[r0 : r0 + real][missed]
+            best_idx[:real][missed] = _eager_nearest(rows, codes, bias, 2**24).float()
+        out[r0 : r0 + real] = best_idx[:real].long()
     return out

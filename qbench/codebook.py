@@ -89,14 +89,17 @@ def usage_stats(codes: torch.Tensor, codebook_size: int, shared: bool = True) ->
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 FUSED_MIN_SCORES = 2**27  # below ~1e8 scores the eager search takes under a second
+FUSED_MAX_DIM = 8  # at larger d the matmul is compute-bound and efficient
 
 
 def _use_fused(fused: bool | None, x: torch.Tensor, v: int) -> bool:
+    if x.device.type != "cpu":  # GPU matmuls are fast; the kernel is CPU-only
+        return False
     if fused is not None:
         return fused
-    if x.device.type != "cpu" or os.environ.get("QBENCH_FUSED_LOOKUP", "1") == "0":
+    if os.environ.get("QBENCH_FUSED_LOOKUP", "1") == "0":
         return False
-    return x.shape[0] * v >= FUSED_MIN_SCORES
+    return x.shape[1] <= FUSED_MAX_DIM and x.shape[0] * v >= FUSED_MIN_SCORES
 
 
 def nearest_code(
@@ -115,7 +118,8 @@ def nearest_code(
     near-ties and halve codebook usage).  Extra memory: at most
     ``max_chunk_bytes`` of scores plus O(N + V * d).  ``fused``: True forces
     the compiled CPU kernel, False the eager one, None (default) picks the
-    fused kernel on CPU for searches of at least ``FUSED_MIN_SCORES`` scores
+    fused kernel on CPU for d <= ``FUSED_MAX_DIM`` and searches of at least
+    ``FUSED_MIN_SCORES`` scores
     (environment ``QBENCH_FUSED_LOOKUP=0`` turns that off).
     """
     if x.dim() != 2 or codebook.dim() != 2 or x.shape[1] != codebook.shape[1]:
