@@ -167,8 +167,8 @@ class _Trainer:
                 terms["g_adv"] = non_saturating_g_loss(self.forward_disc(diff_augment(x_hat, loss_cfg.diffaug)).float())
                 total = total + loss_cfg.adversarial_weight * terms["g_adv"]
         if distributed.any_rank(not bool(torch.isfinite(total.detach())), self.device):
-            raise RunFailed(f"non-finite loss ({float(total)}); terms " + ", ".join(
-                f"{k}={float(v):.4g}" for k, v in terms.items()), self.step + 1)
+            raise RunFailed(f"non-finite loss ({float(total.detach())}); terms " + ", ".join(
+                f"{k}={float(v.detach()):.4g}" for k, v in terms.items()), self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = float("nan")
@@ -180,7 +180,7 @@ class _Trainer:
         if adversarial:
             terms["d_loss"] = self.discriminator_step(x, x_hat.detach(), lr)
         self.step += 1
-        row = {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}, "lr": lr, "grad_norm": grad_norm}
+        row = {"loss": float(total.detach()), **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}, "lr": lr, "grad_norm": grad_norm}
         row.update(_batch_stats(out))
         return row
 

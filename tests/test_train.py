@@ -1,0 +1,180 @@
+"""The training loop: resume equals uninterrupted, NaN runs fail alone, checkpoints, schedules, losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import qbench
+from qbench import QuantizerOutput, QuantizerSpec, checkpoint, hookimpl, runner
+from qbench.config import load_recipe
+from qbench.data import StepBatchSampler, build_dataset
+from qbench.model import build_tokenizer
+from qbench.train import fit, learning_rate
+
+
+class NaNAfter(torch.nn.Module):
+    """A test quantizer: identity with a zero loss that turns NaN at step ``after``."""
+
+    codebook_size, tokens_per_position, bits_per_position = 2, 1, 1.0
+
+    def __init__(self, dim: int, after: int = 5):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.after, self.calls = after, 0
+
+    def forward(self, z):
+        if self.training:
+            self.calls += 1
+        loss = self.scale * 0 + (float("nan") if self.calls >= self.after else 0.0)
+        codes = torch.zeros(z.shape[0], z.shape[2], z.shape[3], 1, dtype=torch.long)
+        return QuantizerOutput(z * self.scale, codes, loss, {})
+
+    def encode(self, z):
+        return torch.zeros(z.shape[0], z.shape[2], z.shape[3], 1, dtype=torch.long)
+
+
+class Plugin:
+    @hookimpl
+    def qbench_register_quantizers(self):
+        return [QuantizerSpec(name="nan_after", factory=f"{__name__}:NaNAfter")]
+
+
+def smoke(*overrides):
+    return load_recipe("smoke", list(overrides))
+
+
+def weights_of(run_dir, key="model"):
+    return checkpoint.load(run_dir)[key]
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    recipe = smoke()
+    [whole] = runner.run_comparison(["gsq"], recipe, out_root=tmp_path / "a", progress=False)
+    assert whole.status == "ok"
+
+    # the same run, interrupted after 4 of 6 steps (checkpoint at step 3, then 4)...
+    regs = qbench.registries()
+    run_dir = tmp_path / "b"
+    run_dir.mkdir()
+    options = recipe.quantizer_options("gsq")
+    torch.manual_seed(recipe.seed)
+    tokenizer = build_tokenizer(recipe, "gsq", registries=regs)
+    fit(tokenizer, recipe, build_dataset(recipe, "train", regs), identity=runner._identity(recipe, "gsq", options),
+        run_dir=run_dir, progress=False, stop_after=4)
+    assert checkpoint.load(run_dir)["step"] == 4
+    # ...and resumed, in a model rebuilt from a different RNG state
+    torch.manual_seed(1234)
+    resumed = runner.resume_run(run_dir, progress=False)
+    assert resumed.status == "ok"
+    for key in ("model", "ema"):
+        a, b = weights_of(whole.run_dir, key), weights_of(run_dir, key)
+        assert a.keys() == b.keys()
+        for name in a:
+            assert torch.equal(a[name], b[name]), (key, name)
+    assert checkpoint.load(run_dir)["step"] == recipe.train.steps
+
+
+def test_nan_run_is_marked_failed_and_the_next_one_completes(tmp_path):
+    regs = qbench.registries(extra_plugins={"nan": Plugin()})
+    outcomes = runner.run_comparison(["nan_after", "gsq"], smoke(), out_root=tmp_path, progress=False, registries=regs)
+    failed, ok = outcomes
+    assert failed.status == "failed" and "non-finite loss" in failed.reason
+    assert failed.record["run"]["failed_step"] == 5 and failed.record["run"]["status"] == "failed"
+    assert (failed.run_dir / "metrics.json").is_file()
+    assert checkpoint.load(failed.run_dir)["step"] == 3  # the last good checkpoint is kept
+    assert ok.status == "ok" and ok.metrics["psnr"]["status"] == "ok"
+
+
+def test_unknown_quantizer_and_bad_options_fail_before_training(tmp_path):
+    with pytest.raises(qbench.ConfigError, match="did you mean"):
+        runner.run_comparison(["gsqq"], smoke(), out_root=tmp_path, progress=False)
+    with pytest.raises(qbench.ConfigError, match="divisible"):
+        runner.run_comparison(["gsq"], smoke("quantizers.gsq.groups=3"), out_root=tmp_path, progress=False)
+    assert not any(tmp_path.rglob("checkpoint.pt"))
+
+
+def test_corrupt_and_foreign_checkpoints_are_config_errors(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(qbench.ConfigError, match="corrupt"):
+        checkpoint.load(tmp_path)
+    torch.save({"state_dict": {}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(qbench.ConfigError, match="not a qbench checkpoint"):
+        runner.resume_run(tmp_path, progress=False)
+    with pytest.raises(qbench.ConfigError, match="no checkpoint"):
+        checkpoint.load(tmp_path / "missing")
+
+
+def test_learning_rate_schedules():
+    recipe = smoke("optim.lr=1.0", "optim.warmup_steps=4", "train.steps=14", "optim.schedule='cosine'",
+                   "optim.min_lr_ratio=0.1")
+    assert [learning_rate(recipe, s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert learning_rate(recipe, 9) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert learning_rate(recipe, 14) == pytest.approx(0.1)
+    assert learning_rate(smoke("optim.lr=0.5"), 100) == 0.5
+
+
+def test_batches_are_disjoint_across_ranks_and_resume_where_they_stopped():
+    rank0 = StepBatchSampler(50, 4, seed=3, rank=0, world_size=2)
+    rank1 = StepBatchSampler(50, 4, seed=3, rank=1, world_size=2)
+    seen = [i for step in range(6) for s in (rank0, rank1) for i in s.indices(step)]
+    assert len(set(seen[:48])) == 48  # no sample twice within one epoch of 50
+    later = StepBatchSampler(50, 4, seed=3, start_step=4, rank=1, world_size=2)
+    assert next(iter(later)) == rank1.indices(4)
+
+
+def test_missing_pretrained_weights_fail_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(qbench.ConfigError, match="vgg16-397923af.pth.*qbench weights"):
+        runner.run_comparison(["gsq"], smoke("loss.lpips_weight=1.0"), out_root=tmp_path, progress=False)
+    with pytest.raises(qbench.ConfigError, match="DINOv2"):
+        runner.run_comparison(["gsq"], smoke("loss.adversarial_weight=0.1", "loss.discriminator='dino'"),
+                              out_root=tmp_path, progress=False)
+
+
+def test_adversarial_patchgan_and_lpips_plumbing(tmp_path, monkeypatch):
+    """Random-weight LPIPS and a PatchGAN: the loop trains both sides and checkpoints the discriminator."""
+    import qbench.train as train_module
+    from qbench.losses import PerceptualLoss
+
+    monkeypatch.setattr(train_module, "PerceptualLoss", lambda net: PerceptualLoss(net, random_backbone=True))
+    recipe = smoke("data.image_size=32", "loss.adversarial_weight=0.1", "loss.lpips_weight=0.5", "loss.lpips_net='alex'",
+                   "train.steps=2", "train.checkpoint_every=0")
+    regs = qbench.registries()
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(recipe, "gsq", registries=regs)
+    result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), progress=False, run_dir=tmp_path,
+                 identity=runner._identity(recipe, "gsq", recipe.quantizer_options("gsq")))
+    state = checkpoint.load(tmp_path)
+    assert state["discriminator"] is not None and state["d_optimizer"] is not None
+    assert {"g_adv", "d_loss", "lpips"} <= set(result.log[-1])
+
+
+def test_dino_discriminator_plumbing_with_random_weights():
+    from qbench.discriminators import DinoDiscriminator, hinge_d_loss, non_saturating_g_loss
+
+    disc = DinoDiscriminator(pretrained=False, input_size=28)
+    logits = disc(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert logits.shape[0] == 2 and torch.isfinite(logits).all()
+    assert not any(p.requires_grad for p in disc.backbone.parameters())
+    assert hinge_d_loss(torch.full((2,), 2.0), torch.full((2,), -2.0)) == 0
+    assert non_saturating_g_loss(torch.zeros(3)) == pytest.approx(math.log(2))
+
+
+def test_diffaugment_keeps_shapes_and_cutout_removes_the_expected_area():
+    from qbench.diffaug import cutout, diff_augment, translation
+
+    x = torch.rand(4, 3, 16, 16)
+    assert diff_augment(x).shape == x.shape
+    assert torch.equal(translation(x, ratio=0.0), x)
+    torch.manual_seed(0)
+    masked = cutout(torch.ones(4000, 1, 16, 16))
+    # an 8x8 hole centred uniformly on 0..16 per axis covers 116/17 rows (and columns) on average
+    expected = 1 - (116 / 17 / 16) ** 2
+    assert masked.mean().item() == pytest.approx(expected, abs=0.005)
+    with pytest.raises(qbench.ConfigError):
+        diff_augment(x, "color,zoom")
