@@ -1,0 +1,64 @@
+"""Two gloo ranks under torchrun: synced gradients and codebooks, only rank 0 writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    import qbench
+    from qbench import distributed, runner
+    from qbench.config import load_recipe
+    from qbench.data import build_dataset
+    from qbench.model import build_tokenizer
+    from qbench.train import fit
+
+    out = Path(sys.argv[1])
+    torch.set_num_threads(1)
+    recipe = load_recipe("smoke", ["train.steps=4", "train.checkpoint_every=2"])
+    regs = qbench.registries()
+    distributed.init(torch.device("cpu"))
+    rank = distributed.rank()
+    torch.manual_seed(100 + rank)  # different initial weights per rank: DDP must start from rank 0's
+    for name in ("gsq", "vq"):
+        options = {"dead_code_threshold": 1.0} if name == "vq" else {}
+        tokenizer = build_tokenizer(recipe, name, options, registries=regs)
+        identity = runner._identity(recipe, name, recipe.quantizer_options(name) | options)
+        result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), identity=identity,
+                     run_dir=out / name, progress=False)
+        torch.save({"model": result.model.state_dict(), "world": result.world_size},
+                   out / f"{name}-rank{rank}.pt")
+    """
+)
+
+
+def test_two_gloo_ranks_end_with_identical_parameters(tmp_path):
+    script = tmp_path / "train_ddp.py"
+    script.write_text(SCRIPT)
+    (tmp_path / "gsq").mkdir(), (tmp_path / "vq").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("gsq", "vq"):
+        a = torch.load(tmp_path / f"{name}-rank0.pt", weights_only=True)
+        b = torch.load(tmp_path / f"{name}-rank1.pt", weights_only=True)
+        assert a["world"] == b["world"] == 2
+        for key in a["model"]:
+            assert torch.equal(a["model"][key], b["model"][key]), (name, key)
+        # only rank 0 wrote: one checkpoint, at the last step, no stray temporary files
+        files = sorted(p.name for p in (tmp_path / name).iterdir())
+        assert files == ["checkpoint.pt"]
+        assert torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["step"] == 4
