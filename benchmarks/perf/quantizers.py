@@ -1,7 +1,7 @@
 """Forward+backward throughput and extra peak memory of qbench's quantizers,
 side by side with vector-quantize-pytorch's nearest equivalents.
 
-    python benchmarks/perf/quantizers.py [--quick] [--threads N]
+    python benchmarks/perf/quantizers.py [--quick] [--threads N] [--only LABEL]
 
 vector-quantize-pytorch is a benchmark-only extra (``pip install -e .[bench]``).
 
@@ -159,6 +159,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer, smaller cases")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", help="run only the cases whose label contains this text")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
     print(header)
     print("|" + "---|" * 7)
     for label, name, options, ref_name, ref_options, positions in CASES:
-        if args.quick and label in QUICK_SKIP:
+        if (args.quick and label in QUICK_SKIP) or (args.only and args.only not in label):
             continue
         for n in QUICK_POSITIONS.get(label, positions) if args.quick else positions:
             ours = _subprocess(
