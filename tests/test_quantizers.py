@@ -200,3 +200,24 @@ def test_fused_lookup_finds_the_nearest_code():
     best = dist.min(dim=1).values
     assert torch.allclose(dist.gather(1, got[:, None]).squeeze(1), best, atol=1e-5)
     assert (got == dist.argmin(dim=1)).float().mean() > 0.99
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("gsq", dict(dim=8, groups=2, codebook_size=64)),
+        ("vq", dict(dim=8, codebook_size=64)),
+        ("rvq", dict(dim=8, stages=2, codebook_size=16)),
+        ("fsq", dict(dim=4, levels=[8, 5, 5, 5])),
+    ],
+)
+def test_lookup_is_float32_under_bf16_autocast(name, options):
+    torch.manual_seed(0)
+    q = qbench.registries().quantizers.create(name, **options).eval()
+    z = torch.randn(2, options["dim"], 8, 8)
+    expected = q(z)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = q(z)
+    assert torch.equal(got.codes, expected.codes)
+    assert got.loss.dtype == torch.float32
+    assert torch.allclose(got.z_q.float(), expected.z_q, atol=1e-6)
