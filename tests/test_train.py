@@ -178,3 +178,25 @@ def test_diffaugment_keeps_shapes_and_cutout_removes_the_expected_area():
     assert masked.mean().item() == pytest.approx(expected, abs=0.005)
     with pytest.raises(qbench.ConfigError):
         diff_augment(x, "color,zoom")
+
+
+def test_load_tokenizer_rebuilds_the_trained_model(tmp_path):
+    from qbench.model import load_tokenizer
+
+    [run] = runner.run_comparison(["vq"], smoke(), out_root=tmp_path, progress=False)
+    tokenizer, recipe, dataset = load_tokenizer(run.run_dir)
+    assert recipe.hash() == smoke().hash() and tokenizer.quantizer_name == "vq"
+    state = checkpoint.load(run.run_dir)["ema"]
+    for name, value in tokenizer.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    x = torch.stack([dataset[i] for i in range(4)]).float() / 127.5 - 1
+    codes = tokenizer.encode(x)
+    torch.testing.assert_close(tokenizer.decode(codes), tokenizer(x)[0])
+
+
+def test_cpu_default_quantizers_share_the_rate():
+    recipe = load_recipe("cpu-default")
+    regs = qbench.registries()
+    bits = {n: regs.quantizers.create(n, **recipe.quantizer_options(n)).bits_per_position for n in ("gsq", "vq", "rvq", "fsq")}
+    assert max(bits.values()) <= 1.1 * min(bits.values()), bits
+    assert bits["gsq"] == 10.0
