@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="aggregate run directories into tables and plots")
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them")
     p.add_argument("--out", default="results/report", help="output directory (default: results/report)")
+    p.add_argument("--intro", default=None, metavar="FILE", help="Markdown file to put above the tables")
 
     p = sub.add_parser("eval", help="re-score a finished run from its checkpoint")
     p.add_argument("run_dir")
@@ -104,7 +105,7 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from .commands import report
 
-    return report(args.paths, args.out)
+    return report(args.paths, args.out, args.intro)
 
 
 def cmd_eval(args) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import available_recipes, load_recipe, read_toml
+from .errors import ConfigError
 from .plugins import KINDS, registries
 
 
@@ -106,12 +107,18 @@ def run(
     return 0
 
 
-def report(paths: list[str], out: str) -> int:
+def report(paths: list[str], out: str, intro: str | None = None) -> int:
     from .publish import render_text, write_report
     from .report import build_report
 
+    intro_text = ""
+    if intro:
+        try:
+            intro_text = Path(intro).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --intro file {intro}: {exc.strerror}") from None
     built = build_report(paths)
-    readme = write_report(built, out)
+    readme = write_report(built, out, intro_text)
     print(render_text(built))
     print(f"\nwritten: {readme} and {Path(out) / 'summary.csv'}")
     return 0

@@ -78,10 +78,11 @@ def _recon_sheet(runs: pd.DataFrame, path: Path) -> tuple[Path, list[str]] | Non
     return path, labels
 
 
-def write_report(report: Report, out_dir: str | Path) -> Path:
+def write_report(report: Report, out_dir: str | Path, intro: str = "") -> Path:
+    """Write the report; ``intro`` (Markdown) replaces the default heading."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# qbench comparison", ""]
+    lines = [intro.rstrip(), ""] if intro.strip() else ["# qbench comparison", ""]
     if report.runs is not None:
         frame = report.runs.drop(columns=[c for c in report.runs.columns if c.endswith("_reason")])
         atomic.write_text(out / "summary.csv", frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL))

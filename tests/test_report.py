@@ -115,3 +115,17 @@ def test_metrics_record_is_atomic_json(tmp_path, recipes):
     assert record["run"]["recipe_hash"] == a.hash()
     assert record["env"]["torch"]
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_report_cli_writes_files_and_rejects_missing_paths(tmp_path, recipes):
+    from conftest import run_cli
+
+    a, _ = recipes
+    make_run(tmp_path / "runs", a, "gsq", {"dim": 8}, 0)
+    intro = tmp_path / "intro.md"
+    intro.write_text("# Published comparison\n\nRegenerate with: qbench run\n")
+    result = run_cli("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--intro", str(intro))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "README.md").read_text().startswith("# Published comparison")
+    missing = run_cli("report", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such results directory" in missing.stderr
