@@ -136,26 +136,20 @@ def write_recon_grid(run_dir: str | Path, originals, reconstructions, *, columns
     return atomic.write_bytes(Path(run_dir) / GRID_FILE, buf.getvalue())
 
 
-def _git_revision() -> str:
+def _git(*args: str) -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
+            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
         )
     except (OSError, subprocess.SubprocessError):
         return ""
-    rev = out.stdout.strip() if out.returncode == 0 else ""
-    return f"{rev}-dirty" if rev and dirty.stdout.strip() else rev
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _git_revision() -> str:
+    """The source revision, ``-dirty`` when tracked files are modified."""
+    rev = _git("rev-parse", "--short", "HEAD")
+    return f"{rev}-dirty" if rev and _git("status", "--porcelain", "--untracked-files=no") else rev
 
 
 def environment() -> dict[str, str]:
