@@ -203,7 +203,7 @@ class _Trainer:
         if self.recipe.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.recipe.optim.grad_clip)
         self.d_optimizer.step()
-        return float(d_loss)
+        return float(d_loss.detach())
 
 
 def fit(

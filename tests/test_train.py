@@ -200,3 +200,24 @@ def test_cpu_default_quantizers_share_the_rate():
     bits = {n: regs.quantizers.create(n, **recipe.quantizer_options(n)).bits_per_position for n in ("gsq", "vq", "rvq", "fsq")}
     assert max(bits.values()) <= 1.1 * min(bits.values()), bits
     assert bits["gsq"] == 10.0
+
+
+def test_worker_processes_give_the_same_batches_as_the_main_process():
+    from qbench.data import train_batches
+
+    dataset = build_dataset(smoke(), "train")
+    inline = train_batches(dataset, 4, seed=7, start_step=2)
+    workers = train_batches(dataset, 4, seed=7, start_step=2, num_workers=1)
+    for _ in range(3):
+        assert torch.equal(next(inline), next(workers))
+
+
+def test_bf16_autocast_is_opt_in_on_cpu(tmp_path):
+    recipe = smoke("train.precision='bf16'", "train.steps=2", "train.checkpoint_every=0")
+    regs = qbench.registries()
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(recipe, "gsq", registries=regs)
+    result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), progress=False,
+                 identity=runner._identity(recipe, "gsq", recipe.quantizer_options("gsq")))
+    assert result.steps == 2 and math.isfinite(result.final_loss)
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())  # weights stay float32
