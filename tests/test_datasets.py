@@ -76,7 +76,8 @@ def test_imagefolder_skips_and_counts_corrupt_images(tmp_path):
     _write_folder(tmp_path)
     ds = ImageFolderDataset(split="train", image_size=16, root=str(tmp_path))
     assert len(ds) == 4
-    items = [ds[i] for i in range(len(ds))]
+    with pytest.warns(UserWarning, match="broken.png"):
+        items = [ds[i] for i in range(len(ds))]
     assert all(item.shape == (3, 16, 16) and item.dtype == torch.uint8 for item in items)
     assert list(ds.skipped) == [str(tmp_path / "train" / "cls" / "broken.png")]
     assert "skipped 1" in ds.report()

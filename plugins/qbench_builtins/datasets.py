@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 return self._load(path)
             except Exception as exc:  # corrupt or unreadable: count it and use the next one
                 self.skipped[str(path)] = f"{type(exc).__name__}: {exc}"
+                # also said on stderr: loader worker processes keep their own counts
+                warnings.warn(f"imagefolder: skipping unreadable image {path}: {self.skipped[str(path)]}", stacklevel=2)
         raise ConfigError(f"imagefolder: none of the {len(self.files)} images could be read")
 
     def report(self) -> str:
