@@ -50,3 +50,33 @@ def test_bad_options(kwargs):
 def test_size_not_divisible_by_downsample():
     with pytest.raises(qbench.ConfigError, match="divisible"):
         ConvBackbone(latent_dim=4, channels=8, channel_mult=(1, 2, 2)).encode(torch.zeros(1, 3, 10, 10))
+
+
+def test_vit_backbone_shapes_and_position_resampling():
+    net = qbench.registries().backbones.create("vit", latent_dim=4, image_size=16, downsample=4, width=16, depth=1, heads=2)
+    x = torch.randn(2, 3, 16, 16)
+    z = net.encode(x)
+    assert net.downsample == 4 and z.shape == (2, 4, 4, 4) and net.decode(z).shape == x.shape
+    assert net(torch.randn(1, 3, 24, 24)).shape == (1, 3, 24, 24)  # another size: positions resampled
+    # a single token decodes to a single 4x4 patch (positions resampled to a 1x1 grid)
+    patches = net.decode(torch.zeros(1, 4, 1, 1))
+    assert patches.shape == (1, 3, 4, 4)
+
+
+def test_vit_backbone_trains_through_the_loop(tmp_path):
+    from qbench import runner
+    from qbench.config import load_recipe
+
+    recipe = load_recipe("smoke", ["model.backbone='vit'", "model.options={image_size=16, downsample=2, width=16, depth=1, heads=2}",
+                                   "train.steps=2"])
+    [outcome] = runner.run_comparison(["fsq"], recipe, out_root=tmp_path, progress=False)
+    assert outcome.status == "ok" and outcome.record["model"]["downsample"] == 2
+
+
+def test_vit_backbone_bad_options():
+    from qbench_builtins.vit_backbone import ViTBackbone
+
+    with pytest.raises(qbench.ConfigError, match="divisible"):
+        ViTBackbone(latent_dim=4, image_size=18, downsample=4)
+    with pytest.raises(qbench.ConfigError, match="heads"):
+        ViTBackbone(latent_dim=4, width=10, heads=4)

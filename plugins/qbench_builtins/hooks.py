@@ -55,6 +55,13 @@ def qbench_register_backbones():
             defaults={},
             paper=GSQ_PAPER,
         ),
+        BackboneSpec(
+            name="vit",
+            factory="qbench_builtins.vit_backbone:ViTBackbone",
+            description="ViT encoder and decoder from timm transformer blocks (patch size = downsample)",
+            defaults={},
+            paper="ViT-VQGAN, arXiv 2110.04627",
+        ),
     ]
 
 
