@@ -163,8 +163,9 @@ class _Trainer:
                 from .diffaug import diff_augment
                 from .discriminators import non_saturating_g_loss
 
+                # the unwrapped discriminator: its weights are not updated here, so no DDP sync is needed
                 self.disc.requires_grad_(False)
-                terms["g_adv"] = non_saturating_g_loss(self.forward_disc(diff_augment(x_hat, loss_cfg.diffaug)).float())
+                terms["g_adv"] = non_saturating_g_loss(self.disc(diff_augment(x_hat, loss_cfg.diffaug)).float())
                 total = total + loss_cfg.adversarial_weight * terms["g_adv"]
         if distributed.any_rank(not bool(torch.isfinite(total.detach())), self.device):
             raise RunFailed(f"non-finite loss ({float(total.detach())}); terms " + ", ".join(

@@ -1,4 +1,4 @@
-"""Two gloo ranks under torchrun: synced gradients and codebooks, only rank 0 writes."""
+"""Two gloo ranks under torchrun: synced gradients, codebooks and GAN training; only rank 0 writes."""
 
 from __future__ import annotations
 
@@ -30,14 +30,16 @@ SCRIPT = textwrap.dedent(
     distributed.init(torch.device("cpu"))
     rank = distributed.rank()
     torch.manual_seed(100 + rank)  # different initial weights per rank: DDP must start from rank 0's
-    for name in ("gsq", "vq"):
+    adversarial = load_recipe("smoke", ["train.steps=3", "data.image_size=32", "loss.adversarial_weight=0.1"])
+    for label, name, run_recipe in (("gsq", "gsq", recipe), ("vq", "vq", recipe), ("gan", "gsq", adversarial)):
+        recipe = run_recipe
         options = {"dead_code_threshold": 1.0} if name == "vq" else {}
         tokenizer = build_tokenizer(recipe, name, options, registries=regs)
         identity = runner._identity(recipe, name, recipe.quantizer_options(name) | options)
         result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), identity=identity,
-                     run_dir=out / name, progress=False)
-        torch.save({"model": result.model.state_dict(), "world": result.world_size},
-                   out / f"{name}-rank{rank}.pt")
+                     run_dir=out / label, progress=False)
+        torch.save({"model": result.model.state_dict(), "world": result.world_size, "steps": result.steps},
+                   out / f"{label}-rank{rank}.pt")
     """
 )
 
@@ -45,14 +47,15 @@ SCRIPT = textwrap.dedent(
 def test_two_gloo_ranks_end_with_identical_parameters(tmp_path):
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT)
-    (tmp_path / "gsq").mkdir(), (tmp_path / "vq").mkdir()
+    for label in ("gsq", "vq", "gan"):
+        (tmp_path / label).mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("gsq", "vq"):
+    for name in ("gsq", "vq", "gan"):
         a = torch.load(tmp_path / f"{name}-rank0.pt", weights_only=True)
         b = torch.load(tmp_path / f"{name}-rank1.pt", weights_only=True)
         assert a["world"] == b["world"] == 2
@@ -61,4 +64,6 @@ def test_two_gloo_ranks_end_with_identical_parameters(tmp_path):
         # only rank 0 wrote: one checkpoint, at the last step, no stray temporary files
         files = sorted(p.name for p in (tmp_path / name).iterdir())
         assert files == ["checkpoint.pt"]
-        assert torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["step"] == 4
+        state = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
+        assert state["step"] == a["steps"] == b["steps"]
+        assert (state["discriminator"] is not None) == (name == "gan")
