@@ -104,9 +104,10 @@ def require_dinov2() -> None:
         )
 
 
-def build_discriminator(kind: str, pretrained: bool = True) -> nn.Module:
+def build_discriminator(kind: str, pretrained: bool = True, image_size: int = 256) -> nn.Module:
     if kind == "patchgan":
-        return PatchGAN()
+        # 3 layers (70x70 patches) from 32 pixels up; fewer on tiny crops, which 3 would shrink to nothing
+        return PatchGAN(n_layers=max(1, min(3, image_size.bit_length() - 3)))
     if kind == "dino":
         return DinoDiscriminator(pretrained=pretrained)
     raise ConfigError(f"unknown discriminator {kind!r}; allowed: patchgan, dino")

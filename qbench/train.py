@@ -101,7 +101,7 @@ class _Trainer:
         if loss.adversarial_weight > 0:
             from .discriminators import build_discriminator
 
-            self.disc = build_discriminator(loss.discriminator).to(device)
+            self.disc = build_discriminator(loss.discriminator, image_size=recipe.data.image_size).to(device)
             self.d_optimizer = torch.optim.AdamW([p for p in self.disc.parameters() if p.requires_grad],
                                                  lr=o.disc_lr or o.lr, betas=tuple(o.disc_betas), eps=o.eps,
                                                  weight_decay=o.weight_decay)

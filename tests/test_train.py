@@ -221,3 +221,12 @@ def test_bf16_autocast_is_opt_in_on_cpu(tmp_path):
                  identity=runner._identity(recipe, "gsq", recipe.quantizer_options("gsq")))
     assert result.steps == 2 and math.isfinite(result.final_loss)
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # weights stay float32
+
+
+@pytest.mark.parametrize("size,layers", [(8, 1), (16, 2), (32, 3), (256, 3)])
+def test_patchgan_depth_fits_the_crop_size(size, layers):
+    from qbench.discriminators import build_discriminator
+
+    disc = build_discriminator("patchgan", image_size=size)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in disc.net) == layers
+    assert disc(torch.zeros(1, 3, size, size)).numel() > 0
