@@ -112,12 +112,15 @@ class Recipe:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Hash of everything but the quantizer tables, name and description.
+        """Hash of everything but the quantizer tables, seed, name and description.
 
-        Runs of different quantizers under one recipe share it; any change to
-        data, model, optimiser, losses, steps or evaluation changes it.
+        Runs of different quantizers and seeds under one recipe share it (the
+        seed is recorded beside it, and seeds become mean ± std in reports);
+        any change to data, model, optimiser, losses, steps or evaluation
+        changes it.
         """
-        shared = {k: v for k, v in self.to_dict().items() if k not in ("quantizers", "name", "description")}
+        ignored = ("quantizers", "seed", "name", "description")
+        shared = {k: v for k, v in self.to_dict().items() if k not in ignored}
         blob = json.dumps(shared, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

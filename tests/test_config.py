@@ -42,6 +42,7 @@ def test_invalid_recipes_are_config_errors(table, message):
 def test_hash_ignores_quantizer_tables_but_not_training():
     base = recipe_from_dict({"name": "x"})
     assert recipe_from_dict({"name": "y", "quantizers": {"gsq": {"groups": 4}}}).hash() == base.hash()
+    assert recipe_from_dict({"seed": 3}).hash() == base.hash()
     assert recipe_from_dict({"train": {"steps": 3}}).hash() != base.hash()
 
 
