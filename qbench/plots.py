@@ -85,9 +85,9 @@ def rate_distortion(points: list[dict], y: str, ylabel: str, path: str | Path, t
     """Scatter of bits/position against ``y``; ``points`` have label, bits, y, y_err."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for p in points:
-        ax.errorbar(p["bits"], p[y], yerr=p.get(f"{y}_err") or None, fmt="o", capsize=3)
-        ax.annotate(p["label"], (p["bits"], p[y]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for p in points:  # a legend, not annotations: configurations often share one rate
+        ax.errorbar(p["bits"], p[y], yerr=p.get(f"{y}_err") or None, fmt="o", capsize=3, label=p["label"])
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.set_xlabel("bits per position")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

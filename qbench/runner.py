@@ -85,12 +85,18 @@ def _identity(recipe: Recipe, name: str, options: dict[str, Any]) -> dict[str, A
             "config_hash": results.config_hash(recipe, name, options), "recipe_hash": recipe.hash()}
 
 
-def _recon_grid(model, dataset, count: int, device):
+def recon_samples(model, dataset, count: int, device="cpu"):
+    """uint8 originals and reconstructions of ``count`` validation items spread over the split.
+
+    Evenly spaced indices, so that the grid shows every photo of a split
+    that is ordered photo by photo, and every quantizer shows the same items.
+    """
     import torch
 
     from .evaluate import to_uint8
 
-    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().long().unique()
+    items = [dataset[int(i)] for i in picks]
     originals = torch.stack([i if isinstance(i, torch.Tensor) else i[0] for i in items])
     with torch.no_grad():
         x_hat, _ = model(originals.to(device).float().div(127.5).sub(1.0))
@@ -144,7 +150,7 @@ def _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, *, resume
                        max_images=recipe.eval.max_images, device=str(device), dataset_key=dataset_key_for(recipe),
                        progress=progress)
     if main and recipe.eval.grid_images > 0:
-        results.write_recon_grid(run_dir, *_recon_grid(model, eval_set, recipe.eval.grid_images, device))
+        results.write_recon_grid(run_dir, *recon_samples(model, eval_set, recipe.eval.grid_images, device))
     report = getattr(train_set, "report", None)
     info = trained.info()
     if callable(report) and report():
