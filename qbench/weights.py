@@ -181,6 +181,14 @@ def status() -> list[dict[str, Any]]:
     return [describe(name) for name in WEIGHTS] + [_dinov2_status()]
 
 
+def shown_path(path: Path) -> str:
+    """``path`` with the home directory written as ``~``, for messages that get published."""
+    try:
+        return "~/" + str(Path(path).relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 def require(name: str, metric: str) -> Path:
     """The cached file for ``name``, or ``MetricUnavailable`` saying how to get it.
 
@@ -190,9 +198,9 @@ def require(name: str, metric: str) -> Path:
     """
     entry = get(name)
     path = entry.path()
-    if not path.is_file():
+    if not path.is_file():  # the reason lands in published records: no user's home directory in it
         raise MetricUnavailable(
-            f"{metric}: pretrained weights {entry.filename} not found in {path.parent}; "
+            f"{metric}: pretrained weights {entry.filename} not found in {shown_path(path.parent)}; "
             f"run `qbench weights fetch {name}` with internet access, or copy the file from "
             f"{entry.url} and run `qbench weights install FILE`"
         )
