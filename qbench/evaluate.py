@@ -229,11 +229,9 @@ def _progress(total: int, enabled: bool):
     """A callable advancing a progress bar by n images; ``None`` closes it."""
     if not enabled:
         return lambda n: None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return lambda n: None
-    bar = tqdm(total=total, unit="img", desc="evaluate", leave=False, file=sys.stderr)
+    from .progress import progress_bar
+
+    bar = progress_bar(total=total, unit="img", desc="evaluate")
 
     def advance(n):
         bar.close() if n is None else bar.update(n)

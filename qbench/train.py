@@ -70,9 +70,9 @@ def _autocast(device: torch.device, recipe: Recipe):
 def _progress_bar(total: int, initial: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
+    return progress_bar(total=total, initial=initial, unit="step", desc="train")
 
 
 def _batch_stats(out) -> dict[str, float]:
@@ -256,8 +256,8 @@ def fit(
             trainer.wall_time += time.perf_counter() - t0
             window_steps += 1
             if bar is not None:
+                bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.2f}", refresh=False)
                 bar.update(1)
-                bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.2f}")
             if trainer.step % max(1, recipe.train.log_every) == 0 or trainer.step == total_steps:
                 elapsed = time.perf_counter() - window_start
                 row = {"step": trainer.step, **last, "steps_per_s": window_steps / max(elapsed, 1e-9)}
