@@ -131,6 +131,39 @@ class Metric:
         return {}
 
 
+class PerImageMean(Metric):
+    """A metric that is the mean over images of a per-image score (PSNR, SSIM, LPIPS).
+
+    Subclasses implement ``per_image(batch) -> (B,) tensor``; the running
+    state is a float64 total and an image count, so shards sum exactly.
+    """
+
+    def __init__(self) -> None:
+        self.total = torch.zeros((), dtype=torch.float64)
+        self.count = torch.zeros((), dtype=torch.int64)
+        self.image_size: list[int] = []
+
+    def per_image(self, batch: EvalBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, batch: EvalBatch) -> None:
+        scores = self.per_image(batch).to(torch.float64).flatten()
+        self.total = self.total.to(scores.device) + scores.sum()
+        self.count = self.count.to(scores.device) + scores.numel()
+        self.image_size = list(batch.originals.shape[-2:])
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"total": self.total, "count": self.count}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.total, self.count = state["total"], state["count"]
+
+    def compute(self) -> dict[str, Any]:
+        if int(self.count) == 0:
+            raise ConfigError(f"{type(self).__name__}: no images were evaluated")
+        return {"value": float(self.total / self.count)}
+
+
 def merge_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Element-wise sum of several states of one metric (what an all-reduce gives)."""
     if not states:

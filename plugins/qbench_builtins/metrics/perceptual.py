@@ -17,12 +17,12 @@ import warnings
 import torch
 
 from qbench import ConfigError, weights
-from qbench.metric import EvalBatch, Metric
+from qbench.metric import EvalBatch, PerImageMean
 
 BACKBONE_WEIGHTS = {"alex": "alexnet", "vgg": "vgg16"}
 
 
-class LPIPSMetric(Metric):
+class LPIPSMetric(PerImageMean):
     """Mean LPIPS distance between originals and reconstructions (lower is better)."""
 
     def __init__(self, net: str = "alex"):
@@ -55,32 +55,16 @@ class LPIPSMetric(Metric):
         self.network = network.eval().requires_grad_(False)
         self.net = net
         self.weights_file, self.weights_sha256, self.weights_check = weights_file, sha256, check
-        self.total = torch.zeros((), dtype=torch.float64)
-        self.count = torch.zeros((), dtype=torch.int64)
-        self.image_size: list[int] = []
+        PerImageMean.__init__(self)
 
-    def update(self, batch: EvalBatch) -> None:
+    def per_image(self, batch: EvalBatch) -> torch.Tensor:
         device = batch.originals.device
         if next(self.network.parameters()).device != device:
             self.network.to(device)
         x = batch.originals01() * 2 - 1
         y = batch.reconstructions01() * 2 - 1
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
-            distances = self.network(x, y).flatten()
-        self.total = self.total.to(device) + distances.to(torch.float64).sum()
-        self.count = self.count.to(device) + distances.numel()
-        self.image_size = list(batch.originals.shape[-2:])
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return {"total": self.total, "count": self.count}
-
-    def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.total, self.count = state["total"], state["count"]
-
-    def compute(self) -> dict:
-        if int(self.count) == 0:
-            raise ConfigError("lpips: no images were evaluated")
-        return {"value": float(self.total / self.count)}
+            return self.network(x, y).flatten()
 
     def protocol(self) -> dict:
         from importlib.metadata import version

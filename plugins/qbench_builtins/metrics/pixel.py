@@ -15,43 +15,14 @@ from __future__ import annotations
 import torch
 
 from qbench import ConfigError
-from qbench.metric import EvalBatch, Metric
+from qbench.metric import EvalBatch, PerImageMean
 
 # PSNR of identical images is infinite; cap it so that means stay finite and
 # JSON stays valid.  100 dB is far above any lossy reconstruction of uint8 data.
 PSNR_CAP_DB = 100.0
 
 
-class _PerImageMean(Metric):
-    """A metric that is the mean over images of a per-image score."""
-
-    def __init__(self) -> None:
-        self.total = torch.zeros((), dtype=torch.float64)
-        self.count = torch.zeros((), dtype=torch.int64)
-        self.image_size: list[int] = []
-
-    def per_image(self, batch: EvalBatch) -> torch.Tensor:
-        raise NotImplementedError
-
-    def update(self, batch: EvalBatch) -> None:
-        scores = self.per_image(batch).to(torch.float64)
-        self.total = self.total.to(scores.device) + scores.sum()
-        self.count = self.count.to(scores.device) + scores.numel()
-        self.image_size = list(batch.originals.shape[-2:])
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return {"total": self.total, "count": self.count}
-
-    def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.total, self.count = state["total"], state["count"]
-
-    def compute(self) -> dict:
-        if int(self.count) == 0:
-            raise ConfigError(f"{type(self).__name__}: no images were evaluated")
-        return {"value": float(self.total / self.count)}
-
-
-class PSNR(_PerImageMean):
+class PSNR(PerImageMean):
     """Peak signal-to-noise ratio in dB, data range 1, per image then mean."""
 
     def per_image(self, batch: EvalBatch) -> torch.Tensor:
@@ -78,7 +49,7 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return w / w.sum()
 
 
-class SSIM(_PerImageMean):
+class SSIM(PerImageMean):
     """Structural similarity, Gaussian window 11, sigma 1.5 (see module docstring)."""
 
     def __init__(self, window: int = 11, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> None:
