@@ -6,6 +6,7 @@ imported inside the commands that need them.
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 from .config import available_recipes, load_recipe, read_toml
@@ -29,7 +30,7 @@ def listing(kind: str | None = None, pattern: str | None = None) -> str:
         if k == "recipes":
             rows = []
             for name, path in available_recipes().items():
-                if pattern is None or __import__("fnmatch").fnmatchcase(name, pattern):
+                if pattern is None or fnmatch.fnmatchcase(name, pattern):
                     rows.append((name, read_toml(path).get("description", ""), str(path)))
             parts.append(f"{k}:\n" + _table(rows, ("name", "description", "file")))
         else:
@@ -140,7 +141,7 @@ def weights(action: str, names: list[str] | None, file: str | None) -> int:
 
     if action == "status":
         rows = [
-            (r["name"], r["used_by"] if "used_by" in r else "", "yes" if r["present"] else "no",
+            (r["name"], r.get("used_by", ""), "yes" if r["present"] else "no",
              r.get("check", ""), r.get("sha256", "")[:16], str(r["path"]))
             for r in w.status()
         ]
