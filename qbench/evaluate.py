@@ -15,7 +15,6 @@ others go on.  Neither is ever reported as a number.
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import atomic, results
+from . import results
 from .errors import ConfigError
 
 # column key -> (heading, source, higher_is_better); source "metric:NAME" or a record path

@@ -4,7 +4,6 @@ Each of the D channels is quantised to -1 or +1; the D bits form one token
 from an implicit codebook of 2**D entries.
 """
 
-import math
 
 import torch
 from torch import nn
