@@ -69,14 +69,14 @@ def run(
     strict_metrics: bool,
     progress: bool,
 ) -> int:
-    regs = None
+    regs = registries()  # built once for the whole command
     if not resume:
         # fail fast on names and recipe keys, before torch is imported
         names = [n.strip() for n in quantizers.split(",") if n.strip()]
-        regs = registries()
         for name in names:
             regs.quantizers.get(name)
         resolved = load_recipe(recipe, overrides)
+        check_quantizer_tables(overrides, load_recipe(recipe), regs)
 
     from . import runner
     from .distributed import is_main_process
@@ -84,7 +84,7 @@ def run(
     from .report import build_report
 
     if resume:
-        outcomes = [runner.resume_run(Path(resume), progress=progress)]
+        outcomes = [runner.resume_run(Path(resume), progress=progress, registries=regs)]
     else:
         outcomes = runner.run_comparison(
             runner.parse_quantizers(quantizers), resolved, seed=seed, out_root=out,
@@ -106,6 +106,23 @@ def run(
         print(f"{len(failed)} of {len(outcomes)} runs failed: " + ", ".join(f"{o.quantizer} ({o.reason})" for o in failed))
         return 1
     return 0
+
+
+def check_quantizer_tables(overrides: list[str], base_recipe, regs) -> None:
+    """``--set quantizers.X.KEY=...`` must name a registered quantizer or a table of the recipe file."""
+    from .errors import suggest
+
+    for item in overrides:
+        parts = item.partition("=")[0].strip().split(".")
+        if parts[0] != "quantizers" or len(parts) < 2:
+            continue
+        name = parts[1]
+        if name not in regs.quantizers and name not in base_recipe.quantizers:
+            known = sorted(set(regs.quantizers.names()) | set(base_recipe.quantizers))
+            raise ConfigError(
+                f"--set {item.partition('=')[0].strip()}: no quantizer {name!r}{suggest(name, known)}; "
+                f"known: {', '.join(known)}"
+            )
 
 
 def report(paths: list[str], out: str, intro: str | None = None) -> int:

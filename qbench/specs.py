@@ -2,8 +2,8 @@
 
 A spec names its factory as a ``"module:attr"`` string so that listing
 plugins never imports torch: the factory is imported only by
-``Registry.create``.  ``origin`` and ``version`` are stamped by the host when
-the spec is registered; plugins leave them empty.
+``Registry.create``.  ``origin`` (the plugin), ``distribution`` and ``version`` are stamped by
+the host when the spec is registered; plugins leave them empty.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class PluginSpec:
     paper: str = ""
     origin: str = ""
     version: str = ""
+    distribution: str = ""
 
     kind = "plugin"
 

@@ -32,6 +32,7 @@ from . import checkpoint, distributed
 from .config import Recipe
 from .data import to_model_input, train_batches
 from .errors import RunFailed
+from .results import RunDirectory
 from .losses import PerceptualLoss, reconstruction_loss
 
 
@@ -233,6 +234,7 @@ def fit(
     if recipe.train.threads > 0:
         torch.set_num_threads(recipe.train.threads)
     trainer = _Trainer(tokenizer, recipe, device)
+    directory = run_dir if run_dir is None or isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
     if resume_state is not None:
         trainer.restore(resume_state)
     main = distributed.is_main_process()
@@ -246,7 +248,7 @@ def fit(
 
     def save() -> None:
         if main and run_dir is not None:
-            checkpoint.save(run_dir, trainer.state(identity))
+            directory.save_checkpoint(trainer.state(identity))
         distributed.barrier()
 
     try:
