@@ -20,6 +20,10 @@ from typing import Any, get_type_hints
 from .errors import ConfigError, suggest, unknown_name_error
 
 RECIPE_PATH_ENV = "QBENCH_RECIPE_PATH"
+# recipe keys that cannot change a result: left out of the recipe hash, so that
+# watching a run more closely never splits it from its seeds
+UNHASHED = ("train.log_every", "train.checkpoint_every", "train.loggers", "train.image_every", "train.threads",
+            "data.num_workers", "eval.grid_images")
 DEFAULT_RECIPE = "cpu-default"
 
 
@@ -112,15 +116,18 @@ class Recipe:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Hash of everything but the quantizer tables, seed, name and description.
+        """Hash of everything that can change a result: not the quantizer tables, seed, names,
+        nor the bookkeeping keys in ``UNHASHED`` (logging, checkpoint cadence, loader workers).
 
         Runs of different quantizers and seeds under one recipe share it (the
-        seed is recorded beside it, and seeds become mean ± std in reports);
+        seed is recorded beside it, and seeds become mean ± CI in reports);
         any change to data, model, optimiser, losses, steps or evaluation
         changes it.
         """
-        ignored = ("quantizers", "seed", "name", "description")
-        shared = {k: v for k, v in self.to_dict().items() if k not in ignored}
+        shared = {k: v for k, v in self.to_dict().items() if k not in ("quantizers", "seed", "name", "description")}
+        for dotted in UNHASHED:
+            section, _, key = dotted.partition(".")
+            shared.get(section, {}).pop(key, None)
         blob = json.dumps(shared, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
