@@ -62,15 +62,24 @@ class PerceptualLoss(nn.Module):
 
 
 def check_pretrained(recipe) -> None:
-    """Raise before training when the recipe's losses need weights that are absent."""
+    """Raise before training when the recipe's losses need weights that are absent (every one, a line each)."""
     loss = recipe.loss
+    checks = []
     if loss.lpips_weight > 0:
-        require_lpips_weights(loss.lpips_net)
+        checks.append(lambda: require_lpips_weights(loss.lpips_net))
     if loss.adversarial_weight > 0 and loss.discriminator == "dino":
-        from .discriminators import require_dinov2
+        from . import discriminators
 
-        require_dinov2()
+        checks.append(lambda: discriminators.require_dinov2())
     if loss.adversarial_weight > 0:
         from .diffaug import parse_policy
 
-        parse_policy(loss.diffaug)
+        checks.append(lambda: parse_policy(loss.diffaug))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
