@@ -66,6 +66,16 @@ def load(run_dir_or_file: str | Path) -> dict[str, Any]:
     return state
 
 
+def mismatch(exc: BaseException) -> str:
+    """One line out of ``load_state_dict``'s multi-line error: the first mismatch and how many more."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    details = [line for line in lines if not line.startswith("Error(s) in loading state_dict")]
+    if not details:
+        return lines[0] if lines else type(exc).__name__
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return details[0].rstrip(".") + more
+
+
 def run_identity(state: dict[str, Any]):
     """The ``qbench.identity.RunIdentity`` stored in a checkpoint."""
     from .identity import RunIdentity

@@ -16,9 +16,8 @@ KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own usage errors are user errors too
-        self.print_usage(sys.stderr)
-        raise ConfigError(message)
+    def error(self, message):  # argparse's own usage errors are user errors too: one line, no usage block
+        raise ConfigError(f"{message} (see: {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,13 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="show every plugin, its distribution and version, and load errors")
 
     p = sub.add_parser("run", help="train and score quantizers under one recipe")
-    p.add_argument("--quantizers", default="gsq,vq,rvq,fsq", help="comma-separated names (default: gsq,vq,rvq,fsq)")
+    p.add_argument("--quantizers", default=None, help="comma-separated names (default: gsq,vq,rvq,fsq)")
     p.add_argument("--recipe", default=None, help="recipe name or TOML file (default: cpu-default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=200 --set quantizers.gsq.groups=2")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's)")
-    p.add_argument("--out", default="results/runs", help="where run directories go (default: results/runs)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--out", default=None, help="where run directories go (default: results/runs)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run with its own recipe, quantizer and seed")
     p.add_argument("--strict-metrics", action="store_true", help="fail before training if a metric is unavailable")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -131,10 +131,14 @@ HANDLERS = {
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        if extra:  # argparse would blame the top-level parser; point to the subcommand's help instead
+            command = " ".join(filter(None, ("qbench", args.command, getattr(args, "action", None))))
+            raise ConfigError(f"unrecognized arguments: {' '.join(extra)} (see: {command} --help)")
         return HANDLERS[args.command](args)
     except (ConfigError, PluginError) as exc:
-        print(f"qbench: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:  # one problem per line
+            print(f"qbench: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qbench: interrupted", file=sys.stderr)

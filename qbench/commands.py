@@ -58,25 +58,29 @@ def print_plugins() -> None:
     print(plugins_report())
 
 
+DEFAULT_QUANTIZERS = "gsq,vq,rvq,fsq"
+DEFAULT_OUT = "results/runs"
+
+
 def run(
     *,
-    quantizers: str,
+    quantizers: str | None,
     recipe: str | None,
     overrides: list[str],
     seed: int | None,
-    out: str,
+    out: str | None,
     resume: str | None,
     strict_metrics: bool,
     progress: bool,
 ) -> int:
     regs = registries()  # built once for the whole command
-    if not resume:
-        # fail fast on names and recipe keys, before torch is imported
-        names = [n.strip() for n in quantizers.split(",") if n.strip()]
-        for name in names:
-            regs.quantizers.get(name)
-        resolved = load_recipe(recipe, overrides)
-        check_quantizer_tables(overrides, load_recipe(recipe), regs)
+    if resume:
+        _check_resume_flags(quantizers, recipe, overrides, seed, out)
+    else:
+        # names and recipe keys first, all of them, before torch is imported
+        out = out or DEFAULT_OUT
+        resolved = _load_run_recipe(quantizers or DEFAULT_QUANTIZERS, recipe, overrides, seed, regs,
+                                    strict_metrics, out)
 
     from . import runner
     from .distributed import is_main_process
@@ -84,10 +88,10 @@ def run(
     from .report import build_report
 
     if resume:
-        outcomes = [runner.resume_run(Path(resume), progress=progress, registries=regs)]
+        outcomes = [runner.resume_run(Path(resume), progress=progress, registries=regs, strict_metrics=strict_metrics)]
     else:
         outcomes = runner.run_comparison(
-            runner.parse_quantizers(quantizers), resolved, seed=seed, out_root=out,
+            runner.parse_quantizers(quantizers or DEFAULT_QUANTIZERS), resolved, out_root=out,
             strict_metrics=strict_metrics, progress=progress, registries=regs,
         )
     if not is_main_process():
@@ -100,12 +104,58 @@ def run(
         print("run directories:")
         for o in outcomes:
             print(f"  {o.quantizer}: {o.run_dir} ({o.status}{': ' + o.reason if o.reason else ''})")
-        print(f"tables and plots: qbench report {out} --out results/report")
+            if o.note:
+                print(f"    {o.note}")
+        # the folder that holds this command's runs: the resumed run itself, or --out
+        print(f"tables and plots: qbench report {resume or out or DEFAULT_OUT} --out results/report")
     failed = [o for o in outcomes if o.status != "ok"]
     if failed:
         print(f"{len(failed)} of {len(outcomes)} runs failed: " + ", ".join(f"{o.quantizer} ({o.reason})" for o in failed))
         return 1
     return 0
+
+
+def _check_resume_flags(quantizers, recipe, overrides, seed, out) -> None:
+    """``--resume`` continues a run exactly as it started: flags that would change it are errors, not ignored."""
+    given = [flag for flag, value in (("--quantizers", quantizers), ("--recipe", recipe), ("--set", overrides),
+                                      ("--seed", seed), ("--out", out)) if value not in (None, [], "")]
+    if given:
+        raise ConfigError(
+            f"--resume continues a run with its own recipe, quantizer, seed and folder; it takes none of "
+            f"{', '.join(given)} (start a new run with them instead)"
+        )
+
+
+def _load_run_recipe(quantizers: str, recipe: str | None, overrides: list[str], seed: int | None, regs,
+                     strict_metrics: bool, out: str):
+    """The recipe with ``--set`` and ``--seed`` applied, checked before torch is imported.
+
+    When names or recipe values are wrong, the whole validation pass runs too
+    before the error is raised, so that one attempt shows every problem.
+    """
+    import dataclasses
+
+    from .config import MAX_SEED, load_recipe_and_problems
+    from .preflight import Problems, quantizer_name_problems
+
+    names = [n.strip() for n in quantizers.split(",") if n.strip()]
+    problems = Problems()
+    for line in quantizer_name_problems(names, regs):
+        problems.add(line)
+    resolved, recipe_problems = load_recipe_and_problems(recipe, overrides)
+    for line in recipe_problems:
+        problems.add(line)
+    problems.check(check_quantizer_tables, overrides, load_recipe_and_problems(recipe)[0], regs)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        problems.add(f"--seed must be in 0..{MAX_SEED}, got {seed}")
+    elif seed is not None:
+        resolved = dataclasses.replace(resolved, seed=seed)
+    if problems:
+        from .preflight import check_run
+
+        problems.check(check_run, names, resolved, regs, strict_metrics=strict_metrics, out_root=out)
+        problems.raise_if_any()
+    return resolved
 
 
 def check_quantizer_tables(overrides: list[str], base_recipe, regs) -> None:
@@ -150,6 +200,8 @@ def rescore(run_dir: str, metrics: list[str] | None) -> int:
         value = result.get("value")
         shown = f"{value:.4g}" if result.get("status") == "ok" and value is not None else f"{result.get('status')}: {result.get('reason', '')}"
         print(f"{name:12s} {shown}")
+        if result.get("kept"):
+            print(f"{'':12s} {result['kept']}")
     return 0
 
 

@@ -241,10 +241,15 @@ def _progress(total: int, enabled: bool):
 def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None, progress: bool = True) -> dict:
     """Re-score a finished run from its checkpoint (``qbench eval RUN_DIR``).
 
-    Loads the model (the weights the run was scored with), the recipe and
-    its validation split through ``qbench.model.load_tokenizer(run_dir)``,
-    evaluates ``metric_names`` (default: the recipe's), and merges the new
-    results into the run's metrics.json atomically.  Returns the new results.
+    Loads the model with the weights the run was scored with (its recipe's
+    ``eval.use_ema``), the recipe and its validation split through
+    ``qbench.model.load_tokenizer(run_dir)``, evaluates ``metric_names``
+    (default: the recipe's), and merges the new results into the run's
+    metrics.json atomically.  A good result is never replaced by a worse
+    status: when a metric that was ``ok`` is now unavailable or failed here
+    (weights missing on this machine), the old result is kept and the
+    returned one says so.  A checkpoint that does not fit its config is a
+    ``ConfigError`` and nothing is written.  Returns the new results.
     """
     from . import results as run_results
     from .model import load_tokenizer
@@ -252,7 +257,8 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None,
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} does not exist")
-    tokenizer, identity, dataset = load_tokenizer(run_dir)
+    directory = run_results.RunDirectory(run_dir)
+    tokenizer, identity, dataset = load_tokenizer(run_dir, registries=registries)
     recipe = identity.recipe
     names = list(metric_names) if metric_names else list(recipe.eval.metrics)
     tokenizer.to(device)
@@ -269,10 +275,20 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None,
     )
     try:
         record = run_results.read_metrics(run_dir)
-    except Exception:
-        record = {}
-    record.setdefault("metrics", {}).update(scored)
-    run_results.write_metrics(run_dir, record)
+    except ValueError:
+        record = {}  # missing or broken: the new results are all there is
+    old = record.setdefault("metrics", {})
+    for name, result in scored.items():
+        previous = old.get(name) or {}
+        if result.get("status") != "ok" and previous.get("status") == "ok":
+            result["kept"] = f"{result.get('status')} here ({result.get('reason', '')}); the earlier result is kept"
+            continue
+        old[name] = result
+    note = getattr(dataset, "report", lambda: "")()
+    if note:
+        record.setdefault("train", {})["eval_data_note"] = note
+    directory.remove_stale_temporaries()
+    directory.write_metrics(record)
     return scored
 
 

@@ -117,8 +117,7 @@ def load_tokenizer(run_dir: str | Path, use_ema: bool | None = None, registries=
     try:
         tokenizer.load_state_dict(weights)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"checkpoint in {run_dir} does not fit its own config: {first}") from None
+        raise ConfigError(f"checkpoint in {run_dir} does not fit its own config: {checkpoint.mismatch(exc)}") from None
     tokenizer.eval()
     dataset = build_dataset(recipe, recipe.eval.split, registries=registries)
     return tokenizer, identity, dataset

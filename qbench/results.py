@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__, atomic
+from . import __version__, atomic, strict_json
 from .identity import RunIdentity
 
 SCHEMA_VERSION = 1
@@ -34,6 +34,11 @@ SAMPLES_FILE = "recon.npz"
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-") or "run"
+
+
+def recipe_folder(out_root: str | Path, recipe_name: str) -> Path:
+    """``OUT/RECIPE``: where the run directories of one recipe go."""
+    return Path(out_root) / _slug(recipe_name)
 
 
 # ---- config.toml ------------------------------------------------------------------------
@@ -158,7 +163,7 @@ class RunDirectory:
     def create(cls, out_root: str | Path, recipe_name: str, label: str, seed: int) -> RunDirectory:
         """A fresh, empty directory ``OUT/RECIPE/LABEL-seedN-TIMESTAMP`` (safe against concurrent creators)."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        parent = Path(out_root) / _slug(recipe_name)
+        parent = recipe_folder(out_root, recipe_name)
         parent.mkdir(parents=True, exist_ok=True)
         base = f"{_slug(label)}-seed{seed}-{stamp}"
         for n in range(1, 10_000):
@@ -214,7 +219,34 @@ class RunDirectory:
         return atomic.write_bytes(self.path / GRID_FILE, buf.getvalue())
 
     def write_metrics(self, record: dict[str, Any]) -> Path:
-        return atomic.write_json(self.path / METRICS_FILE, record)
+        """Atomically, as strict JSON: a non-finite number (a NaN loss) is written as ``null``."""
+        return atomic.write_text(self.path / METRICS_FILE, strict_json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the ``.NAME.*.tmp`` files an atomic write leaves when its process is killed.
+
+        Call only while this process is the run's one writer (a resume, a re-score).
+        """
+        stale = [p for p in self.path.glob(".*.tmp") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
+    def discard_if_unused(self) -> bool:
+        """Remove the directory when it holds nothing to keep: no checkpoint and no metrics.
+
+        A run stopped before its first checkpoint (an error, Ctrl-C) would
+        otherwise leave a folder with only ``config.toml`` that reports list
+        and ``--resume`` cannot continue.  Anything else in it is left alone.
+        """
+        disposable = {CONFIG_FILE, LOG_FILE}
+        entries = list(self.path.iterdir()) if self.path.is_dir() else []
+        if any(not (e.is_file() and (e.name in disposable or e.name.endswith(".tmp"))) for e in entries):
+            return False
+        for entry in entries:
+            entry.unlink(missing_ok=True)
+        self.path.rmdir()
+        return True
 
     def read_metrics(self) -> dict[str, Any]:
         return read_metrics(self.path)

@@ -2,10 +2,13 @@
 
 Every quantizer gets the same recipe; only ``dim`` and its own options differ.
 User errors (unknown names, bad options, missing data, weights required by
-``--strict-metrics``) are raised before any training starts.  A run that fails
-(NaN loss, a plugin raising) is recorded as failed and the next one still runs.
+``--strict-metrics``, an unusable device or output folder) are found by one
+validation pass, all at once, before any run directory exists.  A run that
+fails (NaN loss, a plugin raising) is recorded as failed and the next one
+still runs.
 
 The pieces, each in its own module:
+  qbench.preflight.check_run     the one validation pass before training
   qbench.identity.resolve        what identifies a run (effective options, plugin versions, hashes)
   qbench.model.build_tokenizer   backbone + quantizer from the registries
   qbench.train.fit               the one training loop (checkpoints, resume, DDP)
@@ -38,12 +41,17 @@ class RunOutcome:
     reason: str = ""
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # said to the user beside the status, e.g. that a resumed run had already finished
 
 
 def parse_quantizers(text: str) -> list[str]:
+    """``"gsq,vq"`` -> ``["gsq", "vq"]``; no name, or a name twice, is a ``ConfigError``."""
+    from .preflight import name_list_problems
+
     names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise ConfigError("--quantizers needs at least one name, e.g. --quantizers gsq,vq")
+    problems = name_list_problems(names)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return names
 
 
@@ -53,36 +61,6 @@ def _registries(registries):
     from .plugins import registries as build
 
     return build()
-
-
-def _validate(quantizers: list[str], recipe: Recipe, regs, strict_metrics: bool):
-    """Every user error we can find, before any training: names, options, data, weights, shapes.
-
-    Returns the identities of the runs and the two datasets.
-    """
-    import torch
-
-    from .data import build_dataset
-    from .evaluate import check_metrics
-    from .identity import resolve
-    from .losses import check_pretrained
-    from .model import build_tokenizer
-
-    identities = [resolve(recipe, name, regs) for name in quantizers]  # names and option values
-    train_set = build_dataset(recipe, "train", registries=regs)
-    eval_set = build_dataset(recipe, recipe.eval.split, registries=regs)
-    check_pretrained(recipe)
-    if strict_metrics:
-        missing = check_metrics(recipe.eval.metrics, regs)
-        if missing:
-            raise ConfigError("--strict-metrics: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
-    probe = eval_set[0] if not isinstance(eval_set[0], tuple) else eval_set[0][0]
-    x = probe.unsqueeze(0).float().div(127.5).sub(1.0)
-    for identity in identities:
-        with torch.no_grad():
-            tokenizer = build_tokenizer(identity, registries=regs)  # the factory's own checks raise here
-            tokenizer.eval()(x)  # impossible shapes (D vs levels, size vs downsample) raise here
-    return identities, train_set, eval_set
 
 
 def recon_samples(model, dataset, count: int, device="cpu"):
@@ -150,11 +128,36 @@ def _train_and_score(identity, regs, train_set, eval_set, run_dir, *, resume_sta
                        progress=progress)
     if main and recipe.eval.grid_images > 0:
         directory.write_recon_grid(*recon_samples(model, eval_set, recipe.eval.grid_images, device))
-    report = getattr(train_set, "report", None)
-    info = trained.info()
-    if callable(report) and report():
-        info["data_note"] = report()
+    info = {**trained.info(), **data_notes(train_set, eval_set)}
     return finish("ok", metrics=metrics, train_info=info)
+
+
+def data_notes(train_set, eval_set) -> dict[str, str]:
+    """What the datasets had to skip (unreadable images), for the run's ``train`` record."""
+    notes = {}
+    for key, dataset in (("data_note", train_set), ("eval_data_note", eval_set)):
+        report = getattr(dataset, "report", None)
+        text = report() if callable(report) else ""
+        if text:
+            notes[key] = text
+    return notes
+
+
+def _run_in_new_directory(identity, regs, checked, out_root, *, progress, sweep) -> RunOutcome:
+    """Create the run's directory and train there; a run stopped before its first checkpoint leaves none."""
+    from . import distributed, results
+
+    run_dir = None
+    if distributed.is_main_process():
+        run_dir = results.RunDirectory.create(out_root, identity.recipe.name, identity.quantizer, identity.seed).path
+    run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
+    try:
+        return _train_and_score(identity, regs, checked.train_set, checked.eval_set, run_dir, progress=progress,
+                                sweep=sweep)
+    except BaseException:
+        if distributed.is_main_process():
+            results.RunDirectory(run_dir).discard_if_unused()
+        raise
 
 
 def run_comparison(
@@ -170,37 +173,42 @@ def run_comparison(
 ) -> list[RunOutcome]:
     """Train and score each quantizer under ``recipe``; one run directory each.
 
-    All user errors are raised (``ConfigError``) before the first step.  A run
-    that fails is recorded as failed (``metrics.json`` with status, step and
+    All user errors are found by one validation pass (``qbench.preflight``) and
+    raised together, one line each (``ConfigError``), before any run directory
+    exists.  A run that fails is recorded as failed (``metrics.json`` with status, step and
     reason; its last good checkpoint kept) and the next quantizer still runs.
     ``sweep`` (written by ``qbench sweep``) is recorded in every run's config
     and metrics: the sweep's name, file and this point's swept values.
     """
     import dataclasses
 
-    from . import distributed, results
+    from . import distributed
+    from .preflight import check_run
 
     regs = _registries(registries)
     if seed is not None:
         recipe = dataclasses.replace(recipe, seed=int(seed))
+    checked = check_run(quantizers, recipe, regs, strict_metrics=strict_metrics, out_root=out_root)
     distributed.init(distributed.local_device(recipe.train.device))
-    identities, train_set, eval_set = _validate(quantizers, recipe, regs, strict_metrics)
-    outcomes = []
-    for identity in identities:
-        run_dir = None
-        if distributed.is_main_process():
-            run_dir = results.RunDirectory.create(out_root, recipe.name, identity.quantizer, recipe.seed).path
-        run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
-        outcomes.append(_train_and_score(identity, regs, train_set, eval_set, run_dir, progress=progress, sweep=sweep))
-    return outcomes
+    return [_run_in_new_directory(identity, regs, checked, out_root, progress=progress, sweep=sweep)
+            for identity in checked.identities]
 
 
-def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None) -> RunOutcome:
-    """Continue an interrupted run from its checkpoint, then score it as usual."""
-    from . import checkpoint, distributed
+def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None,
+               strict_metrics: bool = False) -> RunOutcome:
+    """Continue an interrupted run from its checkpoint, then score it as usual.
+
+    A run whose checkpoint is at its last step is not trained again: with a
+    good ``metrics.json`` it is left as it is (the outcome's ``note`` says
+    so); without one (stopped during evaluation) it is scored.
+    """
+    from . import checkpoint, distributed, results
     from .identity import resolve
+    from .preflight import check_run
 
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run folder")
     state = checkpoint.load(run_dir)
     stored = checkpoint.run_identity(state)
     if stored.config_hash != state["config_hash"]:
@@ -212,8 +220,32 @@ def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None) -
             f"cannot resume {run_dir}: its plugins or option defaults changed since it started "
             f"(config hash {stored.config_hash}, now {current.config_hash}); start a new run instead"
         )
+    directory = results.RunDirectory(run_dir)
+    finished = _finished_outcome(stored, state, directory)
+    if finished is not None:
+        return finished
+    checked = check_run([stored.quantizer], stored.recipe, regs, strict_metrics=strict_metrics, resume_state=state,
+                        run_dir=run_dir)
     distributed.init(distributed.local_device(stored.recipe.train.device))
-    _, train_set, eval_set = _validate([stored.quantizer], stored.recipe, regs, strict_metrics=False)
+    if distributed.is_main_process():
+        directory.remove_stale_temporaries()  # left by a process killed mid-write; this one is the writer now
     sweep = state.get("sweep") or None
-    return _train_and_score(stored, regs, train_set, eval_set, run_dir, resume_state=state, progress=progress,
-                            sweep=sweep)
+    return _train_and_score(stored, regs, checked.train_set, checked.eval_set, run_dir, resume_state=state,
+                            progress=progress, sweep=sweep)
+
+
+def _finished_outcome(identity, state, directory) -> RunOutcome | None:
+    """The outcome of a run that has nothing left to do (last step reached, good metrics), else ``None``."""
+    steps = identity.recipe.train.steps
+    if int(state["step"]) < steps:
+        return None
+    try:
+        record = directory.read_metrics()
+    except ValueError:
+        return None  # trained but never scored: resuming scores it
+    if record.get("run", {}).get("status") != "ok":
+        return None
+    note = (f"already finished ({steps} of {steps} steps, scored); nothing to resume. "
+            f"To score it again: qbench eval {directory.path}")
+    return RunOutcome(identity.quantizer, identity.options, directory.path, "ok", metrics=record.get("metrics", {}),
+                      record=record, note=note)

@@ -277,6 +277,8 @@ def fit(
             bar.close()
     eval_model = trainer.ema.module if (trainer.ema is not None and recipe.eval.use_ema) else trainer.model
     eval_model.eval()
-    return TrainResult(steps=trainer.step, wall_time_s=trainer.wall_time, final_loss=float(last.get("loss", float("nan"))),
+    # a resumed run with no step left ends with the loss it logged last, not with "no loss"
+    final_loss = last.get("loss", trainer.log[-1].get("loss", float("nan")) if trainer.log else float("nan"))
+    return TrainResult(steps=trainer.step, wall_time_s=trainer.wall_time, final_loss=float(final_loss),
                        device=str(device), world_size=trainer.world, log=trainer.log, eval_model=eval_model,
                        model=trainer.model)

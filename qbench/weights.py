@@ -208,35 +208,60 @@ def require(name: str, metric: str) -> Path:
 
 
 def fetch(names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Download missing weights through the libraries' own downloaders (needs internet)."""
-    targets = list(names) if names else [*WEIGHTS, "dinov2"]
+    """Download missing weights through the libraries' own downloaders (needs internet).
+
+    A file that cannot be downloaded (no network, a proxy, a server error) is
+    one line of the ``ConfigError`` raised after trying every target; the
+    files that did download stay installed.
+    """
+    targets = list(dict.fromkeys(names)) if names else [*WEIGHTS, "dinov2"]
     for name in targets:
-        if name == "dinov2":
-            import timm
-
-            timm.create_model(DINOV2_MODEL, pretrained=True)
-            continue
-        entry = get(name)
-        if entry.path().is_file():
-            continue
-        if name == "inception":
-            import torch.hub
-
-            # exactly what torch-fidelity itself calls (no hash check), into the same
-            # file of the hub cache; ``status`` then reports the checksum verdict
-            torch.hub.load_state_dict_from_url(entry.url, map_location="cpu")
-        else:
-            import torchvision
-
-            builder = getattr(torchvision.models, name)
-            builder(weights="IMAGENET1K_V1")  # torchvision checks the hash prefix
+        if name != "dinov2":
+            get(name)  # unknown names before any download
+    failures = []
+    for name in targets:
+        try:
+            _download(name)
+        except Exception as exc:  # urllib, requests and hub errors alike: the reason in one line
+            lines = str(exc).strip().splitlines()
+            reason = f"{type(exc).__name__}: {lines[-1] if lines else ''}".strip()
+            where = f"https://huggingface.co/{DINOV2_REPO}" if name == "dinov2" else WEIGHTS[name].url
+            failures.append(f"cannot download {name} from {where} ({reason}); without internet, copy the file "
+                            "from a machine that has it and run `qbench weights install FILE`")
+    if failures:
+        raise ConfigError("\n".join(failures))
     rows = status()
     return [row for row in rows if row["name"] in targets]
+
+
+def _download(name: str) -> None:
+    if name == "dinov2":
+        import timm
+
+        timm.create_model(DINOV2_MODEL, pretrained=True)
+        return
+    entry = get(name)
+    if entry.path().is_file():
+        return
+    if name == "inception":
+        import torch.hub
+
+        # exactly what torch-fidelity itself calls (no hash check), into the same
+        # file of the hub cache; ``status`` then reports the checksum verdict
+        torch.hub.load_state_dict_from_url(entry.url, map_location="cpu")
+    else:
+        import torchvision
+
+        builder = getattr(torchvision.models, name)
+        builder(weights="IMAGENET1K_V1")  # torchvision checks the hash prefix
 
 
 def identify(file_path: str | os.PathLike) -> WeightsFile:
     """Which known weights file ``file_path`` is: by name, else by checksum."""
     path = Path(file_path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the weights file itself, e.g. "
+                          f"qbench weights install {path / WEIGHTS['alexnet'].filename}")
     if not path.is_file():
         raise ConfigError(f"weights file {path} does not exist")
     by_name = [w for w in WEIGHTS.values() if w.filename == path.name]

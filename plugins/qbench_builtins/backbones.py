@@ -160,6 +160,12 @@ class ConvBackbone(nn.Module):
             raise ConfigError(f"conv backbone: channel_mult must be positive integers, got {channel_mult!r}")
         if not isinstance(num_res_blocks, int) or num_res_blocks < 1:
             raise ConfigError(f"conv backbone: num_res_blocks must be >= 1, got {num_res_blocks!r}")
+        # far beyond any published tokenizer; a typo past these would build layers until memory runs out
+        limits = (("channels", channels, 16384), ("num_res_blocks", num_res_blocks, 64),
+                  ("len(channel_mult)", len(channel_mult), 16), ("channel_mult", max(channel_mult), 64))
+        for name, value, limit in limits:
+            if value > limit:
+                raise ConfigError(f"conv backbone: {name} must be at most {limit}, got {value}")
         self.latent_dim = latent_dim
         self.downsample = 2 ** (len(channel_mult) - 1)
         self.encoder = Encoder(latent_dim, channels, channel_mult, num_res_blocks, attention)

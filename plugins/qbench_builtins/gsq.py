@@ -67,9 +67,11 @@ class GroupedSphericalQuantizer(Quantizer):
         require_int("dim", dim, 1)
         require_int("groups", groups, 1)
         if dim % groups:
+            # list the divisors only for sizes a latent can have (listing them for a typo like 10**20 never ends)
+            divisors = [g for g in range(1, dim + 1) if dim % g == 0] if dim <= 65536 else []
             raise ConfigError(
-                f"gsq: dim {dim} is not divisible by groups {groups}; pick groups among "
-                f"{[g for g in range(1, dim + 1) if dim % g == 0]}"
+                f"gsq: dim {dim} is not divisible by groups {groups}"
+                + (f"; pick groups among {divisors}" if divisors else "")
             )
         require_int("codebook_size", codebook_size, 2)
         require_choice("init", init, INITS)

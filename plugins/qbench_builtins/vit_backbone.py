@@ -44,6 +44,8 @@ class ViTBackbone(nn.Module):
                             ("width", width), ("depth", depth), ("heads", heads)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"vit backbone: {name} must be a positive integer, got {value!r}")
+        if depth > 256:  # a typo past this would build blocks until memory runs out
+            raise ConfigError(f"vit backbone: depth must be at most 256, got {depth}")
         if image_size % downsample:
             raise ConfigError(f"vit backbone: image_size {image_size} is not divisible by downsample {downsample}")
         if width % heads:
