@@ -44,8 +44,30 @@ def _check_common(split: str, image_size: int) -> None:
         raise ConfigError(f"data.image_size must be an integer >= 8, got {image_size!r}")
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """8-bit RGB of ``image``; 16-bit greyscale is scaled to 8 bits, other high-depth modes refused.
+
+    PIL opens a 16-bit greyscale PNG or TIFF in mode ``I;16``, and
+    ``convert("RGB")`` clips its values at 255 instead of scaling them: the
+    image comes out almost white.  Here 0..65535 maps to 0..255 (x / 257,
+    rounded).  16-bit RGB PNGs already open as 8-bit ``RGB`` (the high
+    bytes).  32-bit integer (``I``) and float (``F``) images have no fixed
+    range, so they are refused rather than guessed.
+    """
+    if image.mode in SIXTEEN_BIT_MODES:
+        levels = np.asarray(image).astype(np.float64)
+        return Image.fromarray(np.rint(levels / 257.0).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode in ("I", "F"):
+        raise ValueError(f"{'32-bit integer' if image.mode == 'I' else 'floating-point'} images (PIL mode "
+                         f"{image.mode}) have no fixed range; save them as 8- or 16-bit images")
+    return image.convert("RGB")
+
+
 def _to_tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.asarray(to_rgb8(image), dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
@@ -53,7 +75,7 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     width, height = image.size
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    image = image.convert("RGB").resize((new_w, new_h), Image.BICUBIC)
+    image = to_rgb8(image).resize((new_w, new_h), Image.BICUBIC)
     left, top = (new_w - size) // 2, (new_h - size) // 2
     return image.crop((left, top, left + size, top + size))
 
@@ -112,7 +134,7 @@ class Photos(torch.utils.data.Dataset):
             if not path.is_file():
                 raise ConfigError(f"photos: {path} not found (files must name images in {directory})")
             with Image.open(path) as image:
-                image = image.convert("RGB")
+                image = to_rgb8(image)
                 cut = int(round(image.width * (1.0 - float(val_fraction))))
                 box = (0, 0, cut, image.height) if split == "train" else (cut, 0, image.width, image.height)
                 regions.append(image.crop(box))
@@ -226,7 +248,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if not self.skipped:
             return ""
         shown = ", ".join(os.path.basename(p) for p in list(self.skipped)[:3])
-        return f"skipped {len(self.skipped)} unreadable image(s) of {len(self.files)}: {shown}"
+        return (f"skipped {len(self.skipped)} unreadable image(s) of {len(self.files)}, each replaced by "
+                f"the next readable one: {shown}")
 
 
 class CIFAR10Dataset(torch.utils.data.Dataset):
