@@ -15,15 +15,15 @@ Opt-in options, all off by default so the default is the classic baseline:
   c_i = m_i / N~_i with Laplace smoothing N~_i = (N_i + eps) / (N + V eps) N.
   The loss is then beta * commitment only.  N starts at 1 and m at the initial
   codebook, so an unused code keeps its place instead of jumping to m / eps.
-  Under ``torch.distributed`` the per-step counts and sums are all-reduced, so
-  the codebooks stay identical on every rank.
+  Under ``torch.distributed`` every rank gathers the rows and codes of the
+  whole global batch (in rank order, which is the order one process would see
+  them in), so the statistics are exactly those of one process on that batch.
 - ``dead_code_threshold`` > 0: dead-code restart.  Every training step keeps an
   exponential moving average of how many inputs each code was assigned (decay
   ``ema_decay``, or 0.99 for a gradient-learned codebook; the average starts at 0).
   A code whose average falls below the threshold is moved to a randomly chosen
-  input of the current batch and its average reset to the threshold.  Counts
-  are all-reduced and the new rows broadcast from rank 0 under
-  ``torch.distributed``.  The first training step therefore restarts every code
+  input of the current (global) batch and its average reset to the threshold;
+  under ``torch.distributed`` rank 0 draws the inputs and broadcasts them.  The first training step therefore restarts every code
   from the data, as vector-quantize-pytorch's ``threshold_ema_dead_code`` does.
 """
 
@@ -49,11 +49,24 @@ from qbench.quantizer import (
 COUNT_DECAY_WITHOUT_EMA = 0.99
 
 
-def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+def _gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of ``tensor`` concatenated in rank order; ``tensor`` itself in one process.
+
+    Ranks may hold different numbers of rows: each pads to the longest and the padding is cut off.
+    """
     dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(tensor)
-    return tensor
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    world = dist.get_world_size()
+    count = torch.tensor([tensor.shape[0]], dtype=torch.int64, device=tensor.device)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    sizes = [int(c.item()) for c in counts]
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    pieces = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(pieces, padded.contiguous())
+    return torch.cat([piece[:size] for piece, size in zip(pieces, sizes)])
 
 
 def _broadcast(tensor: torch.Tensor) -> torch.Tensor:
@@ -135,9 +148,11 @@ class VectorQuantizer(Quantizer):
         """EMA codebook step and dead-code restart (training only)."""
         if self.ema_decay <= 0 and self.dead_code_threshold <= 0:
             return
-        counts = _all_reduce(torch.bincount(codes, minlength=self.codebook_size).float())
+        # the global batch on every rank: summing per-rank partial sums instead would round differently
+        x, codes = _gather(x), _gather(codes)
+        counts = torch.bincount(codes, minlength=self.codebook_size).float()
         if self.ema_decay > 0:
-            sums = _all_reduce(torch.zeros_like(self.ema_sum).index_add_(0, codes, x))
+            sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, x)
             decay = self.ema_decay
             self.ema_count.mul_(decay).add_(counts, alpha=1 - decay)
             self.ema_sum.mul_(decay).add_(sums, alpha=1 - decay)
@@ -152,7 +167,7 @@ class VectorQuantizer(Quantizer):
 
     def _restart_dead_codes(self, x: torch.Tensor) -> None:
         dead = self.usage_count < self.dead_code_threshold
-        n_dead = int(dead.sum())  # identical on every rank: the counts were all-reduced
+        n_dead = int(dead.sum())  # identical on every rank: the counts come from the same global batch
         if n_dead == 0:
             return
         picks = torch.randint(x.shape[0], (n_dead,), device=x.device)
