@@ -135,7 +135,8 @@ def _load_run_recipe(quantizers: str, recipe: str | None, overrides: list[str], 
     """
     import dataclasses
 
-    from .config import MAX_SEED, load_recipe_and_problems
+    from .config import load_recipe_and_problems
+    from .recipe_checks import MAX_SEED
     from .preflight import Problems, quantizer_name_problems
 
     names = [n.strip() for n in quantizers.split(",") if n.strip()]

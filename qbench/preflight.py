@@ -6,7 +6,7 @@ trained.  ``check_run`` looks at everything a ``qbench run`` (or a resume)
 will use, before any run directory exists and before the first step:
 
 - the quantizer names (unknown, or the same name twice);
-- the recipe's values and ranges (``qbench.config.problems``), seed included;
+- the recipe's values and ranges (``qbench.recipe_checks``), seed included;
 - every quantizer's options, the backbone's and the dataset's
   (``qbench.identity.resolve``);
 - the metric names, and whether each metric can be built here: a metric
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import recipe_checks
 from .errors import ConfigError, MetricUnavailable
 
 
@@ -248,7 +248,7 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
     problems = Problems()
     for line in quantizer_name_problems(list(quantizers), regs):
         problems.add(line)
-    for line in config.problems(recipe):
+    for line in recipe_checks.problems(recipe):
         problems.add(line)
     known = [n for n in dict.fromkeys(quantizers) if n in regs.quantizers]
     options = {name: problems.check(regs.quantizers.effective_options, name, **recipe.quantizer_options(name))
