@@ -108,8 +108,11 @@ def check_device(recipe) -> None:
         if local_rank >= torch.cuda.device_count():
             raise ConfigError(f"LOCAL_RANK {local_rank} needs GPU {local_rank}, but only "
                               f"{torch.cuda.device_count()} are visible; start fewer processes per node")
-        if recipe.train.precision == "bf16" and not torch.cuda.is_bf16_supported():
-            raise ConfigError("train.precision=bf16, but this GPU does not support bfloat16; use train.precision=fp32")
+        # the capability query creates no CUDA context (is_bf16_supported may, on GPU 0, on every rank)
+        major, minor = torch.cuda.get_device_capability(local_rank)
+        if recipe.train.precision == "bf16" and major < 8:
+            raise ConfigError(f"train.precision=bf16 needs a GPU of compute capability 8.0 or newer (Ampere); "
+                              f"GPU {local_rank} is {major}.{minor}: use train.precision=fp32")
 
 
 def check_writable_folder(folder: str | os.PathLike, what: str) -> Path:

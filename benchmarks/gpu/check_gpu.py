@@ -43,7 +43,6 @@ def parse_args(argv):
     parser.add_argument("--gpus", type=int, default=0, help="how many GPUs (default: all visible)")
     parser.add_argument("--work", default=None, help="folder for the generated data and runs (default: a temp folder)")
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on CPU: checks this script, not a GPU")
-    parser.add_argument("--data-ready", action="store_true", help=argparse.SUPPRESS)  # set for torchrun's ranks
     return parser.parse_args(argv)
 
 
@@ -63,9 +62,17 @@ def generate_images(root: Path, size: int, train: int, val: int) -> Path:
     return root
 
 
+def _cuda_ready() -> bool:
+    """CUDA may be touched: a GPU is there and, under torchrun, this rank has picked its own device."""
+    import torch
+    import torch.distributed as dist
+
+    return torch.cuda.is_available() and ("WORLD_SIZE" not in os.environ or dist.is_initialized())
+
+
 def relaunch_under_torchrun(gpus: int, argv: list[str]) -> int:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-               str(Path(__file__).resolve()), *argv, "--data-ready"]
+               str(Path(__file__).resolve()), *argv]
     print(f"starting {gpus} processes: {' '.join(command)}", flush=True)
     return subprocess.call(command)
 
@@ -78,8 +85,15 @@ def use_random_lpips_if_weights_missing() -> str:
 
     if weights.describe("vgg16")["present"]:
         return "pretrained VGG16"
+    built = {}
+
+    def perceptual(net):  # frozen, so one network serves every run (building VGG16 takes seconds)
+        if net not in built:
+            built[net] = losses.PerceptualLoss(net, random_backbone=True)
+        return built[net]
+
     losses.require_lpips_weights = lambda net: None
-    train_module.PerceptualLoss = lambda net: losses.PerceptualLoss(net, random_backbone=True)
+    train_module.PerceptualLoss = perceptual
     return "random-weight VGG16 (weights not installed)"
 
 
@@ -99,7 +113,7 @@ class Probes:
         build = model_module.build_tokenizer
 
         def build_and_watch(identity, registries=None):
-            if torch.cuda.is_available():  # a new run starts: close the previous one's memory record
+            if _cuda_ready():  # a new run starts: close the previous one's memory record
                 if self.current is not None:
                     self.peak[self.current] = torch.cuda.max_memory_allocated()
                 torch.cuda.reset_peak_memory_stats()
@@ -124,7 +138,7 @@ class Probes:
     def finish(self) -> None:
         import torch
 
-        if torch.cuda.is_available() and self.current is not None:
+        if _cuda_ready() and self.current is not None:
             self.peak[self.current] = torch.cuda.max_memory_allocated()
 
 
@@ -162,6 +176,7 @@ def run_checks(args, work: Path) -> int:
                  "eval.batch_size=32", "eval.grid_images=8"]
     if args.cpu_smoke:
         overrides += CPU_SMOKE_SIZES + ["data.num_workers=0"]
+        torch.set_num_threads(1)  # toy-sized convolutions run fastest on one thread
     recipe = load_recipe(RECIPE, overrides)
     lpips_note = use_random_lpips_if_weights_missing()
     probes = Probes()
@@ -171,6 +186,7 @@ def run_checks(args, work: Path) -> int:
     outcomes = runner.run_comparison(quantizers, recipe, out_root=work / "runs", progress=False)
     probes.finish()
     if not distributed.is_main_process():
+        torch.distributed.destroy_process_group()
         return 0
     rows, healthy = [], True
     for outcome in outcomes:
@@ -195,13 +211,14 @@ def run_checks(args, work: Path) -> int:
               f"{time.perf_counter() - started:.0f} s\n{environment_line(device, lpips_note)}\n")
     print(table(rows, header))
     print(f"\nruns: {work / 'runs'}\nverdict: {'OK' if healthy else 'PROBLEM (see the table)'}")
+    if distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return 0 if healthy else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="qbench-gpu-check-"))
     under_torchrun = "WORLD_SIZE" in os.environ
     if not args.cpu_smoke and not under_torchrun:
         import torch
@@ -210,13 +227,14 @@ def main(argv: list[str] | None = None) -> int:
             print("check_gpu: no CUDA GPU is visible to torch; run with --cpu-smoke to dry-run this script on CPU",
                   file=sys.stderr)
             return 2
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="qbench-gpu-check-"))
+    if not args.cpu_smoke and not under_torchrun:
         gpus = args.gpus or torch.cuda.device_count()
-        if not args.data_ready:
-            generate_images(work / "data", 144, train=max(512, 32 * gpus * 4), val=64)
+        generate_images(work / "data", 144, train=max(512, args.batch_size * gpus * 4), val=64)
         if gpus > 1:
-            keep = [a for a in argv if not a.startswith("--work")]
-            return relaunch_under_torchrun(gpus, [*keep, "--work", str(work)])
-    elif args.cpu_smoke and not args.data_ready:
+            return relaunch_under_torchrun(gpus, [f"--quantizers={args.quantizers}", f"--steps={args.steps}",
+                                                  f"--batch-size={args.batch_size}", f"--work={work}"])
+    elif args.cpu_smoke and not under_torchrun:
         generate_images(work / "data", 20, train=8, val=4)
     return run_checks(args, work)
 
