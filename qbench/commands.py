@@ -79,8 +79,8 @@ def run(
     else:
         # names and recipe keys first, all of them, before torch is imported
         out = out or DEFAULT_OUT
-        resolved = _load_run_recipe(quantizers or DEFAULT_QUANTIZERS, recipe, overrides, seed, regs,
-                                    strict_metrics, out)
+        resolved = checked_recipe(quantizers or DEFAULT_QUANTIZERS, recipe, overrides, seed, regs,
+                                  strict_metrics=strict_metrics, out=out)
 
     from . import runner
     from .distributed import is_main_process
@@ -126,17 +126,20 @@ def _check_resume_flags(quantizers, recipe, overrides, seed, out) -> None:
         )
 
 
-def _load_run_recipe(quantizers: str, recipe: str | None, overrides: list[str], seed: int | None, regs,
-                     strict_metrics: bool, out: str):
-    """The recipe with ``--set`` and ``--seed`` applied, checked before torch is imported.
+def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], seed: int | None, regs, *,
+                   strict_metrics: bool = False, out: str = DEFAULT_OUT):
+    """The recipe of ``qbench run`` with ``--set`` and ``--seed`` applied; names and values checked first.
 
-    When names or recipe values are wrong, the whole validation pass runs too
-    before the error is raised, so that one attempt shows every problem.
+    Without problems this imports no torch (``run_comparison`` then makes the
+    validation pass).  With problems, the whole pass runs before the error
+    is raised, so that one attempt shows every problem, unless a value could
+    not even be parsed: the pass would then see a default in its place and
+    could report problems the user does not have.
     """
     import dataclasses
 
+    from . import recipe_checks
     from .config import load_recipe_and_problems
-    from .recipe_checks import MAX_SEED
     from .preflight import Problems, quantizer_name_problems
 
     names = [n.strip() for n in quantizers.split(",") if n.strip()]
@@ -146,15 +149,17 @@ def _load_run_recipe(quantizers: str, recipe: str | None, overrides: list[str], 
     resolved, recipe_problems = load_recipe_and_problems(recipe, overrides)
     for line in recipe_problems:
         problems.add(line)
+    values_are_the_users = set(recipe_problems) <= set(recipe_checks.problems(resolved))
     problems.check(check_quantizer_tables, overrides, load_recipe_and_problems(recipe)[0], regs)
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        problems.add(f"--seed must be in 0..{MAX_SEED}, got {seed}")
+    if seed is not None and not 0 <= seed <= recipe_checks.MAX_SEED:
+        problems.add(f"--seed must be in 0..{recipe_checks.MAX_SEED}, got {seed}")
     elif seed is not None:
         resolved = dataclasses.replace(resolved, seed=seed)
     if problems:
-        from .preflight import check_run
+        if values_are_the_users:
+            from .preflight import check_run
 
-        problems.check(check_run, names, resolved, regs, strict_metrics=strict_metrics, out_root=out)
+            problems.check(check_run, names, resolved, regs, strict_metrics=strict_metrics, out_root=out)
         problems.raise_if_any()
     return resolved
 

@@ -256,8 +256,11 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
     known = [n for n in dict.fromkeys(quantizers) if n in regs.quantizers]
     options = {name: problems.check(regs.quantizers.effective_options, name, **recipe.quantizer_options(name))
                for name in known}
-    backbone_ok = problems.check(regs.backbones.effective_options, recipe.model.backbone,
-                                 latent_dim=recipe.model.latent_dim, **recipe.model.options) is not None
+    # options that shadow the recipe's own arguments are reported above; building with them cannot work
+    backbone_ok = "latent_dim" not in recipe.model.options and problems.check(
+        regs.backbones.effective_options, recipe.model.backbone, latent_dim=recipe.model.latent_dim,
+        **recipe.model.options) is not None
+    data_ok = not set(recipe_checks.DATASET_ARGUMENTS) & set(recipe.data.options)
     problems.check(regs.datasets.get, recipe.data.dataset)
     for line in metric_problems(list(recipe.eval.metrics), regs, strict_metrics):
         problems.add(line)
@@ -270,8 +273,8 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
     if run_dir is not None:
         problems.check(check_writable_folder, run_dir, "run folder")
 
-    train_set = problems.check(build_dataset, recipe, "train", registries=regs)
-    eval_set = problems.check(build_dataset, recipe, recipe.eval.split, registries=regs)
+    train_set = problems.check(build_dataset, recipe, "train", registries=regs) if data_ok else None
+    eval_set = problems.check(build_dataset, recipe, recipe.eval.split, registries=regs) if data_ok else None
     image = None
     if eval_set is not None:
         problems.add(_evaluation_size_problem(eval_set, recipe))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+DATASET_ARGUMENTS = ("split", "image_size", "root", "seed")  # given to every dataset by the recipe itself
 MAX_SEED = 2**32 - 1  # numpy's limit; qbench derives per-item seeds from it that must stay within int64
 
 
@@ -61,7 +62,7 @@ def problems(recipe) -> list[str]:
     ]
     found = [message for ok, message in checks if not ok]
     found += _betas("optim.betas", o.betas) + _betas("optim.disc_betas", o.disc_betas)
-    reserved = sorted({"split", "image_size", "root", "seed"} & set(d.options))
+    reserved = sorted(set(DATASET_ARGUMENTS) & set(d.options))
     if reserved:
         found.append(f"data.options cannot set {', '.join(reserved)}: use data.image_size, data.root or seed")
     for name, table in recipe.quantizers.items():

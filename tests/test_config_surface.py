@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import qbench
 import qbench.data
-from qbench import ConfigError, config
+from qbench import ConfigError, commands, config
 from qbench.options import _signature
 from qbench.preflight import check_run
 from qbench.registry import load_factory
@@ -155,8 +155,8 @@ def validate(quantizers, recipe, tmp_path):
 @SETTINGS
 @given(overrides=OVERRIDES)
 def test_any_set_override_is_a_valid_run_or_one_config_error(overrides, tmp_path):
-    try:
-        recipe = config.load_recipe("smoke", overrides)
+    try:  # what `qbench run --recipe smoke --quantizers gsq,vq --set ...` checks, then run_comparison
+        recipe = commands.checked_recipe("gsq,vq", "smoke", overrides, None, REGS, out=str(tmp_path / "runs"))
         validate(["gsq", "vq"], recipe, tmp_path)
     except ConfigError as exc:
         event("ConfigError")
