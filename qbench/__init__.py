@@ -15,7 +15,7 @@ import pluggy
 
 from .errors import ConfigError, MetricUnavailable, PluginError, QbenchError, RunFailed
 from .plugins import Registries, registries
-from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerOutput, QuantizerSpec
+from .specs import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, PluginSpec, QuantizerOutput, QuantizerSpec
 
 __version__ = "0.1.0"
 
@@ -25,6 +25,7 @@ __all__ = [
     "BackboneSpec",
     "ConfigError",
     "DatasetSpec",
+    "LoggerSpec",
     "MetricUnavailable",
     "MetricSpec",
     "PluginError",

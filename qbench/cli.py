@@ -12,7 +12,7 @@ import sys
 
 from .errors import ConfigError, PluginError
 
-KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes")
+KINDS = ("quantizers", "backbones", "metrics", "datasets", "loggers", "recipes")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qbench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, recipes")
+    p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, loggers, recipes")
     p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: everything)")
     p.add_argument("--filter", default=None, metavar="PATTERN", help="fnmatch pattern on names, e.g. 'g*'")
 
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--strict-metrics", action="store_true", help="fail before training if a metric is unavailable")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--log", default=None, metavar="NAMES",
+                   help="add loggers to the recipe's train.loggers, e.g. --log tensorboard,wandb (qbench list loggers)")
 
     p = sub.add_parser("report", help="aggregate run directories into tables and plots")
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them")
@@ -98,6 +100,7 @@ def cmd_run(args) -> int:
         resume=args.resume,
         strict_metrics=args.strict_metrics,
         progress=not args.no_progress,
+        log=_names(args.log) or [],
     )
 
 

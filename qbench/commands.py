@@ -68,15 +68,19 @@ def run(
     resume: str | None,
     strict_metrics: bool,
     progress: bool,
+    log: list[str] | None = None,
 ) -> int:
+    from .tracking import check_loggers, with_loggers
+
     regs = None
     if not resume:
-        # fail fast on names and recipe keys, before torch is imported
+        # fail fast on names, recipe keys and loggers, before torch is imported
         names = [n.strip() for n in quantizers.split(",") if n.strip()]
         regs = registries()
         for name in names:
             regs.quantizers.get(name)
-        resolved = load_recipe(recipe, overrides)
+        resolved = with_loggers(load_recipe(recipe, overrides), log or [])
+        check_loggers(resolved, regs)
 
     from . import runner
     from .distributed import is_main_process
@@ -84,7 +88,7 @@ def run(
     from .report import build_report
 
     if resume:
-        outcomes = [runner.resume_run(Path(resume), progress=progress)]
+        outcomes = [runner.resume_run(Path(resume), progress=progress, loggers=log)]
     else:
         outcomes = runner.run_comparison(
             runner.parse_quantizers(quantizers), resolved, seed=seed, out_root=out,

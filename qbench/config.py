@@ -21,6 +21,7 @@ from .errors import ConfigError, suggest, unknown_name_error
 
 RECIPE_PATH_ENV = "QBENCH_RECIPE_PATH"
 DEFAULT_RECIPE = "cpu-default"
+TRACKING_KEYS = ("loggers", "image_every")  # train.* keys that do not enter the recipe hash
 
 
 @dataclass
@@ -77,6 +78,8 @@ class TrainConfig:
     channels_last: bool = True
     threads: int = 0  # 0: torch's default
     device: str = "auto"  # auto | cpu | cuda
+    loggers: list[str] = field(default_factory=lambda: ["csv"])  # experiment trackers (qbench list loggers)
+    image_every: int = 0  # reconstruction grid to the loggers every N steps; 0: off
 
 
 @dataclass
@@ -103,24 +106,32 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     quantizers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loggers: dict[str, dict[str, Any]] = field(default_factory=dict)  # [loggers.NAME] options
 
     def quantizer_options(self, name: str) -> dict[str, Any]:
         """Options the recipe gives quantizer ``name``: ``dim`` plus its own table."""
         return {"dim": self.model.latent_dim, **self.quantizers.get(name, {})}
 
+    def logger_options(self, name: str) -> dict[str, Any]:
+        """Options the recipe gives logger ``name``: its ``[loggers.NAME]`` table."""
+        return dict(self.loggers.get(name, {}))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Hash of everything but the quantizer tables, seed, name and description.
+        """Hash of everything but the quantizer tables, seed, name, description and logging.
 
         Runs of different quantizers and seeds under one recipe share it (the
         seed is recorded beside it, and seeds become mean ± std in reports);
         any change to data, model, optimiser, losses, steps or evaluation
-        changes it.
+        changes it.  Where the run is watched (``train.loggers``,
+        ``train.image_every``, ``[loggers.*]``) does not change its results,
+        so it is left out: hashes stay those of recipes without these keys.
         """
-        ignored = ("quantizers", "seed", "name", "description")
+        ignored = ("quantizers", "seed", "name", "description", "loggers")
         shared = {k: v for k, v in self.to_dict().items() if k not in ignored}
+        shared["train"] = {k: v for k, v in shared["train"].items() if k not in TRACKING_KEYS}
         blob = json.dumps(shared, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -187,6 +198,9 @@ def validate(recipe: Recipe) -> None:
         (recipe.optim.schedule in ("constant", "cosine"), "optim.schedule must be constant or cosine"),
         (0.0 <= recipe.optim.ema_decay < 1.0, "optim.ema_decay must be in [0, 1)"),
         (recipe.train.steps >= 0, "train.steps must be >= 0"),
+        (recipe.train.image_every >= 0, "train.image_every must be >= 0 (0: off)"),
+        (all(isinstance(n, str) and n for n in recipe.train.loggers), "train.loggers must be a list of logger names"),
+        (all(isinstance(t, dict) for t in recipe.loggers.values()), "each [loggers.NAME] must be a table of options"),
         (recipe.train.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16"),
         (recipe.train.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (recipe.loss.reconstruction in ("mse", "l1"), "loss.reconstruction must be mse or l1"),

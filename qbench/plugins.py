@@ -18,7 +18,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError
 from .registry import Registry
-from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerSpec
+from .specs import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, PluginSpec, QuantizerSpec
 
 ENTRY_POINT_GROUP = "qbench"
 DISABLE_ENV = "QBENCH_DISABLE_PLUGINS"
@@ -32,6 +32,7 @@ KINDS: dict[str, tuple[str, type[PluginSpec]]] = {
     "backbones": ("qbench_register_backbones", BackboneSpec),
     "metrics": ("qbench_register_metrics", MetricSpec),
     "datasets": ("qbench_register_datasets", DatasetSpec),
+    "loggers": ("qbench_register_loggers", LoggerSpec),
 }
 
 
@@ -54,12 +55,13 @@ class PluginInfo:
 
 @dataclass
 class Registries:
-    """The four registries of one plugin manager, plus its load report."""
+    """The registries of one plugin manager, plus its load report."""
 
     quantizers: Registry[QuantizerSpec]
     backbones: Registry[BackboneSpec]
     metrics: Registry[MetricSpec]
     datasets: Registry[DatasetSpec]
+    loggers: Registry[LoggerSpec]
     plugins: list[PluginInfo]
 
     def by_kind(self, kind: str) -> Registry:

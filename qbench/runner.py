@@ -59,9 +59,11 @@ def _validate(quantizers: list[str], recipe: Recipe, regs, strict_metrics: bool)
     from .evaluate import check_metrics
     from .losses import check_pretrained
     from .model import build_tokenizer
+    from .tracking import check_loggers
 
     for name in quantizers:
         regs.quantizers.get(name)  # unknown name: ConfigError with did-you-mean
+    check_loggers(recipe, regs)
     train_set = build_dataset(recipe, "train", registries=regs)
     eval_set = build_dataset(recipe, recipe.eval.split, registries=regs)
     check_pretrained(recipe)
@@ -103,10 +105,41 @@ def recon_samples(model, dataset, count: int, device="cpu"):
     return originals.numpy(), to_uint8(x_hat.float().cpu()).numpy()
 
 
+def recon_grid(model, dataset, count: int, device="cpu"):
+    """The picture ``recon.png`` holds, as a uint8 (H, W, 3) array (what the loggers are sent)."""
+    import numpy as np
+
+    from .plots import recon_grid_image
+
+    return np.asarray(recon_grid_image(*recon_samples(model, dataset, count, device)))
+
+
+def _run_info(recipe: Recipe, name: str, options: dict[str, Any], run_dir: Path, resume_state):
+    from .logger import RunInfo
+
+    identity = _identity(recipe, name, options)
+    return RunInfo(run_dir=Path(run_dir), recipe=recipe.name, quantizer=name, options=dict(options), seed=recipe.seed,
+                   recipe_hash=identity["recipe_hash"], config_hash=identity["config_hash"],
+                   hyperparameters=identity["recipe"], steps=recipe.train.steps,
+                   start_step=int(resume_state["step"]) if resume_state else 0)
+
+
 def _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True):
+    """One run, watched by the recipe's loggers (on rank 0), which hear how it ended even if it raised."""
+    from . import distributed, tracking
+    from .model import quantizer_options
+
+    run = _run_info(recipe, name, quantizer_options(recipe, name), run_dir, resume_state)
+    with tracking.open_loggers(recipe, regs, run, enabled=distributed.is_main_process()) as tracker:
+        return _train_and_score_with(tracker, name, recipe, regs, train_set, eval_set, run_dir,
+                                     resume_state=resume_state, progress=progress)
+
+
+def _train_and_score_with(tracker, name, recipe, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True):
     import torch
 
     from . import distributed, results
+    from .code_counts import CodeCounts
     from .evaluate import dataset_key_for, evaluate
     from .model import build_tokenizer, quantizer_options
     from .train import fit
@@ -120,8 +153,8 @@ def _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, *, resume
     model_info = tokenizer.model_info()
     device = distributed.local_device(recipe.train.device)
 
-    def write_log(rows):
-        results.write_log(run_dir, rows)
+    def show(step, model):
+        tracker.log_images(step, "reconstructions", recon_grid(model, eval_set, recipe.eval.grid_images, device))
 
     def finish(status, reason="", failed_step=None, metrics=None, train_info=None):
         record = results.build_record(recipe=recipe, quantizer=name, options=options, seed=recipe.seed,
@@ -129,12 +162,15 @@ def _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, *, resume
                                       metrics=metrics or {}, model_info=model_info, train_info=train_info or {})
         if main:
             results.write_metrics(run_dir, record)
+        tracker.log_metrics(metrics or {})
+        tracker.finish(status, reason)
         return RunOutcome(name, options, run_dir, status, reason=reason, metrics=metrics or {}, record=record)
 
     started = time.perf_counter()
     try:
         trained = fit(tokenizer, recipe, train_set, identity=_identity(recipe, name, options), run_dir=run_dir,
-                      resume_state=resume_state, progress=progress, on_log=write_log, device=device)
+                      resume_state=resume_state, progress=progress, on_log=lambda rows: tracker.log_row(rows[-1]),
+                      on_image=show if recipe.eval.grid_images > 0 else None, device=device)
     except RunFailed as exc:
         info = {"steps": (exc.step or 1) - 1, "wall_time_s": round(time.perf_counter() - started, 2),
                 "final_loss": float("nan"), "device": str(device), "world_size": distributed.world_size()}
@@ -146,9 +182,12 @@ def _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, *, resume
                 "device": str(device), "world_size": distributed.world_size()}
         return finish("failed", f"{type(exc).__name__}: {exc}", train_info=info)
     model = trained.eval_model
+    observers = {"codes": CodeCounts()}
     metrics = evaluate(model, eval_set, recipe.eval.metrics, registries=regs, batch_size=recipe.eval.batch_size,
                        max_images=recipe.eval.max_images, device=str(device), dataset_key=dataset_key_for(recipe),
-                       progress=progress)
+                       progress=progress, observers=observers)
+    if "codes" in observers:
+        tracker.log_histograms(trained.steps, observers["codes"].histograms())
     if main and recipe.eval.grid_images > 0:
         results.write_recon_grid(run_dir, *recon_samples(model, eval_set, recipe.eval.grid_images, device))
     report = getattr(train_set, "report", None)
@@ -192,13 +231,18 @@ def run_comparison(
     return outcomes
 
 
-def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None) -> RunOutcome:
-    """Continue an interrupted run from its checkpoint, then score it as usual."""
+def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None, loggers: list[str] | None = None) -> RunOutcome:
+    """Continue an interrupted run from its checkpoint, then score it as usual.
+
+    ``loggers`` are added to the checkpoint recipe's ``train.loggers``.
+    """
     from . import checkpoint, distributed, results
+    from .tracking import with_loggers
 
     run_dir = Path(run_dir)
     state = checkpoint.load(run_dir)
     recipe, name, options = checkpoint.run_identity(state)
+    recipe = with_loggers(recipe, loggers or [])
     if results.config_hash(recipe, name, options) != state["config_hash"]:
         raise ConfigError(f"checkpoint in {run_dir} does not match its own config hash (edited or from another version)")
     regs = _registries(registries)

@@ -81,6 +81,25 @@ class DatasetSpec(PluginSpec):
     kind = "dataset"
 
 
+@dataclass(frozen=True)
+class LoggerSpec(PluginSpec):
+    """An experiment tracker: ``factory(**options) -> qbench.logger.Logger``.
+
+    ``requires`` names the top-level modules the logger imports; they are
+    looked up (not imported) before training, and a missing one is a user
+    error that quotes ``install``, e.g. ``"pip install 'qbench[tensorboard]'"``.
+    """
+
+    requires: tuple[str, ...] = ()
+    install: str = ""
+
+    kind = "logger"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "requires", tuple(self.requires))
+
+
 class QuantizerOutput(NamedTuple):
     """What ``quantizer.forward(z)`` returns.
 

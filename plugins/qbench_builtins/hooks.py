@@ -1,4 +1,4 @@
-"""The built-in plugin: registers qbench's own quantizers, backbones, metrics, datasets.
+"""The built-in plugin: registers qbench's own quantizers, backbones, metrics, datasets, loggers.
 
 This module is the only one registered with the plugin manager and imports
 no torch: every factory is a ``"module:attr"`` string imported on use.
@@ -6,7 +6,7 @@ no torch: every factory is a ``"module:attr"`` string imported on use.
 
 from __future__ import annotations
 
-from qbench import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec, hookimpl
+from qbench import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, QuantizerSpec, hookimpl
 
 GSQ_PAPER = "Grouped Spherical Quantization, arXiv 2412.02632"
 
@@ -106,5 +106,37 @@ def qbench_register_datasets():
             name="cifar10",
             factory="qbench_builtins.datasets:CIFAR10Dataset",
             description="torchvision CIFAR-10 from a local root (downloads only when asked)",
+        ),
+    ]
+
+
+@hookimpl
+def qbench_register_loggers():
+    return [
+        LoggerSpec(
+            name="csv",
+            factory="qbench_builtins.loggers.csv_log:CSVLogger",
+            description="RUN_DIR/log.csv, one row per logged step (the default; qbench report reads it)",
+        ),
+        LoggerSpec(
+            name="tensorboard",
+            factory="qbench_builtins.loggers.tensorboard_log:TensorBoardLogger",
+            description="TensorBoard event files in RUN_DIR/tensorboard (tensorboard --logdir results/runs)",
+            requires=("tensorboard",),
+            install="pip install 'qbench[tensorboard]'",
+        ),
+        LoggerSpec(
+            name="wandb",
+            factory="qbench_builtins.loggers.wandb_log:WandbLogger",
+            description="Weights & Biases, offline unless WANDB_MODE says otherwise; one run per quantizer",
+            requires=("wandb",),
+            install="pip install 'qbench[wandb]'",
+        ),
+        LoggerSpec(
+            name="mlflow",
+            factory="qbench_builtins.loggers.mlflow_log:MLflowLogger",
+            description="MLflow, local store OUT/mlflow.db unless MLFLOW_TRACKING_URI says otherwise",
+            requires=("mlflow", "sqlalchemy", "alembic"),
+            install="pip install 'qbench[mlflow]'",
         ),
     ]
