@@ -37,7 +37,8 @@ class RunInfo:
 
     ``hyperparameters`` is the resolved recipe as a nested dict (what
     ``config.toml`` records); ``start_step`` is above 0 when the run resumes
-    from a checkpoint taken at that step.
+    from a checkpoint taken at that step, and ``history`` then holds the
+    log rows (``step`` plus scalars) the checkpoint kept.
     """
 
     run_dir: Path
@@ -50,6 +51,7 @@ class RunInfo:
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     steps: int = 0
     start_step: int = 0
+    history: tuple[Mapping[str, float], ...] = ()
 
     @property
     def name(self) -> str:

@@ -121,7 +121,8 @@ def _run_info(recipe: Recipe, name: str, options: dict[str, Any], run_dir: Path,
     return RunInfo(run_dir=Path(run_dir), recipe=recipe.name, quantizer=name, options=dict(options), seed=recipe.seed,
                    recipe_hash=identity["recipe_hash"], config_hash=identity["config_hash"],
                    hyperparameters=identity["recipe"], steps=recipe.train.steps,
-                   start_step=int(resume_state["step"]) if resume_state else 0)
+                   start_step=int(resume_state["step"]) if resume_state else 0,
+                   history=tuple(dict(row) for row in (resume_state or {}).get("log", ())))
 
 
 def _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True):

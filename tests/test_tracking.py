@@ -223,6 +223,11 @@ def docs_example() -> str:
     return re.search(r"`qbench_jsonl\.py`:\s*```python\n(.*?)```", section, re.S).group(1)
 
 
+def test_readme_shows_the_docs_example_logger_plugin():
+    readme = (ROOT / "README.md").read_text().split("## Writing a logger plugin", 1)[1]
+    assert f"```python\n{docs_example()}```" in readme
+
+
 def test_docs_example_logger_plugin_is_listed_and_logs(site, tmp_path):
     (site / "qbench_jsonl.py").write_text(docs_example())
     make_distribution(site, "qbench-jsonl", "0.1.0", {"jsonl": "qbench_jsonl"}, {})

@@ -2,8 +2,8 @@
 
 The default logger, and the file ``qbench report`` draws training curves
 from.  Each row replaces the whole file atomically, so a crash never leaves
-half a row.  A resumed run keeps the rows up to its checkpoint's step: the
-steps after it are trained again and logged anew.
+half a row.  A resumed run starts from the rows its checkpoint kept: the
+steps after the checkpoint are trained again and logged anew.
 """
 
 from __future__ import annotations
@@ -19,18 +19,10 @@ from qbench.logger import Logger, RunInfo
 LOG_FILE = "log.csv"
 
 
-def _rows_up_to(path: Path, step: int) -> list[dict]:
-    try:
-        with open(path, newline="") as fh:
-            return [row for row in csv.DictReader(fh) if row.get("step") and int(float(row["step"])) <= step]
-    except (OSError, ValueError, csv.Error):
-        return []
-
-
 class CSVLogger(Logger):
     def start(self, run: RunInfo) -> None:
         self.path = Path(run.run_dir) / LOG_FILE
-        self.rows = _rows_up_to(self.path, run.start_step) if run.start_step > 0 else []
+        self.rows = [dict(row) for row in run.history]
 
     def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         self.rows.append({"step": step, **scalars})
