@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them")
     p.add_argument("--out", default="results/report", help="output directory (default: results/report)")
     p.add_argument("--intro", default=None, metavar="FILE", help="Markdown file to put above the tables")
+    p.add_argument("--baseline", default=None, metavar="NAME",
+                   help="compare every configuration with this quantizer (or configuration label): paired differences and BD")
+    p.add_argument("--bd-method", default="cubic", choices=("cubic", "pchip"), help="Bjøntegaard interpolation (default: cubic)")
+    p.add_argument("--fit", action="store_true", help="fit metric = a/(log2 V)^b + c*D^e to each D x V grid of the runs")
+    p.add_argument("--fit-metric", default="auto", metavar="NAME",
+                   help="the metric --fit models (default: rfid, else lpips, else psnr, the first with a grid)")
 
     p = sub.add_parser("eval", help="re-score a finished run from its checkpoint")
     p.add_argument("run_dir")
@@ -104,7 +110,7 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from .commands import report
 
-    return report(args.paths, args.out, args.intro)
+    return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None, bd_method=args.bd_method)
 
 
 def cmd_eval(args) -> int:

@@ -108,7 +108,8 @@ def run(
     return 0
 
 
-def report(paths: list[str], out: str, intro: str | None = None) -> int:
+def report(paths: list[str], out: str, intro: str | None = None, *, baseline: str | None = None,
+           fit: str | None = None, bd_method: str = "cubic") -> int:
     from .publish import render_text, write_report
     from .report import build_report
 
@@ -118,7 +119,7 @@ def report(paths: list[str], out: str, intro: str | None = None) -> int:
             intro_text = Path(intro).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read --intro file {intro}: {exc.strerror}") from None
-    built = build_report(paths)
+    built = build_report(paths, baseline=baseline, fit=fit, bd_method=bd_method)
     readme = write_report(built, out, intro_text)
     print(render_text(built))
     print(f"\nwritten: {readme} and {Path(out) / 'summary.csv'}")

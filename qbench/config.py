@@ -115,7 +115,7 @@ class Recipe:
         """Hash of everything but the quantizer tables, seed, name and description.
 
         Runs of different quantizers and seeds under one recipe share it (the
-        seed is recorded beside it, and seeds become mean ± std in reports);
+        seed is recorded beside it, and seeds become a mean with its interval in reports);
         any change to data, model, optimiser, losses, steps or evaluation
         changes it.
         """

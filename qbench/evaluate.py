@@ -35,6 +35,8 @@ def _result(status: str, spec=None, **fields: Any) -> dict[str, Any]:
         "protocol": fields.get("protocol", {}),
         "higher_is_better": getattr(spec, "higher_is_better", None),
         "unit": getattr(spec, "unit", ""),
+        "heading": getattr(spec, "heading", ""),
+        "format": getattr(spec, "format", ""),
     }
 
 

@@ -62,11 +62,15 @@ class MetricSpec(PluginSpec):
     """A streaming metric: ``factory(**options) -> Metric``.
 
     ``higher_is_better`` is ``None`` for descriptive numbers (bits, rates)
-    that are neither better nor worse.
+    that are neither better nor worse.  ``heading`` (e.g. "PSNR (dB)") and
+    ``format`` (a format spec such as ".2f"; empty: three significant
+    digits) are how report tables show it; every result records them.
     """
 
     higher_is_better: bool | None = None
     unit: str = ""
+    heading: str = ""
+    format: str = ""
 
     kind = "metric"
 

@@ -65,27 +65,28 @@ def qbench_register_backbones():
     ]
 
 
-def _metric(name, attr, description, higher_is_better, unit=""):
+def _metric(name, attr, description, higher_is_better, unit="", heading=""):
     return MetricSpec(
         name=name,
         factory=f"qbench_builtins.metrics:{attr}",
         description=description,
         higher_is_better=higher_is_better,
         unit=unit,
+        heading=heading,
     )
 
 
 @hookimpl
 def qbench_register_metrics():
     return [
-        _metric("rfid", "ReconstructionFID", "rFID: torch-fidelity inception-v3-compat, originals vs reconstructions", False),
-        _metric("lpips", "LPIPSMetric", "LPIPS (lpips package, AlexNet by default)", False),
-        _metric("psnr", "PSNR", "peak signal-to-noise ratio on [0, 1] RGB", True, "dB"),
-        _metric("ssim", "SSIM", "structural similarity, Gaussian window 11, sigma 1.5", True),
-        _metric("usage", "CodebookUsage", "percentage of codebook entries used on the evaluation set (pooled; per group/stage in extras)", True, "%"),
-        _metric("perplexity", "Perplexity", "exp(entropy) of the evaluation-set code histogram (pooled; per group/stage in extras)", True),
-        _metric("bits", "Bits", "bits per position, per image, compression ratio vs 24-bit RGB", None, "bits"),
-        _metric("throughput", "Throughput", "encode and decode images per second", True, "img/s"),
+        _metric("rfid", "ReconstructionFID", "rFID: torch-fidelity inception-v3-compat, originals vs reconstructions", False, heading="rFID"),
+        _metric("lpips", "LPIPSMetric", "LPIPS (lpips package, AlexNet by default)", False, heading="LPIPS"),
+        _metric("psnr", "PSNR", "peak signal-to-noise ratio on [0, 1] RGB", True, "dB", heading="PSNR (dB)"),
+        _metric("ssim", "SSIM", "structural similarity, Gaussian window 11, sigma 1.5", True, heading="SSIM"),
+        _metric("usage", "CodebookUsage", "percentage of codebook entries used on the evaluation set (pooled; per group/stage in extras)", True, "%", heading="usage (%)"),
+        _metric("perplexity", "Perplexity", "exp(entropy) of the evaluation-set code histogram (pooled; per group/stage in extras)", True, heading="perplexity"),
+        _metric("bits", "Bits", "bits per position, per image, compression ratio vs 24-bit RGB", None, "bits", heading="bits/pos"),
+        _metric("throughput", "Throughput", "encode and decode images per second", True, "img/s", heading="throughput (img/s)"),
     ]
 
 
