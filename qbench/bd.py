@@ -56,16 +56,18 @@ def _strictly_monotone(values: np.ndarray) -> bool:
     return bool(np.all(steps > 0) or np.all(steps < 0))
 
 
-def _checks(x_anchor, x_test, method: str, axis: str) -> list[str]:
-    """Reasons the average cannot be computed (empty list: it can)."""
-    problems = []
+def _checks(x_anchor, x_test, method: str, axis: str) -> tuple[list[str], list[str]]:
+    """(reasons the average cannot be computed, cautions that go beside a value)."""
+    problems, cautions = [], []
     need = CUBIC_POINTS if method == "cubic" else 2
     for name, x in (("anchor", x_anchor), ("test", x_test)):
         if len(x) < need:
             problems.append(f"{method} needs {need} points per curve, the {name} has {len(x)}")
         elif len(np.unique(x)) < len(x):
             problems.append(f"the {name} has two points at one {axis}")
-    return problems
+        elif len(x) < CUBIC_POINTS:
+            cautions.append(f"the {name} has {len(x)} points; a BD value wants at least {CUBIC_POINTS}")
+    return problems, cautions
 
 
 def _average_gap(x_anchor, y_anchor, x_test, y_test, method: str, axis: str) -> BDResult:
@@ -73,7 +75,7 @@ def _average_gap(x_anchor, y_anchor, x_test, y_test, method: str, axis: str) -> 
     if method not in METHODS:
         raise ValueError(f"BD method must be one of {', '.join(METHODS)}, got {method!r}")
     x_anchor, y_anchor, x_test, y_test = (np.asarray(v, dtype=float) for v in (x_anchor, y_anchor, x_test, y_test))
-    problems = _checks(x_anchor, x_test, method, axis)
+    problems, notes = _checks(x_anchor, x_test, method, axis)
     if problems:
         return BDResult(math.nan, math.nan, tuple(problems))
     lo = max(x_anchor.min(), x_test.min())
@@ -82,7 +84,6 @@ def _average_gap(x_anchor, y_anchor, x_test, y_test, method: str, axis: str) -> 
     overlap = max(hi - lo, 0.0) / union if union > 0 else 0.0
     if overlap <= 0:
         return BDResult(math.nan, 0.0, (f"the curves share no {axis} range",))
-    notes = []
     if overlap < MIN_OVERLAP - 1e-9:  # the tolerance keeps an exact 75% (rounded) from warning
         notes.append(f"the curves share only {overlap:.0%} of their {axis} range (< {MIN_OVERLAP:.0%})")
     gap = (_integral(x_test, y_test, lo, hi, method) - _integral(x_anchor, y_anchor, lo, hi, method)) / (hi - lo)

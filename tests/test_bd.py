@@ -38,11 +38,6 @@ def test_worked_example_matches_package(method):
     assert swapped.value > 0
 
 
-def test_worked_example_cubic_value():
-    # round(·, 4) of the package's cubic value for this example
-    assert round(bd_rate(RATE, PSNR_A, RATE, PSNR_T, method="cubic").value, 4) == -8.0848
-
-
 @pytest.mark.parametrize("method", ["cubic", "pchip"])
 def test_lower_is_better_metric_is_negated_for_bd_rate(method):
     ours = bd_rate(RATE, RFID_A, RATE, RFID_T, method=method, higher_is_better=False)
@@ -90,7 +85,8 @@ def test_small_overlap_is_noted_and_no_overlap_is_nan():
 def test_cubic_needs_four_points_and_pchip_a_monotone_metric():
     three = bd_rate(RATE[:3], PSNR_A[:3], RATE[:3], PSNR_T[:3], method="cubic")
     assert math.isnan(three.value) and "needs 4 points" in three.notes[0]
-    assert math.isfinite(bd_rate(RATE[:3], PSNR_A[:3], RATE[:3], PSNR_T[:3], method="pchip").value)
+    pchip = bd_rate(RATE[:3], PSNR_A[:3], RATE[:3], PSNR_T[:3], method="pchip")
+    assert math.isfinite(pchip.value) and "has 3 points" in pchip.notes[0]
     bumpy = [20.1, 21.0, 20.8, 22.2]
     refused = bd_rate(RATE, bumpy, RATE, PSNR_T, method="pchip")
     assert math.isnan(refused.value) and "not monotone" in refused.notes[0]
