@@ -15,7 +15,7 @@ import pluggy
 
 from .errors import ConfigError, MetricUnavailable, PluginError, QbenchError, RunFailed
 from .plugins import Registries, registries
-from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerOutput, QuantizerSpec
+from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerOutput, QuantizerSpec, RecipeSpec
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ __all__ = [
     "QbenchError",
     "QuantizerOutput",
     "QuantizerSpec",
+    "RecipeSpec",
     "Registries",
     "RunFailed",
     "hookimpl",

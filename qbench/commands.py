@@ -7,6 +7,7 @@ imported inside the commands that need them.
 from __future__ import annotations
 
 import fnmatch
+import sys
 from pathlib import Path
 
 from .config import available_recipes, load_recipe, read_toml
@@ -22,36 +23,55 @@ def _table(rows: list[tuple[str, ...]], headings: tuple[str, ...]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def listing(kind: str | None = None, pattern: str | None = None) -> str:
-    kinds = [kind] if kind else [*KINDS, "recipes"]
-    regs = registries() if any(k != "recipes" for k in kinds) else None
+def _recipe_rows(regs, pattern: str | None) -> list[tuple[str, ...]]:
+    origins = {s.name: f"{s.origin} {s.version}".strip() for s in regs.recipes.list()}
+    rows = []
+    for name, path in available_recipes(regs).items():
+        if pattern is None or fnmatch.fnmatchcase(name, pattern):
+            try:
+                description = read_toml(path).get("description", "")
+            except ConfigError as exc:
+                description = f"(unreadable: {exc})"
+            rows.append((name, description, origins.get(name, str(path))))
+    return rows
+
+
+def listing(kind: str | None = None, pattern: str | None = None, regs=None) -> str:
+    regs = regs or registries()
     parts = []
-    for k in kinds:
+    for k in [kind] if kind else list(KINDS):
         if k == "recipes":
-            rows = []
-            for name, path in available_recipes().items():
-                if pattern is None or fnmatch.fnmatchcase(name, pattern):
-                    rows.append((name, read_toml(path).get("description", ""), str(path)))
-            parts.append(f"{k}:\n" + _table(rows, ("name", "description", "file")))
+            rows = _recipe_rows(regs, pattern)
         else:
-            specs = regs.by_kind(k).list(pattern)
-            rows = [(s.name, s.description, f"{s.origin} {s.version}".strip()) for s in specs]
-            parts.append(f"{k}:\n" + _table(rows, ("name", "description", "origin")))
+            rows = [(s.name, s.description, f"{s.origin} {s.version}".strip()) for s in regs.by_kind(k).list(pattern)]
+        parts.append(f"{k}:\n" + _table(rows, ("name", "description", "origin")))
     return "\n\n".join(parts)
 
 
+def load_warnings(regs) -> list[str]:
+    """One line per plugin that failed to load, for commands that list or use plugins."""
+    return [f"warning: plugin {p.name!r} failed to load: {p.error} (see: qbench plugins)" for p in regs.failed()]
+
+
 def print_listing(kind: str | None = None, pattern: str | None = None) -> None:
-    print(listing(kind, pattern))
+    regs = registries()
+    for line in load_warnings(regs):
+        print(line, file=sys.stderr)
+    print(listing(kind, pattern, regs))
 
 
 def plugins_report() -> str:
-    regs = registries()
+    regs = registries(strict=False)  # a conflict must not hide the table that shows it
     rows = []
     for info in regs.plugins:
         what = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.registered.items()) or "-"
         dist = f"{info.distribution} {info.version}".strip() or "-"
         rows.append((info.name, dist, info.module, what, info.error or "ok"))
-    return _table(rows, ("plugin", "distribution", "module", "registers", "status"))
+    text = _table(rows, ("plugin", "distribution", "module", "registers", "status"))
+    conflicts = regs.conflicts()
+    if conflicts:
+        text += "\n\nconflicts:\n" + "\n".join(f"  {line}" for line in conflicts)
+    return text
 
 
 def print_plugins() -> None:
@@ -75,8 +95,8 @@ def run(
         names = [n.strip() for n in quantizers.split(",") if n.strip()]
         for name in names:
             regs.quantizers.get(name)
-        resolved = load_recipe(recipe, overrides)
-        check_quantizer_tables(overrides, load_recipe(recipe), regs)
+        resolved = load_recipe(recipe, overrides, regs)
+        check_quantizer_tables(overrides, load_recipe(recipe, registries=regs), regs)
 
     from . import runner
     from .distributed import is_main_process

@@ -13,11 +13,15 @@ import hashlib
 import json
 import os
 import tomllib
+from importlib import resources
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from .errors import ConfigError, suggest, unknown_name_error
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 RECIPE_PATH_ENV = "QBENCH_RECIPE_PATH"
 # recipe keys that cannot change a result: left out of the recipe hash, so that
@@ -239,40 +243,56 @@ def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, An
 
 
 def recipe_dirs() -> list[Path]:
-    dirs = [Path(p) for p in os.environ.get(RECIPE_PATH_ENV, "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parent.parent / "benchmarks" / "recipes")
-    return dirs
+    """Folders of user recipes (``QBENCH_RECIPE_PATH``); their names win over registered ones."""
+    return [Path(p) for p in os.environ.get(RECIPE_PATH_ENV, "").split(os.pathsep) if p]
 
 
-def available_recipes() -> dict[str, Path]:
-    found: dict[str, Path] = {}
+def recipe_resource(spec) -> Traversable:
+    """The TOML file a ``RecipeSpec`` names as ``"package:file.toml"``, read through importlib.resources."""
+    package, _, filename = spec.factory.partition(":")
+    try:
+        return resources.files(package) / filename
+    except ModuleNotFoundError:
+        raise ConfigError(f"recipe {spec.name!r} from {spec.origin or '?'}: no package {package!r}") from None
+
+
+def available_recipes(registries=None) -> dict[str, Traversable]:
+    """Recipe name -> file: ``QBENCH_RECIPE_PATH`` folders first, then recipes registered by plugins."""
+    found: dict[str, Traversable] = {}
     for directory in recipe_dirs():
         if directory.is_dir():
             for path in sorted(directory.glob("*.toml")):
                 found.setdefault(path.stem, path)
+    if registries is None:
+        from .plugins import registries as build
+
+        registries = build(strict=False)
+    for spec in registries.recipes.list():
+        found.setdefault(spec.name, recipe_resource(spec))
     return found
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path | Traversable) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"recipe file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"recipe {path} is a folder, not a TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
 
 
-def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None) -> Recipe:
-    """A recipe by name (``benchmarks/recipes/NAME.toml``) or TOML path, with overrides."""
+def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None, registries=None) -> Recipe:
+    """A recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, with overrides."""
     ref = name_or_path or DEFAULT_RECIPE
-    known = available_recipes()
-    if ref in known:
-        path = known[ref]
-    elif ref.endswith(".toml") or os.sep in ref:
+    if ref.endswith(".toml") or os.sep in ref:
         path = Path(ref)
     else:
-        raise unknown_name_error("recipe", ref, known)
+        known = available_recipes(registries)
+        if ref not in known:
+            raise unknown_name_error("recipe", ref, known)
+        path = known[ref]
     table = read_toml(path)
-    table.setdefault("name", path.stem)
+    table.setdefault("name", Path(path.name).stem)
     return recipe_from_dict(apply_overrides(table, overrides or []))

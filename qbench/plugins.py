@@ -22,7 +22,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, suggest
 from .registry import Registry
-from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerSpec
+from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerSpec, RecipeSpec
 
 ENTRY_POINT_GROUP = "qbench"
 DISABLE_ENV = "QBENCH_DISABLE_PLUGINS"
@@ -36,6 +36,7 @@ KINDS: dict[str, tuple[str, type[PluginSpec]]] = {
     "backbones": ("qbench_register_backbones", BackboneSpec),
     "metrics": ("qbench_register_metrics", MetricSpec),
     "datasets": ("qbench_register_datasets", DatasetSpec),
+    "recipes": ("qbench_register_recipes", RecipeSpec),
 }
 
 
@@ -64,6 +65,7 @@ class Registries:
     backbones: Registry[BackboneSpec]
     metrics: Registry[MetricSpec]
     datasets: Registry[DatasetSpec]
+    recipes: Registry[RecipeSpec]
     plugins: list[PluginInfo]
 
     def by_kind(self, kind: str) -> Registry:

@@ -82,6 +82,17 @@ class DatasetSpec(PluginSpec):
     kind = "dataset"
 
 
+@dataclass(frozen=True)
+class RecipeSpec(PluginSpec):
+    """A named recipe shipped by a plugin: ``factory`` is ``"package:file.toml"``.
+
+    The TOML file is read with ``importlib.resources`` from the package, so a
+    recipe ships inside the plugin's wheel like any package data.
+    """
+
+    kind = "recipe"
+
+
 class QuantizerOutput(NamedTuple):
     """What ``quantizer.forward(z)`` returns.
 

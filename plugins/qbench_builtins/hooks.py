@@ -6,7 +6,7 @@ no torch: every factory is a ``"module:attr"`` string imported on use.
 
 from __future__ import annotations
 
-from qbench import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec, hookimpl
+from qbench import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec, RecipeSpec, hookimpl
 
 GSQ_PAPER = "Grouped Spherical Quantization, arXiv 2412.02632"
 
@@ -108,3 +108,12 @@ def qbench_register_datasets():
             description="torchvision CIFAR-10 from a local root (downloads only when asked)",
         ),
     ]
+
+
+RECIPES = ("smoke", "cpu-default", "imagenet128-vae", "imagenet256-gan")
+
+
+@hookimpl
+def qbench_register_recipes():
+    # descriptions live in the TOML files themselves (``qbench list recipes`` reads them)
+    return [RecipeSpec(name=name, factory=f"qbench_builtins.recipes:{name}.toml") for name in RECIPES]
