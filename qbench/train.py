@@ -258,7 +258,7 @@ def fit(
             trainer.wall_time += time.perf_counter() - t0
             window_steps += 1
             if bar is not None:
-                bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.2f}", refresh=False)
+                bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.1f}%", refresh=False)
                 bar.update(1)
             if trainer.step % max(1, recipe.train.log_every) == 0 or trainer.step == total_steps:
                 elapsed = time.perf_counter() - window_start

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from qbench.codebook import nearest_code
+from qbench.lookup import nearest_code
 from qbench.quantizer import (
     Quantizer,
     codebook_loss,
