@@ -29,6 +29,7 @@ from .specs import (
     QuantizerOutput,
     QuantizerSpec,
     RecipeSpec,
+    WeightsSpec,
 )
 
 __version__ = "0.1.0"
@@ -91,6 +92,7 @@ __all__ = [
     "RecipeSpec",
     "Registries",
     "RunFailed",
+    "WeightsSpec",
     "__version__",
     "hookimpl",
     "registries",

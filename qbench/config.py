@@ -188,6 +188,9 @@ def recipe_from_dict(table: dict[str, Any]) -> Recipe:
     return recipe
 
 
+LPIPS_NETS = ("alex", "vgg", "squeeze")  # = qbench.weights.LPIPS_NETWORKS (kept in step by a test)
+
+
 def validate(recipe: Recipe) -> None:
     checks = [
         (recipe.data.image_size > 0, "data.image_size must be positive"),
@@ -202,7 +205,7 @@ def validate(recipe: Recipe) -> None:
         (recipe.train.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (recipe.loss.reconstruction in ("mse", "l1"), "loss.reconstruction must be mse or l1"),
         (recipe.loss.discriminator in ("patchgan", "dino"), "loss.discriminator must be patchgan or dino"),
-        (recipe.loss.lpips_net in ("alex", "vgg", "squeeze"), "loss.lpips_net must be alex, vgg or squeeze"),
+        (recipe.loss.lpips_net in LPIPS_NETS, f"loss.lpips_net must be one of {', '.join(LPIPS_NETS)}"),
     ]
     for ok, message in checks:
         if not ok:

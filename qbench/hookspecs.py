@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import pluggy
 
-from .specs import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec, RecipeSpec
+from .specs import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec, RecipeSpec, WeightsSpec
 
 PROJECT = "qbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -44,3 +44,8 @@ def qbench_register_datasets() -> Iterable[DatasetSpec]:
 @hookspec
 def qbench_register_recipes() -> Iterable[RecipeSpec]:
     """Return the named recipes this plugin ships (TOML files inside its package)."""
+
+
+@hookspec
+def qbench_register_weights() -> Iterable[WeightsSpec]:
+    """Return the pretrained files this plugin's metrics and losses need (for ``qbench weights``)."""

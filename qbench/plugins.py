@@ -22,7 +22,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, suggest
 from .registry import Registry
-from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerSpec, RecipeSpec
+from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerSpec, RecipeSpec, WeightsSpec
 
 ENTRY_POINT_GROUP = "qbench"
 DISABLE_ENV = "QBENCH_DISABLE_PLUGINS"
@@ -37,6 +37,7 @@ KINDS: dict[str, tuple[str, type[PluginSpec]]] = {
     "metrics": ("qbench_register_metrics", MetricSpec),
     "datasets": ("qbench_register_datasets", DatasetSpec),
     "recipes": ("qbench_register_recipes", RecipeSpec),
+    "weights": ("qbench_register_weights", WeightsSpec),
 }
 
 
@@ -66,6 +67,7 @@ class Registries:
     metrics: Registry[MetricSpec]
     datasets: Registry[DatasetSpec]
     recipes: Registry[RecipeSpec]
+    weights: Registry[WeightsSpec]
     plugins: list[PluginInfo]
 
     def by_kind(self, kind: str) -> Registry:
@@ -165,7 +167,7 @@ def registries(extra_plugins: dict[str, object] | None = None, *, strict: bool =
     pm, infos = make_plugin_manager(extra_plugins)
     by_name = {info.name: info for info in infos}
     failed = [f"{info.name} ({info.error})" for info in infos if info.error and DISABLE_ENV not in info.error]
-    built = {kind: Registry(kind.rstrip("s"), failed_plugins=failed) for kind in KINDS}
+    built = {kind: Registry(spec_type.kind, failed_plugins=failed) for kind, (_, spec_type) in KINDS.items()}
     for kind, (hook_name, spec_type) in KINDS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             info = by_name[impl.plugin_name]

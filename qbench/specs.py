@@ -93,6 +93,25 @@ class RecipeSpec(PluginSpec):
     kind = "recipe"
 
 
+@dataclass(frozen=True)
+class WeightsSpec(PluginSpec):
+    """A pretrained file that a plugin's metric or loss needs, in torch hub's checkpoint cache.
+
+    ``factory`` names the function that downloads it when the user asks
+    (``qbench weights fetch``), called as ``fetch(spec)``; the default one
+    fetches ``url`` through torch hub, checking the sha256 prefix in the
+    file name.  ``sha256_prefix`` is "" when nothing is known.
+    """
+
+    factory: str = "qbench.weights:fetch_url"
+    filename: str = ""
+    url: str = ""
+    sha256_prefix: str = ""
+    used_by: str = ""
+
+    kind = "weights"
+
+
 class QuantizerOutput(NamedTuple):
     """What ``quantizer.forward(z)`` returns.
 
