@@ -46,7 +46,7 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class QuantizerSpec(PluginSpec):
-    """A quantizer: ``factory(dim=D, **options) -> nn.Module`` (DESIGN.md section 3)."""
+    """A quantizer: ``factory(dim=D, **options) -> nn.Module`` (docs/plugins.md section 2)."""
 
     kind = "quantizer"
 
