@@ -40,11 +40,16 @@ def listing(kind: str | None = None, pattern: str | None = None, regs=None) -> s
     regs = regs or registries()
     parts = []
     for k in [kind] if kind else list(KINDS):
+        headings: tuple[str, ...] = ("name", "description", "origin")
         if k == "recipes":
             rows = _recipe_rows(regs, pattern)
         else:
-            rows = [(s.name, s.description, f"{s.origin} {s.version}".strip()) for s in regs.by_kind(k).list(pattern)]
-        parts.append(f"{k}:\n" + _table(rows, ("name", "description", "origin")))
+            specs = regs.by_kind(k).list(pattern)
+            rows = [(s.name, s.description, f"{s.origin} {s.version}".strip()) for s in specs]
+            if any(s.paper for s in specs):
+                rows = [(*row, s.paper or "-") for row, s in zip(rows, specs)]
+                headings += ("paper",)
+        parts.append(f"{k}:\n" + _table(rows, headings))
     return "\n\n".join(parts)
 
 
