@@ -32,7 +32,7 @@ from .specs import (
     WeightsSpec,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 hookimpl = pluggy.HookimplMarker("qbench")
 
