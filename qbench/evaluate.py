@@ -272,7 +272,7 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None,
     except Exception:
         record = {}
     record.setdefault("metrics", {}).update(scored)
-    run_results.write_metrics(run_dir, record)
+    run_results.RunDirectory(run_dir).write_metrics(record)
     return scored
 
 

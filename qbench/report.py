@@ -91,7 +91,7 @@ def run_row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
         "recipe_hash": run.get("recipe_hash", "?"),
         "protocol": protocol_key(metrics),
         "quantizer": run.get("quantizer", "?"),
-        "config": config_label(run.get("quantizer", "?"), run.get("options") or {}),
+        "config": config_label(run.get("quantizer", "?"), run.get("given_options", run.get("options")) or {}),
         "seed": run.get("seed"),
         "status": run.get("status", "?"),
         "reason": run.get("reason", ""),

@@ -126,6 +126,7 @@ def build_record(identity: RunIdentity, *, status: str, reason: str = "", failed
     run = {
         "quantizer": identity.quantizer,
         "options": dict(identity.options),
+        "given_options": dict(identity.given_options),
         "recipe": identity.recipe.name,
         "recipe_hash": identity.recipe_hash,
         "config_hash": identity.config_hash,
