@@ -12,7 +12,7 @@ import sys
 
 from .errors import ConfigError, PluginError
 
-KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes")
+KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes", "weights")  # plugins.KINDS, without importing it
 
 
 class _Parser(argparse.ArgumentParser):

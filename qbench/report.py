@@ -99,8 +99,9 @@ def plugin_versions(run: dict[str, Any]) -> dict[str, str]:
 def run_row(run_dir: Path, record: dict[str, Any], metrics: list[Column]) -> dict[str, Any]:
     run = record["run"]
     recorded = record.get("metrics") or {}
-    options = run.get("options") or {}
-    label = config_label(run.get("quantizer", "?"), options)
+    options = run.get("options") or {}  # effective: every default filled in (D, V, G for grids)
+    given = run.get("given_options", options) or {}  # what the recipe set: short labels
+    label = config_label(run.get("quantizer", "?"), given)
     sweep = run.get("sweep") if isinstance(run.get("sweep"), dict) else {}
     row: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -116,6 +117,7 @@ def run_row(run_dir: Path, record: dict[str, Any], metrics: list[Column]) -> dic
         "sweep": str(sweep.get("name") or ""),
         "point": json.dumps(sweep.get("point") or {}, sort_keys=True),
         "options": json.dumps(options, sort_keys=True),
+        "given_options": json.dumps(given, sort_keys=True),
         "plugins": json.dumps(plugin_versions(run), sort_keys=True),
     }
     names = {metric_key(n): n for n in recorded}
@@ -175,7 +177,7 @@ def _swept_options(runs: pd.DataFrame) -> dict[str, set[str]]:
 
 
 def _row_label(run: pd.Series, swept: dict[str, set[str]]) -> str:
-    options = {k: v for k, v in json.loads(run["options"]).items() if k not in swept.get(run["quantizer"], set())}
+    options = {k: v for k, v in json.loads(run["given_options"]).items() if k not in swept.get(run["quantizer"], set())}
     return config_label(run["quantizer"], options) + run["version_suffix"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ from scipy import stats
 from qbench import results
 from qbench.columns import fmt
 from qbench.config import recipe_from_dict
+from qbench.identity import RunIdentity
 from qbench.publish import write_report
 from qbench.report import build_report, render_text
 
@@ -21,22 +23,24 @@ def metric(value, status="ok", reason="", protocol=None):
 
 
 def make_run(root, recipe, quantizer, options, seed, *, status="ok", reason="", psnr=25.0, usage=50.0, rfid=None, grid=True):
-    run_dir = results.new_run_dir(root, recipe, quantizer, seed)
-    results.write_config(run_dir, recipe, quantizer, options)
+    identity = RunIdentity(dataclasses.replace(recipe, seed=seed), quantizer, {"dim": recipe.model.latent_dim, **options})
+    directory = results.RunDirectory.create(root, recipe.name, quantizer, seed)
+    run_dir = directory.path
+    directory.write_config(identity)
     metrics = {"psnr": metric(psnr), "usage": metric(usage), "ssim": metric(0.8)}
     metrics["rfid"] = metric(rfid) if rfid is not None else metric(None, "unavailable", "Inception weights missing")
     record = results.build_record(
-        recipe=recipe, quantizer=quantizer, options=options, seed=seed, status=status, reason=reason,
+        identity, status=status, reason=reason,
         failed_step=7 if status == "failed" else None, metrics=metrics if status == "ok" else {},
         model_info={"bits_per_position": 10.0, "parameters": {"total": 2_000_000}},
         train_info={"steps": 10, "wall_time_s": 60.0},
     )
-    results.write_metrics(run_dir, record)
-    results.write_log(run_dir, [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}])
+    directory.write_metrics(record)
+    directory.write_log([{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}])
     if grid:
         rng = np.random.default_rng(0)
         originals = rng.integers(0, 256, (4, 3, 8, 8), dtype=np.uint8)
-        results.write_recon_grid(run_dir, originals, np.clip(originals.astype(int) + seed, 0, 255))
+        directory.write_recon_grid(originals, np.clip(originals.astype(int) + seed, 0, 255))
     return run_dir
 
 

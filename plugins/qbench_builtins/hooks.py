@@ -6,7 +6,7 @@ no torch: every factory is a ``"module:attr"`` string imported on use.
 
 from __future__ import annotations
 
-from qbench import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec, hookimpl
+from qbench import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec, RecipeSpec, WeightsSpec, hookimpl
 
 GSQ_PAPER = "Grouped Spherical Quantization, arXiv 2412.02632"
 
@@ -108,4 +108,40 @@ def qbench_register_datasets():
             factory="qbench_builtins.datasets:CIFAR10Dataset",
             description="torchvision CIFAR-10 from a local root (downloads only when asked)",
         ),
+    ]
+
+
+RECIPES = ("smoke", "cpu-default", "imagenet128-vae", "imagenet256-gan")
+
+
+@hookimpl
+def qbench_register_recipes():
+    # descriptions live in the TOML files themselves (``qbench list recipes`` reads them)
+    return [RecipeSpec(name=name, factory=f"qbench_builtins.recipes:{name}.toml") for name in RECIPES]
+
+
+TORCHVISION = "https://download.pytorch.org/models/"
+
+
+@hookimpl
+def qbench_register_weights():
+    return [
+        WeightsSpec(
+            name="inception",
+            filename="weights-inception-2015-12-05-6726825d.pth",
+            url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+            sha256_prefix="6726825d",
+            used_by="rfid (torch-fidelity inception-v3-compat)",
+            description="torch-fidelity's Inception-v3 (the TF-compatible FID network)",
+        ),
+        WeightsSpec(name="alexnet", filename="alexnet-owt-7be5be79.pth", url=TORCHVISION + "alexnet-owt-7be5be79.pth",
+                    sha256_prefix="7be5be79", used_by="lpips net=alex (metric)",
+                    description="torchvision AlexNet: the LPIPS metric's backbone"),
+        WeightsSpec(name="vgg16", filename="vgg16-397923af.pth", url=TORCHVISION + "vgg16-397923af.pth",
+                    sha256_prefix="397923af", used_by="lpips net=vgg (metric option, perceptual loss of the paper recipes)",
+                    description="torchvision VGG16: the LPIPS loss backbone"),
+        WeightsSpec(name="squeezenet", filename="squeezenet1_1-b8a52dc0.pth",
+                    url=TORCHVISION + "squeezenet1_1-b8a52dc0.pth", sha256_prefix="b8a52dc0",
+                    used_by="lpips net=squeeze (metric and loss option)",
+                    description="torchvision SqueezeNet 1.1: LPIPS' smallest backbone"),
     ]
