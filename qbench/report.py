@@ -151,6 +151,12 @@ def _version_labels(runs: pd.DataFrame) -> dict[str, str]:
         for group, v in versions.items():
             shown = ", ".join(f"{r} {v.get(r, '?')}" if r.startswith("metric") else v.get(r, "?") for r in differing)
             suffix[group] = f" [{shown}]" if shown else ""
+    # still alike within one table (options that only the effective set tells apart): name the hash
+    firsts = firsts.assign(shown=firsts["config"] + firsts["group"].map(lambda g: suffix.get(g, "")))
+    for _, alike in firsts[firsts["sweep"] == ""].groupby(["recipe_hash", "protocol", "shown"], sort=False):
+        if len(alike) > 1:
+            for group in alike["group"]:
+                suffix[group] = suffix.get(group, "") + f" [config {str(group)[:8]}]"
     return suffix
 
 

@@ -326,3 +326,10 @@ def test_group_count_sweep_gets_a_plot_against_g(tmp_path):
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert any(n.endswith("scaling-gsq-G-psnr.png") for n in names)
     assert not any("-V-" in n for n in names)  # one codebook size: nothing to plot against V
+
+
+def test_configurations_alike_in_label_and_versions_are_told_apart_by_hash(tmp_path):
+    write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(24.0), config="aaaaaaaa1111")
+    write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(23.0), config="bbbbbbbb2222")
+    frame = build_report([tmp_path / "runs"]).tables[0]["frame"]
+    assert sorted(frame["quantizer"]) == ["gsq [config aaaaaaaa]", "gsq [config bbbbbbbb]"]
