@@ -3,8 +3,8 @@
 One file, ``checkpoint.pt`` in the run directory, written atomically (a
 crash mid-write leaves the previous checkpoint intact).  It holds the model,
 optimiser(s), the EMA weights, the discriminator, the step, the RNG states,
-the log so far, and the run's identity (recipe, quantizer, options, config
-hash).  It contains only tensors and plain data, so it loads with
+the log so far, and the run's identity (recipe, quantizer, effective
+options, plugin provenance, config hash).  It contains only tensors and plain data, so it loads with
 ``torch.load(weights_only=True)``: no pickled code runs on load.
 """
 
@@ -16,12 +16,11 @@ from typing import Any
 import torch
 
 from .atomic import torch_save
-from .config import Recipe, recipe_from_dict
 from .errors import ConfigError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "qbench-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the identity holds effective options and plugin provenance
 
 
 def path_in(run_dir: str | Path) -> Path:
@@ -67,10 +66,11 @@ def load(run_dir_or_file: str | Path) -> dict[str, Any]:
     return state
 
 
-def run_identity(state: dict[str, Any]) -> tuple[Recipe, str, dict[str, Any]]:
-    """(recipe, quantizer name, quantizer options) stored in a checkpoint."""
+def run_identity(state: dict[str, Any]):
+    """The ``qbench.identity.RunIdentity`` stored in a checkpoint."""
+    from .identity import RunIdentity
+
     try:
-        recipe = recipe_from_dict(dict(state["recipe"]))
+        return RunIdentity.from_dict(state)
     except ConfigError as exc:
         raise ConfigError(f"checkpoint holds a recipe this qbench cannot read: {exc}") from None
-    return recipe, str(state["quantizer"]), dict(state["options"])

@@ -12,7 +12,8 @@ import sys
 
 from .errors import ConfigError, PluginError
 
-KINDS = ("quantizers", "backbones", "metrics", "datasets", "loggers", "recipes")
+# plugins.KINDS, without importing it
+KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes", "weights", "loggers")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qbench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, loggers, recipes")
+    p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, recipes, weights, loggers")
     p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: everything)")
     p.add_argument("--filter", default=None, metavar="PATTERN", help="fnmatch pattern on names, e.g. 'g*'")
 
@@ -49,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them")
     p.add_argument("--out", default="results/report", help="output directory (default: results/report)")
     p.add_argument("--intro", default=None, metavar="FILE", help="Markdown file to put above the tables")
+    p.add_argument("--baseline", default=None, metavar="NAME",
+                   help="compare every configuration with this quantizer (or configuration label): paired differences and BD")
+    p.add_argument("--bd-method", default="cubic", choices=("cubic", "pchip"), help="Bjøntegaard interpolation (default: cubic)")
+    p.add_argument("--fit", action="store_true", help="fit metric = a/(log2 V)^b + c*D^e to each D x V grid of the runs")
+    p.add_argument("--fit-metric", default="auto", metavar="NAME",
+                   help="the metric --fit models (default: rfid, else lpips, else psnr, the first with a grid)")
 
     p = sub.add_parser("eval", help="re-score a finished run from its checkpoint")
     p.add_argument("run_dir")
@@ -107,7 +114,7 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from .commands import report
 
-    return report(args.paths, args.out, args.intro)
+    return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None, bd_method=args.bd_method)
 
 
 def cmd_eval(args) -> int:

@@ -7,6 +7,7 @@ imported inside the commands that need them.
 from __future__ import annotations
 
 import fnmatch
+import sys
 from pathlib import Path
 
 from .config import available_recipes, load_recipe, read_toml
@@ -22,36 +23,60 @@ def _table(rows: list[tuple[str, ...]], headings: tuple[str, ...]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def listing(kind: str | None = None, pattern: str | None = None) -> str:
-    kinds = [kind] if kind else [*KINDS, "recipes"]
-    regs = registries() if any(k != "recipes" for k in kinds) else None
+def _recipe_rows(regs, pattern: str | None) -> list[tuple[str, ...]]:
+    origins = {s.name: f"{s.origin} {s.version}".strip() for s in regs.recipes.list()}
+    rows = []
+    for name, path in available_recipes(regs).items():
+        if pattern is None or fnmatch.fnmatchcase(name, pattern):
+            try:
+                description = read_toml(path).get("description", "")
+            except ConfigError as exc:
+                description = f"(unreadable: {exc})"
+            rows.append((name, description, origins.get(name, str(path))))
+    return rows
+
+
+def listing(kind: str | None = None, pattern: str | None = None, regs=None) -> str:
+    regs = regs or registries()
     parts = []
-    for k in kinds:
+    for k in [kind] if kind else list(KINDS):
+        headings: tuple[str, ...] = ("name", "description", "origin")
         if k == "recipes":
-            rows = []
-            for name, path in available_recipes().items():
-                if pattern is None or fnmatch.fnmatchcase(name, pattern):
-                    rows.append((name, read_toml(path).get("description", ""), str(path)))
-            parts.append(f"{k}:\n" + _table(rows, ("name", "description", "file")))
+            rows = _recipe_rows(regs, pattern)
         else:
             specs = regs.by_kind(k).list(pattern)
             rows = [(s.name, s.description, f"{s.origin} {s.version}".strip()) for s in specs]
-            parts.append(f"{k}:\n" + _table(rows, ("name", "description", "origin")))
+            if any(s.paper for s in specs):
+                rows = [(*row, s.paper or "-") for row, s in zip(rows, specs)]
+                headings += ("paper",)
+        parts.append(f"{k}:\n" + _table(rows, headings))
     return "\n\n".join(parts)
 
 
+def load_warnings(regs) -> list[str]:
+    """One line per plugin that failed to load, for commands that list or use plugins."""
+    return [f"warning: plugin {p.name!r} failed to load: {p.error} (see: qbench plugins)" for p in regs.failed()]
+
+
 def print_listing(kind: str | None = None, pattern: str | None = None) -> None:
-    print(listing(kind, pattern))
+    regs = registries()
+    for line in load_warnings(regs):
+        print(line, file=sys.stderr)
+    print(listing(kind, pattern, regs))
 
 
 def plugins_report() -> str:
-    regs = registries()
+    regs = registries(strict=False)  # a conflict must not hide the table that shows it
     rows = []
     for info in regs.plugins:
         what = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.registered.items()) or "-"
         dist = f"{info.distribution} {info.version}".strip() or "-"
         rows.append((info.name, dist, info.module, what, info.error or "ok"))
-    return _table(rows, ("plugin", "distribution", "module", "registers", "status"))
+    text = _table(rows, ("plugin", "distribution", "module", "registers", "status"))
+    conflicts = regs.conflicts()
+    if conflicts:
+        text += "\n\nconflicts:\n" + "\n".join(f"  {line}" for line in conflicts)
+    return text
 
 
 def print_plugins() -> None:
@@ -72,14 +97,14 @@ def run(
 ) -> int:
     from .tracking import check_loggers, with_loggers
 
-    regs = None
+    regs = registries()  # built once for the whole command
     if not resume:
         # fail fast on names, recipe keys and loggers, before torch is imported
         names = [n.strip() for n in quantizers.split(",") if n.strip()]
-        regs = registries()
         for name in names:
             regs.quantizers.get(name)
-        resolved = with_loggers(load_recipe(recipe, overrides), log or [])
+        resolved = with_loggers(load_recipe(recipe, overrides, regs), log or [])
+        check_quantizer_tables(overrides, load_recipe(recipe, registries=regs), regs)
         check_loggers(resolved, regs)
 
     from . import runner
@@ -88,7 +113,7 @@ def run(
     from .report import build_report
 
     if resume:
-        outcomes = [runner.resume_run(Path(resume), progress=progress, loggers=log)]
+        outcomes = [runner.resume_run(Path(resume), progress=progress, registries=regs, loggers=log)]
     else:
         outcomes = runner.run_comparison(
             runner.parse_quantizers(quantizers), resolved, seed=seed, out_root=out,
@@ -112,7 +137,25 @@ def run(
     return 0
 
 
-def report(paths: list[str], out: str, intro: str | None = None) -> int:
+def check_quantizer_tables(overrides: list[str], base_recipe, regs) -> None:
+    """``--set quantizers.X.KEY=...`` must name a registered quantizer or a table of the recipe file."""
+    from .errors import suggest
+
+    for item in overrides:
+        parts = item.partition("=")[0].strip().split(".")
+        if parts[0] != "quantizers" or len(parts) < 2:
+            continue
+        name = parts[1]
+        if name not in regs.quantizers and name not in base_recipe.quantizers:
+            known = sorted(set(regs.quantizers.names()) | set(base_recipe.quantizers))
+            raise ConfigError(
+                f"--set {item.partition('=')[0].strip()}: no quantizer {name!r}{suggest(name, known)}; "
+                f"known: {', '.join(known)}"
+            )
+
+
+def report(paths: list[str], out: str, intro: str | None = None, *, baseline: str | None = None,
+           fit: str | None = None, bd_method: str = "cubic") -> int:
     from .publish import render_text, write_report
     from .report import build_report
 
@@ -122,7 +165,7 @@ def report(paths: list[str], out: str, intro: str | None = None) -> int:
             intro_text = Path(intro).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read --intro file {intro}: {exc.strerror}") from None
-    built = build_report(paths)
+    built = build_report(paths, baseline=baseline, fit=fit, bd_method=bd_method)
     readme = write_report(built, out, intro_text)
     print(render_text(built))
     print(f"\nwritten: {readme} and {Path(out) / 'summary.csv'}")

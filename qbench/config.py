@@ -13,15 +13,22 @@ import hashlib
 import json
 import os
 import tomllib
+from importlib import resources
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from .errors import ConfigError, suggest, unknown_name_error
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 RECIPE_PATH_ENV = "QBENCH_RECIPE_PATH"
+# recipe keys that cannot change a result: left out of the recipe hash, so that
+# watching a run more closely never splits it from its seeds
+UNHASHED = ("train.log_every", "train.checkpoint_every", "train.loggers", "train.image_every", "train.threads",
+            "data.num_workers", "eval.grid_images")
 DEFAULT_RECIPE = "cpu-default"
-TRACKING_KEYS = ("loggers", "image_every")  # train.* keys that do not enter the recipe hash
 
 
 @dataclass
@@ -120,18 +127,20 @@ class Recipe:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Hash of everything but the quantizer tables, seed, name, description and logging.
+        """Hash of everything that can change a result: not the quantizer tables, seed, names,
+        nor the bookkeeping keys in ``UNHASHED`` (logging, checkpoint cadence, loader workers).
 
         Runs of different quantizers and seeds under one recipe share it (the
-        seed is recorded beside it, and seeds become mean ± std in reports);
+        seed is recorded beside it, and seeds become mean ± CI in reports);
         any change to data, model, optimiser, losses, steps or evaluation
-        changes it.  Where the run is watched (``train.loggers``,
-        ``train.image_every``, ``[loggers.*]``) does not change its results,
-        so it is left out: hashes stay those of recipes without these keys.
+        changes it.  The ``[loggers.*]`` option tables, like ``train.loggers``,
+        only say where the run is watched.
         """
         ignored = ("quantizers", "seed", "name", "description", "loggers")
         shared = {k: v for k, v in self.to_dict().items() if k not in ignored}
-        shared["train"] = {k: v for k, v in shared["train"].items() if k not in TRACKING_KEYS}
+        for dotted in UNHASHED:
+            section, _, key = dotted.partition(".")
+            shared.get(section, {}).pop(key, None)
         blob = json.dumps(shared, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -188,6 +197,9 @@ def recipe_from_dict(table: dict[str, Any]) -> Recipe:
     return recipe
 
 
+LPIPS_NETS = ("alex", "vgg", "squeeze")  # = qbench.weights.LPIPS_NETWORKS (kept in step by a test)
+
+
 def validate(recipe: Recipe) -> None:
     checks = [
         (recipe.data.image_size > 0, "data.image_size must be positive"),
@@ -205,7 +217,7 @@ def validate(recipe: Recipe) -> None:
         (recipe.train.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (recipe.loss.reconstruction in ("mse", "l1"), "loss.reconstruction must be mse or l1"),
         (recipe.loss.discriminator in ("patchgan", "dino"), "loss.discriminator must be patchgan or dino"),
-        (recipe.loss.lpips_net in ("alex", "vgg", "squeeze"), "loss.lpips_net must be alex, vgg or squeeze"),
+        (recipe.loss.lpips_net in LPIPS_NETS, f"loss.lpips_net must be one of {', '.join(LPIPS_NETS)}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -246,40 +258,56 @@ def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, An
 
 
 def recipe_dirs() -> list[Path]:
-    dirs = [Path(p) for p in os.environ.get(RECIPE_PATH_ENV, "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parent.parent / "benchmarks" / "recipes")
-    return dirs
+    """Folders of user recipes (``QBENCH_RECIPE_PATH``); their names win over registered ones."""
+    return [Path(p) for p in os.environ.get(RECIPE_PATH_ENV, "").split(os.pathsep) if p]
 
 
-def available_recipes() -> dict[str, Path]:
-    found: dict[str, Path] = {}
+def recipe_resource(spec) -> Traversable:
+    """The TOML file a ``RecipeSpec`` names as ``"package:file.toml"``, read through importlib.resources."""
+    package, _, filename = spec.factory.partition(":")
+    try:
+        return resources.files(package) / filename
+    except ModuleNotFoundError:
+        raise ConfigError(f"recipe {spec.name!r} from {spec.origin or '?'}: no package {package!r}") from None
+
+
+def available_recipes(registries=None) -> dict[str, Traversable]:
+    """Recipe name -> file: ``QBENCH_RECIPE_PATH`` folders first, then recipes registered by plugins."""
+    found: dict[str, Traversable] = {}
     for directory in recipe_dirs():
         if directory.is_dir():
             for path in sorted(directory.glob("*.toml")):
                 found.setdefault(path.stem, path)
+    if registries is None:
+        from .plugins import registries as build
+
+        registries = build(strict=False)
+    for spec in registries.recipes.list():
+        found.setdefault(spec.name, recipe_resource(spec))
     return found
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path | Traversable) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"recipe file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"recipe {path} is a folder, not a TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
 
 
-def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None) -> Recipe:
-    """A recipe by name (``benchmarks/recipes/NAME.toml``) or TOML path, with overrides."""
+def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None, registries=None) -> Recipe:
+    """A recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, with overrides."""
     ref = name_or_path or DEFAULT_RECIPE
-    known = available_recipes()
-    if ref in known:
-        path = known[ref]
-    elif ref.endswith(".toml") or os.sep in ref:
+    if ref.endswith(".toml") or os.sep in ref:
         path = Path(ref)
     else:
-        raise unknown_name_error("recipe", ref, known)
+        known = available_recipes(registries)
+        if ref not in known:
+            raise unknown_name_error("recipe", ref, known)
+        path = known[ref]
     table = read_toml(path)
-    table.setdefault("name", path.stem)
+    table.setdefault("name", Path(path.name).stem)
     return recipe_from_dict(apply_overrides(table, overrides or []))

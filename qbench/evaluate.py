@@ -35,6 +35,8 @@ def _result(status: str, spec=None, **fields: Any) -> dict[str, Any]:
         "protocol": fields.get("protocol", {}),
         "higher_is_better": getattr(spec, "higher_is_better", None),
         "unit": getattr(spec, "unit", ""),
+        "heading": getattr(spec, "heading", ""),
+        "format": getattr(spec, "format", ""),
     }
 
 
@@ -263,7 +265,7 @@ def _progress(total: int, enabled: bool):
 def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None, progress: bool = True) -> dict:
     """Re-score a finished run from its checkpoint (``qbench eval RUN_DIR``).
 
-    Loads the model (EMA weights when the recipe keeps them), the recipe and
+    Loads the model (the weights the run was scored with), the recipe and
     its validation split through ``qbench.model.load_tokenizer(run_dir)``,
     evaluates ``metric_names`` (default: the recipe's), and merges the new
     results into the run's metrics.json atomically.  Returns the new results.
@@ -274,7 +276,8 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None,
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} does not exist")
-    tokenizer, recipe, dataset = load_tokenizer(run_dir)
+    tokenizer, identity, dataset = load_tokenizer(run_dir)
+    recipe = identity.recipe
     names = list(metric_names) if metric_names else list(recipe.eval.metrics)
     tokenizer.to(device)
     scored = evaluate(
@@ -293,7 +296,7 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None,
     except Exception:
         record = {}
     record.setdefault("metrics", {}).update(scored)
-    run_results.write_metrics(run_dir, record)
+    run_results.RunDirectory(run_dir).write_metrics(record)
     return scored
 
 

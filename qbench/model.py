@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import Recipe
 from .errors import ConfigError
 
 
@@ -83,40 +82,43 @@ def _registries(registries):
     return build()
 
 
-def quantizer_options(recipe: Recipe, quantizer_name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The options a quantizer gets: ``dim`` from the recipe, its table, then ``options``."""
-    return {**recipe.quantizer_options(quantizer_name), **(options or {})}
+def build_tokenizer(identity, registries=None) -> Tokenizer:
+    """Backbone ``recipe.model.backbone`` (latent_dim + model options) + the quantizer of ``identity``.
 
-
-def build_tokenizer(recipe: Recipe, quantizer_name: str, options: dict[str, Any] | None = None, registries=None) -> Tokenizer:
-    """Backbone ``recipe.model.backbone`` (latent_dim + model options) + the named quantizer."""
+    ``identity`` is a ``qbench.identity.RunIdentity``: the quantizer is built
+    with its effective options, exactly what the run records.
+    """
     regs = _registries(registries)
+    recipe = identity.recipe
     backbone = regs.backbones.create(recipe.model.backbone, latent_dim=recipe.model.latent_dim, **recipe.model.options)
-    quantizer = regs.quantizers.create(quantizer_name, **quantizer_options(recipe, quantizer_name, options))
+    quantizer = regs.quantizers.create(identity.quantizer, **identity.options)
     return Tokenizer(backbone, quantizer)
 
 
-def load_tokenizer(run_dir: str | Path, use_ema: bool = True, registries=None):
+def load_tokenizer(run_dir: str | Path, use_ema: bool | None = None, registries=None):
     """Rebuild a finished (or interrupted) run for re-scoring.
 
-    Returns ``(tokenizer, recipe, dataset)``: the tokenizer with the EMA
-    weights when the run kept them and ``use_ema`` (else the raw weights), in
-    eval mode; the run's recipe; its evaluation split.  The quantizer name and
-    options are ``tokenizer.quantizer_name`` and ``tokenizer.quantizer_options``.
+    Returns ``(tokenizer, identity, dataset)``: the tokenizer in eval mode
+    with the weights the run was scored with (the EMA weights when the run
+    kept them and its recipe says ``eval.use_ema``; ``use_ema`` overrides
+    that), the run's identity, and its evaluation split.
     """
     from . import checkpoint
     from .data import build_dataset
 
     run_dir = Path(run_dir)
     state = checkpoint.load(run_dir)
-    recipe, name, options = checkpoint.run_identity(state)
-    tokenizer = build_tokenizer(recipe, name, options, registries=registries)
+    identity = checkpoint.run_identity(state)
+    recipe = identity.recipe
+    tokenizer = build_tokenizer(identity, registries=registries)
+    if use_ema is None:
+        use_ema = recipe.eval.use_ema
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     try:
         tokenizer.load_state_dict(weights)
     except RuntimeError as exc:
-        raise ConfigError(f"checkpoint in {run_dir} does not fit its own config: {exc}") from None
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"checkpoint in {run_dir} does not fit its own config: {first}") from None
     tokenizer.eval()
-    tokenizer.quantizer_name, tokenizer.quantizer_options = name, options
     dataset = build_dataset(recipe, recipe.eval.split, registries=registries)
-    return tokenizer, recipe, dataset
+    return tokenizer, identity, dataset

@@ -1,9 +1,13 @@
 """Building a fresh plugin manager and the registries it feeds.
 
 Built-in plugins come from an explicit list; third-party plugins from the
-``qbench`` entry-point group.  A plugin that fails to import (or whose hook
-raises) is recorded with its reason and skipped; the others still load.
-``QBENCH_DISABLE_PLUGINS=name,...`` blocks plugins by name.
+``qbench`` entry-point group.  A plugin that fails to import, implements a
+hook that does not exist (a misspelt name), or whose hook raises is recorded
+with its reason and skipped; the others still load.
+``QBENCH_DISABLE_PLUGINS=name,...`` blocks plugins by entry-point or
+distribution name.  Two plugins registering one name are a conflict:
+``registries()`` raises naming both, ``registries(strict=False)`` records it
+for ``qbench plugins`` to show.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from importlib import metadata
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, suggest
 from .registry import Registry
-from .specs import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, PluginSpec, QuantizerSpec
+from .specs import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, PluginSpec, QuantizerSpec, RecipeSpec, WeightsSpec
 
 ENTRY_POINT_GROUP = "qbench"
 DISABLE_ENV = "QBENCH_DISABLE_PLUGINS"
@@ -32,6 +36,8 @@ KINDS: dict[str, tuple[str, type[PluginSpec]]] = {
     "backbones": ("qbench_register_backbones", BackboneSpec),
     "metrics": ("qbench_register_metrics", MetricSpec),
     "datasets": ("qbench_register_datasets", DatasetSpec),
+    "recipes": ("qbench_register_recipes", RecipeSpec),
+    "weights": ("qbench_register_weights", WeightsSpec),
     "loggers": ("qbench_register_loggers", LoggerSpec),
 }
 
@@ -61,11 +67,37 @@ class Registries:
     backbones: Registry[BackboneSpec]
     metrics: Registry[MetricSpec]
     datasets: Registry[DatasetSpec]
+    recipes: Registry[RecipeSpec]
+    weights: Registry[WeightsSpec]
     loggers: Registry[LoggerSpec]
     plugins: list[PluginInfo]
 
     def by_kind(self, kind: str) -> Registry:
         return getattr(self, kind)
+
+    def conflicts(self) -> list[str]:
+        """One line per name registered by more than one plugin."""
+        return [str(self.by_kind(kind).conflict_error(name)) for kind in KINDS for name in self.by_kind(kind).conflicts]
+
+    def check_conflicts(self) -> None:
+        for kind in KINDS:
+            for name in self.by_kind(kind).conflicts:
+                raise self.by_kind(kind).conflict_error(name)
+
+    def failed(self) -> list[PluginInfo]:
+        """Plugins that did not load (disabled ones excluded)."""
+        return [p for p in self.plugins if p.error and DISABLE_ENV not in p.error]
+
+
+KNOWN_HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("qbench_"))
+
+
+def _unknown_hooks(plugin) -> list[str]:
+    """Names that look like qbench hooks but match no spec (pluggy would ignore them silently)."""
+    return sorted(
+        name for name in dir(plugin)
+        if name.startswith("qbench_") and name not in KNOWN_HOOKS and callable(getattr(plugin, name, None))
+    )
 
 
 def disabled_plugins() -> set[str]:
@@ -92,11 +124,20 @@ def make_plugin_manager(extra_plugins: dict[str, object] | None = None):
 
     def register(info: PluginInfo, load) -> None:
         infos.append(info)
-        if info.name in blocked:
+        if {info.name, info.distribution} & blocked:
             info.error = f"disabled by {DISABLE_ENV}"
             return
         try:
-            pm.register(load(), name=info.name)
+            plugin = load()
+        except Exception as exc:
+            info.error = f"{type(exc).__name__}: {exc}"
+            return
+        unknown = _unknown_hooks(plugin)
+        if unknown:
+            info.error = f"unknown hook {', '.join(unknown)}{suggest(unknown[0], KNOWN_HOOKS)}; known hooks: {', '.join(KNOWN_HOOKS)}"
+            return
+        try:
+            pm.register(plugin, name=info.name)
         except Exception as exc:
             info.error = f"{type(exc).__name__}: {exc}"
 
@@ -116,15 +157,19 @@ def make_plugin_manager(extra_plugins: dict[str, object] | None = None):
     return pm, infos
 
 
-def registries(extra_plugins: dict[str, object] | None = None) -> Registries:
+def registries(extra_plugins: dict[str, object] | None = None, *, strict: bool = True) -> Registries:
     """Build the registries from a fresh plugin manager.
 
     ``extra_plugins`` (name -> module or object with hook functions) is for
-    tests and notebooks: plugins registered without an entry point.
+    tests and notebooks: plugins registered without an entry point.  With
+    ``strict`` (the default) a name registered by two plugins raises
+    ``PluginError`` naming both; otherwise the conflict is kept in
+    ``Registry.conflicts`` and only using that name fails.
     """
     pm, infos = make_plugin_manager(extra_plugins)
     by_name = {info.name: info for info in infos}
-    built = {kind: Registry(kind.rstrip("s")) for kind in KINDS}
+    failed = [f"{info.name} ({info.error})" for info in infos if info.error and DISABLE_ENV not in info.error]
+    built = {kind: Registry(spec_type.kind, failed_plugins=failed) for kind, (_, spec_type) in KINDS.items()}
     for kind, (hook_name, spec_type) in KINDS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             info = by_name[impl.plugin_name]
@@ -139,7 +184,10 @@ def registries(extra_plugins: dict[str, object] | None = None) -> Registries:
                         f"plugin {info.name!r}: {hook_name} returned {type(spec).__name__}, "
                         f"expected {spec_type.__name__}"
                     )
-                stamped = replace(spec, origin=info.name, version=info.version)
-                built[kind].add(stamped)
+                stamped = replace(spec, origin=info.name, version=info.version, distribution=info.distribution)
+                built[kind].add(stamped, strict=False)
                 info.registered.setdefault(kind, []).append(spec.name)
-    return Registries(**built, plugins=infos)
+    regs = Registries(**built, plugins=infos)
+    if strict:
+        regs.check_conflicts()
+    return regs

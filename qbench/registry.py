@@ -1,20 +1,23 @@
 """A generic registry of plugin specs, in the spirit of timm's ``create_model``.
 
-Names are unique: a second spec with a taken name is an error naming both
-origins.  Unknown names are user errors listing what is known, with a
-did-you-mean.  ``create`` imports the factory lazily, so building and listing a
-registry never imports torch.
+Names are unique: a second spec with a taken name is a conflict naming both
+origins (``add`` raises; ``add(..., strict=False)`` records it so that
+``qbench plugins`` can still show it).  Unknown names are user errors listing
+what is known, with a did-you-mean and the plugins that failed to load.
+``create`` imports the factory lazily, so building and listing a registry
+never imports torch; option names and values are checked before the factory
+is called (``qbench.options``).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import importlib
-import inspect
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .errors import ConfigError, PluginError, suggest, unknown_name_error
+from .errors import PluginError, unknown_name_error
+from .options import call_factory, check_values, effective_options
 from .specs import PluginSpec
 
 S = TypeVar("S", bound=PluginSpec)
@@ -40,40 +43,34 @@ def load_factory(spec: PluginSpec):
     return target
 
 
-def check_options(spec: PluginSpec, factory, options: dict[str, Any]) -> None:
-    """Reject option names the factory does not accept, before anything is built."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    for key in options:
-        if key not in allowed:
-            raise ConfigError(
-                f"{spec.kind} {spec.name!r} has no option {key!r}{suggest(key, allowed)}; "
-                f"options: {', '.join(allowed)}"
-            )
-
-
 class Registry(Generic[S]):
     """Specs of one kind (quantizers, backbones, metrics or datasets) by name."""
 
-    def __init__(self, kind: str, specs: Iterable[S] = ()):
+    def __init__(self, kind: str, specs: Iterable[S] = (), *, failed_plugins: Iterable[str] = ()):
         self.kind = kind
         self._specs: dict[str, S] = {}
+        self.conflicts: dict[str, list[S]] = {}
+        self.failed_plugins = list(failed_plugins)  # named in unknown-name errors
         for spec in specs:
             self.add(spec)
 
-    def add(self, spec: S) -> None:
+    def add(self, spec: S, *, strict: bool = True) -> None:
         taken = self._specs.get(spec.name)
-        if taken is not None:
-            raise PluginError(
-                f"{self.kind} {spec.name!r} is registered twice: by "
-                f"{taken.origin or '?'} and by {spec.origin or '?'}"
-            )
-        self._specs[spec.name] = spec
+        if taken is None:
+            self._specs[spec.name] = spec
+            return
+        self.conflicts.setdefault(spec.name, [taken]).append(spec)
+        if strict:
+            raise self.conflict_error(spec.name)
+
+    def conflict_error(self, name: str) -> PluginError:
+        from .plugins import DISABLE_ENV
+
+        origins = " and by ".join(_origin(s) for s in self.conflicts[name])
+        return PluginError(
+            f"{self.kind} {name!r} is registered twice: by {origins}; uninstall one, or set "
+            f"{DISABLE_ENV}=NAME (an entry-point or distribution name) to skip it"
+        )
 
     def names(self, pattern: str | None = None) -> list[str]:
         names = sorted(self._specs)
@@ -83,21 +80,28 @@ class Registry(Generic[S]):
         return [self._specs[n] for n in self.names(pattern)]
 
     def get(self, name: str) -> S:
+        if name in self.conflicts:
+            raise self.conflict_error(name)
         try:
             return self._specs[name]
         except KeyError:
-            raise unknown_name_error(self.kind, name, self._specs) from None
+            error = unknown_name_error(self.kind, name, self._specs)
+        if self.failed_plugins:
+            error = type(error)(f"{error}; plugins that failed to load: {', '.join(self.failed_plugins)} (see: qbench plugins)")
+        raise error
 
     def options(self, name: str, **overrides: Any) -> dict[str, Any]:
-        """The spec's defaults updated by ``overrides``: what ``create`` passes."""
-        return {**self.get(name).defaults, **overrides}
+        """The spec's defaults updated by ``overrides``, names and values checked: what ``create`` passes."""
+        spec = self.get(name)
+        return check_values(spec, load_factory(spec), {**spec.defaults, **overrides})
+
+    def effective_options(self, name: str, **overrides: Any) -> dict[str, Any]:
+        """Every option the object is built with: factory defaults, spec defaults, then ``overrides``."""
+        return effective_options(load_factory(self.get(name)), self.options(name, **overrides))
 
     def create(self, name: str, **options: Any):
         spec = self.get(name)
-        factory = load_factory(spec)
-        merged = self.options(name, **options)
-        check_options(spec, factory, merged)
-        return factory(**merged)
+        return call_factory(spec, load_factory(spec), self.options(name, **options))
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs
@@ -110,3 +114,8 @@ class Registry(Generic[S]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+def _origin(spec: PluginSpec) -> str:
+    dist = f" [{spec.distribution} {spec.version}]".rstrip() if spec.distribution else ""
+    return f"{spec.origin or '?'}{dist}"

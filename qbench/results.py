@@ -1,17 +1,17 @@
 """Run directories: what one quantizer's run leaves behind.
 
-A run directory holds ``config.toml`` (resolved recipe, quantizer options and
-their hashes), ``metrics.json`` (every metric with status and protocol, plus
-provenance), ``log.csv`` (per-step training log), ``recon.png`` (validation
-originals beside reconstructions) and the checkpoint.  Every file is written
-atomically, so a crashed run never leaves a half-written result for
-``qbench report`` to read.
+A run directory holds ``config.toml`` (resolved recipe, effective quantizer
+options, plugin provenance and hashes), ``metrics.json`` (every metric with
+status and protocol, plus provenance), ``log.csv`` (per-step training log),
+``recon.png`` (validation originals beside reconstructions) and the
+checkpoint.  One object, ``RunDirectory``, owns every write into it; every
+file is written atomically, so a crashed run never leaves a half-written
+result for ``qbench report`` to read.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import platform
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, atomic
-from .config import Recipe
+from .identity import RunIdentity
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.toml"
@@ -34,18 +34,6 @@ SAMPLES_FILE = "recon.npz"
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-") or "run"
-
-
-def new_run_dir(out_root: str | Path, recipe: Recipe, label: str, seed: int) -> Path:
-    """A fresh, empty directory ``OUT/RECIPE/LABEL-seedN-TIMESTAMP``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(out_root) / _slug(recipe.name) / f"{_slug(label)}-seed{seed}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
 
 
 # ---- config.toml ------------------------------------------------------------------------
@@ -84,56 +72,7 @@ def _toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
-def config_hash(recipe: Recipe, quantizer: str, options: dict[str, Any]) -> str:
-    blob = json.dumps({"recipe": recipe.hash(), "quantizer": quantizer, "options": options}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def write_config(run_dir: str | Path, recipe: Recipe, quantizer: str, options: dict[str, Any]) -> dict[str, str]:
-    hashes = {"recipe_hash": recipe.hash(), "config_hash": config_hash(recipe, quantizer, options)}
-    table = {
-        "run": {"quantizer": quantizer, **hashes},
-        "quantizer_options": dict(options),
-        "recipe": recipe.to_dict(),
-    }
-    atomic.write_text(Path(run_dir) / CONFIG_FILE, to_toml(table))
-    return hashes
-
-
 # ---- log.csv, recon.png, metrics.json ---------------------------------------------------------
-
-
-def write_log(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic.write_text(Path(run_dir) / LOG_FILE, buf.getvalue())
-
-
-def write_recon_grid(run_dir: str | Path, originals, reconstructions, *, columns: int = 8) -> Path:
-    """A PNG grid: each row of originals is followed by the row of their reconstructions.
-
-    The uint8 arrays are kept beside it (``recon.npz``) so that ``qbench
-    report`` can put several quantizers' reconstructions of the same
-    validation images side by side.
-    """
-    import numpy as np
-
-    from .plots import recon_grid_image
-
-    originals = np.asarray(originals, dtype=np.uint8)
-    reconstructions = np.asarray(reconstructions, dtype=np.uint8)
-    samples = io.BytesIO()
-    np.savez_compressed(samples, originals=originals, reconstructions=reconstructions)
-    atomic.write_bytes(Path(run_dir) / SAMPLES_FILE, samples.getvalue())
-    image = recon_grid_image(originals, reconstructions, columns=columns)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return atomic.write_bytes(Path(run_dir) / GRID_FILE, buf.getvalue())
 
 
 def _git(*args: str) -> str:
@@ -164,47 +103,6 @@ def environment() -> dict[str, str]:
     }
 
 
-def build_record(
-    *,
-    recipe: Recipe,
-    quantizer: str,
-    options: dict[str, Any],
-    seed: int,
-    status: str,
-    reason: str = "",
-    failed_step: int | None = None,
-    metrics: dict[str, dict[str, Any]],
-    model_info: dict[str, Any],
-    train_info: dict[str, Any],
-) -> dict[str, Any]:
-    """The content of ``metrics.json`` (schema documented in docs/results.md)."""
-    if status not in ("ok", "failed"):
-        raise ValueError(f"status must be ok or failed, got {status!r}")
-    return {
-        "schema": SCHEMA_VERSION,
-        "run": {
-            "quantizer": quantizer,
-            "options": dict(options),
-            "recipe": recipe.name,
-            "recipe_hash": recipe.hash(),
-            "config_hash": config_hash(recipe, quantizer, options),
-            "seed": seed,
-            "status": status,
-            "reason": reason,
-            "failed_step": failed_step,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-        "metrics": metrics,
-        "model": model_info,
-        "train": train_info,
-        "env": environment(),
-    }
-
-
-def write_metrics(run_dir: str | Path, record: dict[str, Any]) -> Path:
-    return atomic.write_json(Path(run_dir) / METRICS_FILE, record)
-
-
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     """Read ``metrics.json``; raise ``ValueError`` naming the problem if it is broken."""
     path = Path(run_dir) / METRICS_FILE
@@ -217,3 +115,112 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(record, dict) or not {"run", "metrics"} <= record.keys():
         raise ValueError(f"{path}: not a qbench metrics record")
     return record
+
+
+def build_record(identity: RunIdentity, *, status: str, reason: str = "", failed_step: int | None = None,
+                 metrics: dict[str, dict[str, Any]], model_info: dict[str, Any], train_info: dict[str, Any],
+                 sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of ``metrics.json`` (schema documented in docs/results.md)."""
+    if status not in ("ok", "failed"):
+        raise ValueError(f"status must be ok or failed, got {status!r}")
+    run = {
+        "quantizer": identity.quantizer,
+        "options": dict(identity.options),
+        "given_options": dict(identity.given_options),
+        "recipe": identity.recipe.name,
+        "recipe_hash": identity.recipe_hash,
+        "config_hash": identity.config_hash,
+        "seed": identity.seed,
+        "plugins": identity.plugins,
+        "status": status,
+        "reason": reason,
+        "failed_step": failed_step,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if sweep:
+        run["sweep"] = sweep
+    return {"schema": SCHEMA_VERSION, "run": run, "metrics": metrics, "model": model_info, "train": train_info,
+            "env": environment()}
+
+
+class RunDirectory:
+    """One run's directory, and the only writer of the files in it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    def create(cls, out_root: str | Path, recipe_name: str, label: str, seed: int) -> RunDirectory:
+        """A fresh, empty directory ``OUT/RECIPE/LABEL-seedN-TIMESTAMP`` (safe against concurrent creators)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        parent = Path(out_root) / _slug(recipe_name)
+        parent.mkdir(parents=True, exist_ok=True)
+        base = f"{_slug(label)}-seed{seed}-{stamp}"
+        for n in range(1, 10_000):
+            path = parent / (base if n == 1 else f"{base}-{n}")
+            try:
+                path.mkdir()  # atomic: exactly one of several racing processes gets each name
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise RuntimeError(f"no free run directory name under {parent}")
+
+    def write_config(self, identity: RunIdentity, sweep: dict[str, Any] | None = None) -> Path:
+        table: dict[str, Any] = {
+            "run": {"quantizer": identity.quantizer, "recipe_hash": identity.recipe_hash,
+                    "config_hash": identity.config_hash, "seed": identity.seed},
+            "quantizer_options": dict(identity.options),
+            "plugins": identity.plugins,
+            "recipe": identity.recipe.to_dict(),
+        }
+        if sweep:
+            table["sweep"] = sweep
+        return atomic.write_text(self.path / CONFIG_FILE, to_toml(table))
+
+    def write_log(self, rows: list[dict[str, Any]]) -> Path:
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return atomic.write_text(self.path / LOG_FILE, buf.getvalue())
+
+    def write_recon_grid(self, originals, reconstructions, *, columns: int = 8) -> Path:
+        """A PNG grid: each row of originals is followed by the row of their reconstructions.
+
+        The uint8 arrays are kept beside it (``recon.npz``) so that ``qbench
+        report`` can put several quantizers' reconstructions of the same
+        validation images side by side.
+        """
+        import numpy as np
+
+        from .plots import recon_grid_image
+
+        originals = np.asarray(originals, dtype=np.uint8)
+        reconstructions = np.asarray(reconstructions, dtype=np.uint8)
+        samples = io.BytesIO()
+        np.savez_compressed(samples, originals=originals, reconstructions=reconstructions)
+        atomic.write_bytes(self.path / SAMPLES_FILE, samples.getvalue())
+        image = recon_grid_image(originals, reconstructions, columns=columns)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return atomic.write_bytes(self.path / GRID_FILE, buf.getvalue())
+
+    def write_metrics(self, record: dict[str, Any]) -> Path:
+        return atomic.write_json(self.path / METRICS_FILE, record)
+
+    def read_metrics(self) -> dict[str, Any]:
+        return read_metrics(self.path)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> Path:
+        from . import checkpoint
+
+        return checkpoint.save(self.path, state)

@@ -6,10 +6,14 @@ User errors (unknown names, bad options, missing data, weights required by
 (NaN loss, a plugin raising) is recorded as failed and the next one still runs.
 
 The pieces, each in its own module:
+  qbench.identity.resolve        what identifies a run (effective options, plugin versions, hashes)
   qbench.model.build_tokenizer   backbone + quantizer from the registries
   qbench.train.fit               the one training loop (checkpoints, resume, DDP)
   qbench.evaluate.evaluate       streaming metrics on the validation split
-  qbench.results.write_run       the run directory (config, metrics, log, grid)
+  qbench.results.RunDirectory    the run directory (config, metrics, log, grid, checkpoint)
+
+The registries are built once, by the caller or here, and the identity of
+each run is computed once, before training, and passed down.
 """
 
 from __future__ import annotations
@@ -52,17 +56,20 @@ def _registries(registries):
 
 
 def _validate(quantizers: list[str], recipe: Recipe, regs, strict_metrics: bool):
-    """Every user error we can find, before any training: names, options, data, weights, shapes."""
+    """Every user error we can find, before any training: names, options, data, weights, shapes.
+
+    Returns the identities of the runs and the two datasets.
+    """
     import torch
 
     from .data import build_dataset
     from .evaluate import check_metrics
+    from .identity import resolve
     from .losses import check_pretrained
     from .model import build_tokenizer
     from .tracking import check_loggers
 
-    for name in quantizers:
-        regs.quantizers.get(name)  # unknown name: ConfigError with did-you-mean
+    identities = [resolve(recipe, name, regs) for name in quantizers]  # names and option values
     check_loggers(recipe, regs)
     train_set = build_dataset(recipe, "train", registries=regs)
     eval_set = build_dataset(recipe, recipe.eval.split, registries=regs)
@@ -73,18 +80,11 @@ def _validate(quantizers: list[str], recipe: Recipe, regs, strict_metrics: bool)
             raise ConfigError("--strict-metrics: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
     probe = eval_set[0] if not isinstance(eval_set[0], tuple) else eval_set[0][0]
     x = probe.unsqueeze(0).float().div(127.5).sub(1.0)
-    for name in quantizers:
+    for identity in identities:
         with torch.no_grad():
-            tokenizer = build_tokenizer(recipe, name, registries=regs)  # bad options raise here
+            tokenizer = build_tokenizer(identity, registries=regs)  # the factory's own checks raise here
             tokenizer.eval()(x)  # impossible shapes (D vs levels, size vs downsample) raise here
-    return train_set, eval_set
-
-
-def _identity(recipe: Recipe, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    from . import results
-
-    return {"recipe": recipe.to_dict(), "quantizer": name, "options": dict(options),
-            "config_hash": results.config_hash(recipe, name, options), "recipe_hash": recipe.hash()}
+    return identities, train_set, eval_set
 
 
 def recon_samples(model, dataset, count: int, device="cpu"):
@@ -114,43 +114,45 @@ def recon_grid(model, dataset, count: int, device="cpu"):
     return np.asarray(recon_grid_image(*recon_samples(model, dataset, count, device)))
 
 
-def _run_info(recipe: Recipe, name: str, options: dict[str, Any], run_dir: Path, resume_state):
+def _run_info(identity, run_dir: Path, resume_state=None):
     from .logger import RunInfo
 
-    identity = _identity(recipe, name, options)
-    return RunInfo(run_dir=Path(run_dir), recipe=recipe.name, quantizer=name, options=dict(options), seed=recipe.seed,
-                   recipe_hash=identity["recipe_hash"], config_hash=identity["config_hash"],
-                   hyperparameters=identity["recipe"], steps=recipe.train.steps,
+    recipe = identity.recipe
+    return RunInfo(run_dir=Path(run_dir), recipe=recipe.name, quantizer=identity.quantizer,
+                   options=dict(identity.options), seed=recipe.seed, recipe_hash=identity.recipe_hash,
+                   config_hash=identity.config_hash, hyperparameters=recipe.to_dict(), steps=recipe.train.steps,
                    start_step=int(resume_state["step"]) if resume_state else 0,
                    history=tuple(dict(row) for row in (resume_state or {}).get("log", ())))
 
 
-def _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True):
+def _train_and_score(identity, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True,
+                     sweep=None):
     """One run, watched by the recipe's loggers (on rank 0), which hear how it ended even if it raised."""
     from . import distributed, tracking
-    from .model import quantizer_options
 
-    run = _run_info(recipe, name, quantizer_options(recipe, name), run_dir, resume_state)
-    with tracking.open_loggers(recipe, regs, run, enabled=distributed.is_main_process()) as tracker:
-        return _train_and_score_with(tracker, name, recipe, regs, train_set, eval_set, run_dir,
-                                     resume_state=resume_state, progress=progress)
+    run = _run_info(identity, run_dir, resume_state)
+    with tracking.open_loggers(identity.recipe, regs, run, enabled=distributed.is_main_process()) as tracker:
+        return _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir,
+                                     resume_state=resume_state, progress=progress, sweep=sweep)
 
 
-def _train_and_score_with(tracker, name, recipe, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True):
+def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir, *, resume_state=None,
+                          progress=True, sweep=None):
     import torch
 
     from . import distributed, results
     from .code_counts import CodeCounts
     from .evaluate import dataset_key_for, evaluate
-    from .model import build_tokenizer, quantizer_options
+    from .model import build_tokenizer
     from .train import fit
 
     main = distributed.is_main_process()
-    options = quantizer_options(recipe, name)
+    recipe, name, options = identity.recipe, identity.quantizer, identity.options
+    directory = results.RunDirectory(run_dir)
     if main and resume_state is None:
-        results.write_config(run_dir, recipe, name, options)
+        directory.write_config(identity, sweep)
     torch.manual_seed(recipe.seed)
-    tokenizer = build_tokenizer(recipe, name, registries=regs)
+    tokenizer = build_tokenizer(identity, registries=regs)
     model_info = tokenizer.model_info()
     device = distributed.local_device(recipe.train.device)
 
@@ -158,28 +160,28 @@ def _train_and_score_with(tracker, name, recipe, regs, train_set, eval_set, run_
         tracker.log_images(step, "reconstructions", recon_grid(model, eval_set, recipe.eval.grid_images, device))
 
     def finish(status, reason="", failed_step=None, metrics=None, train_info=None):
-        record = results.build_record(recipe=recipe, quantizer=name, options=options, seed=recipe.seed,
-                                      status=status, reason=reason, failed_step=failed_step,
-                                      metrics=metrics or {}, model_info=model_info, train_info=train_info or {})
+        record = results.build_record(identity, status=status, reason=reason, failed_step=failed_step,
+                                      metrics=metrics or {}, model_info=model_info, train_info=train_info or {},
+                                      sweep=sweep)
         if main:
-            results.write_metrics(run_dir, record)
+            directory.write_metrics(record)
         tracker.log_metrics(metrics or {})
         tracker.finish(status, reason)
-        return RunOutcome(name, options, run_dir, status, reason=reason, metrics=metrics or {}, record=record)
+        return RunOutcome(name, options, directory.path, status, reason=reason, metrics=metrics or {}, record=record)
 
     started = time.perf_counter()
     try:
-        trained = fit(tokenizer, recipe, train_set, identity=_identity(recipe, name, options), run_dir=run_dir,
+        trained = fit(tokenizer, recipe, train_set, identity={**identity.to_dict(), "sweep": sweep}, run_dir=directory,
                       resume_state=resume_state, progress=progress, on_log=lambda rows: tracker.log_row(rows[-1]),
                       on_image=show if recipe.eval.grid_images > 0 else None, device=device)
     except RunFailed as exc:
         info = {"steps": (exc.step or 1) - 1, "wall_time_s": round(time.perf_counter() - started, 2),
-                "final_loss": float("nan"), "device": str(device), "world_size": distributed.world_size()}
+                "final_loss": None, "device": str(device), "world_size": distributed.world_size()}
         return finish("failed", exc.reason, exc.step, train_info=info)
     except (ConfigError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a plugin raising mid-run fails this run only
-        info = {"steps": 0, "wall_time_s": round(time.perf_counter() - started, 2), "final_loss": float("nan"),
+        info = {"steps": 0, "wall_time_s": round(time.perf_counter() - started, 2), "final_loss": None,
                 "device": str(device), "world_size": distributed.world_size()}
         return finish("failed", f"{type(exc).__name__}: {exc}", train_info=info)
     model = trained.eval_model
@@ -190,7 +192,7 @@ def _train_and_score_with(tracker, name, recipe, regs, train_set, eval_set, run_
     if "codes" in observers:
         tracker.log_histograms(trained.steps, observers["codes"].histograms())
     if main and recipe.eval.grid_images > 0:
-        results.write_recon_grid(run_dir, *recon_samples(model, eval_set, recipe.eval.grid_images, device))
+        directory.write_recon_grid(*recon_samples(model, eval_set, recipe.eval.grid_images, device))
     report = getattr(train_set, "report", None)
     info = trained.info()
     if callable(report) and report():
@@ -207,12 +209,15 @@ def run_comparison(
     strict_metrics: bool = False,
     progress: bool = True,
     registries=None,
+    sweep: dict[str, Any] | None = None,
 ) -> list[RunOutcome]:
     """Train and score each quantizer under ``recipe``; one run directory each.
 
     All user errors are raised (``ConfigError``) before the first step.  A run
     that fails is recorded as failed (``metrics.json`` with status, step and
     reason; its last good checkpoint kept) and the next quantizer still runs.
+    ``sweep`` (written by ``qbench sweep``) is recorded in every run's config
+    and metrics: the sweep's name, file and this point's swept values.
     """
     import dataclasses
 
@@ -222,31 +227,44 @@ def run_comparison(
     if seed is not None:
         recipe = dataclasses.replace(recipe, seed=int(seed))
     distributed.init(distributed.local_device(recipe.train.device))
-    train_set, eval_set = _validate(quantizers, recipe, regs, strict_metrics)
+    identities, train_set, eval_set = _validate(quantizers, recipe, regs, strict_metrics)
     outcomes = []
-    for name in quantizers:
-        run_dir = results.new_run_dir(out_root, recipe, name, recipe.seed) if distributed.is_main_process() else None
+    for identity in identities:
+        run_dir = None
+        if distributed.is_main_process():
+            run_dir = results.RunDirectory.create(out_root, recipe.name, identity.quantizer, recipe.seed).path
         run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
-        outcome = _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, progress=progress)
-        outcomes.append(outcome)
+        outcomes.append(_train_and_score(identity, regs, train_set, eval_set, run_dir, progress=progress, sweep=sweep))
     return outcomes
 
 
-def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None, loggers: list[str] | None = None) -> RunOutcome:
+def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None,
+               loggers: list[str] | None = None) -> RunOutcome:
     """Continue an interrupted run from its checkpoint, then score it as usual.
 
     ``loggers`` are added to the checkpoint recipe's ``train.loggers``.
     """
-    from . import checkpoint, distributed, results
+    import dataclasses
+
+    from . import checkpoint, distributed
+    from .identity import resolve
     from .tracking import with_loggers
 
     run_dir = Path(run_dir)
     state = checkpoint.load(run_dir)
-    recipe, name, options = checkpoint.run_identity(state)
-    recipe = with_loggers(recipe, loggers or [])
-    if results.config_hash(recipe, name, options) != state["config_hash"]:
+    stored = checkpoint.run_identity(state)
+    stored = dataclasses.replace(stored, recipe=with_loggers(stored.recipe, loggers or []))  # not in the hash
+    if stored.config_hash != state["config_hash"]:
         raise ConfigError(f"checkpoint in {run_dir} does not match its own config hash (edited or from another version)")
     regs = _registries(registries)
-    distributed.init(distributed.local_device(recipe.train.device))
-    train_set, eval_set = _validate([name], recipe, regs, strict_metrics=False)
-    return _train_and_score(name, recipe, regs, train_set, eval_set, run_dir, resume_state=state, progress=progress)
+    current = resolve(stored.recipe, stored.quantizer, regs)
+    if current.config_hash != stored.config_hash:
+        raise ConfigError(
+            f"cannot resume {run_dir}: its plugins or option defaults changed since it started "
+            f"(config hash {stored.config_hash}, now {current.config_hash}); start a new run instead"
+        )
+    distributed.init(distributed.local_device(stored.recipe.train.device))
+    _, train_set, eval_set = _validate([stored.quantizer], stored.recipe, regs, strict_metrics=False)
+    sweep = state.get("sweep") or None
+    return _train_and_score(stored, regs, train_set, eval_set, run_dir, resume_state=state, progress=progress,
+                            sweep=sweep)

@@ -2,8 +2,8 @@
 
 A spec names its factory as a ``"module:attr"`` string so that listing
 plugins never imports torch: the factory is imported only by
-``Registry.create``.  ``origin`` and ``version`` are stamped by the host when
-the spec is registered; plugins leave them empty.
+``Registry.create``.  ``origin`` (the plugin), ``distribution`` and ``version`` are stamped by
+the host when the spec is registered; plugins leave them empty.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class PluginSpec:
     paper: str = ""
     origin: str = ""
     version: str = ""
+    distribution: str = ""
 
     kind = "plugin"
 
@@ -45,7 +46,7 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class QuantizerSpec(PluginSpec):
-    """A quantizer: ``factory(dim=D, **options) -> nn.Module`` (DESIGN.md section 3)."""
+    """A quantizer: ``factory(dim=D, **options) -> nn.Module`` (docs/plugins.md section 2)."""
 
     kind = "quantizer"
 
@@ -62,11 +63,15 @@ class MetricSpec(PluginSpec):
     """A streaming metric: ``factory(**options) -> Metric``.
 
     ``higher_is_better`` is ``None`` for descriptive numbers (bits, rates)
-    that are neither better nor worse.
+    that are neither better nor worse.  ``heading`` (e.g. "PSNR (dB)") and
+    ``format`` (a format spec such as ".2f"; empty: three significant
+    digits) are how report tables show it; every result records them.
     """
 
     higher_is_better: bool | None = None
     unit: str = ""
+    heading: str = ""
+    format: str = ""
 
     kind = "metric"
 
@@ -79,6 +84,36 @@ class DatasetSpec(PluginSpec):
     """
 
     kind = "dataset"
+
+
+@dataclass(frozen=True)
+class RecipeSpec(PluginSpec):
+    """A named recipe shipped by a plugin: ``factory`` is ``"package:file.toml"``.
+
+    The TOML file is read with ``importlib.resources`` from the package, so a
+    recipe ships inside the plugin's wheel like any package data.
+    """
+
+    kind = "recipe"
+
+
+@dataclass(frozen=True)
+class WeightsSpec(PluginSpec):
+    """A pretrained file that a plugin's metric or loss needs, in torch hub's checkpoint cache.
+
+    ``factory`` names the function that downloads it when the user asks
+    (``qbench weights fetch``), called as ``fetch(spec)``; the default one
+    fetches ``url`` through torch hub, checking the sha256 prefix in the
+    file name.  ``sha256_prefix`` is "" when nothing is known.
+    """
+
+    factory: str = "qbench.weights:fetch_url"
+    filename: str = ""
+    url: str = ""
+    sha256_prefix: str = ""
+    used_by: str = ""
+
+    kind = "weights"
 
 
 @dataclass(frozen=True)

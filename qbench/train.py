@@ -32,6 +32,7 @@ from . import checkpoint, distributed
 from .config import Recipe
 from .data import to_model_input, train_batches
 from .errors import RunFailed
+from .results import RunDirectory
 from .losses import PerceptualLoss, reconstruction_loss
 
 
@@ -256,6 +257,7 @@ def fit(
     if recipe.train.threads > 0:
         torch.set_num_threads(recipe.train.threads)
     trainer = _Trainer(tokenizer, recipe, device)
+    directory = run_dir if run_dir is None or isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
     if resume_state is not None:
         trainer.restore(resume_state)
     main = distributed.is_main_process()
@@ -269,7 +271,7 @@ def fit(
 
     def save() -> None:
         if main and run_dir is not None:
-            checkpoint.save(run_dir, trainer.state(identity))
+            directory.save_checkpoint(trainer.state(identity))
         distributed.barrier()
 
     try:
@@ -279,7 +281,7 @@ def fit(
             trainer.wall_time += time.perf_counter() - t0
             window_steps += 1
             if bar is not None:
-                bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.2f}", refresh=False)
+                bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.1f}%", refresh=False)
                 bar.update(1)
             if trainer.step % max(1, recipe.train.log_every) == 0 or trainer.step == total_steps:
                 elapsed = time.perf_counter() - window_start

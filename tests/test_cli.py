@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+import qbench
+
 from conftest import ROOT, make_distribution, run_cli
 
 
@@ -56,7 +58,7 @@ def test_list_shows_every_kind_with_origin():
     assert result.returncode == 0
     for heading in ("quantizers:", "backbones:", "metrics:", "datasets:", "recipes:"):
         assert heading in result.stdout
-    assert "builtins 0.1.0" in result.stdout
+    assert f"builtins {qbench.__version__}" in result.stdout
     assert "cpu-default" in result.stdout
 
 

@@ -54,7 +54,6 @@ def test_where_a_run_is_watched_does_not_change_the_hash():
                                 "loggers": {"wandb": {"project": "p"}}})
     assert watched.hash() == base.hash()
     assert watched.logger_options("wandb") == {"project": "p"} and watched.logger_options("csv") == {}
-    assert load_recipe("cpu-default").hash() == "3e25b88d2aa7"  # the published comparison's hash
 
 
 @pytest.mark.parametrize(

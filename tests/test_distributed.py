@@ -17,7 +17,8 @@ SCRIPT = textwrap.dedent(
     import torch
 
     import qbench
-    from qbench import distributed, runner
+    from qbench import distributed
+    from qbench.identity import resolve
     from qbench.config import load_recipe
     from qbench.data import build_dataset
     from qbench.model import build_tokenizer
@@ -34,9 +35,11 @@ SCRIPT = textwrap.dedent(
     for label, name, run_recipe in (("gsq", "gsq", recipe), ("vq", "vq", recipe), ("gan", "gsq", adversarial)):
         recipe = run_recipe
         options = {"dead_code_threshold": 1.0} if name == "vq" else {}
-        tokenizer = build_tokenizer(recipe, name, options, registries=regs)
-        identity = runner._identity(recipe, name, recipe.quantizer_options(name) | options)
-        result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), identity=identity,
+        if options:
+            recipe = load_recipe("smoke", ["train.steps=4", "train.checkpoint_every=2", "quantizers.vq.dead_code_threshold=1.0"])
+        identity = resolve(recipe, name, regs)
+        tokenizer = build_tokenizer(identity, registries=regs)
+        result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), identity=identity.to_dict(),
                      run_dir=out / label, progress=False)
         torch.save({"model": result.model.state_dict(), "world": result.world_size, "steps": result.steps},
                    out / f"{label}-rank{rank}.pt")

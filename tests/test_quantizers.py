@@ -11,7 +11,8 @@ import torch
 
 import qbench
 from qbench import ConfigError
-from qbench.codebook import code_histogram, nearest_code, perplexity, usage, usage_stats
+from qbench.codebook import code_histogram, perplexity, usage, usage_stats
+from qbench.lookup import nearest_code
 from qbench.quantizer import Quantizer
 from qbench.testing import check_quantizer
 
@@ -130,18 +131,18 @@ def test_usage_stats_by_hand():
     codes = torch.tensor([[0, 3], [0, 3], [1, 3], [1, 3]]).view(1, 2, 2, 2)
     shared = usage_stats(codes, 4, shared=True)
     # pooled histogram [2, 2, 0, 4] over 8 tokens
-    assert float(shared["usage"]) == pytest.approx(3 / 4)
+    assert float(shared["usage"]) == pytest.approx(100 * 3 / 4)
     p = torch.tensor([2, 2, 4]) / 8
     assert float(shared["perplexity"]) == pytest.approx(math.exp(-(p * p.log()).sum().item()), rel=1e-6)
-    assert float(shared["usage/0"]) == pytest.approx(2 / 4)
+    assert float(shared["usage/0"]) == pytest.approx(100 * 2 / 4)
     assert float(shared["perplexity/0"]) == pytest.approx(2.0)
-    assert float(shared["usage/1"]) == pytest.approx(1 / 4)
+    assert float(shared["usage/1"]) == pytest.approx(100 * 1 / 4)
     assert float(shared["perplexity/1"]) == pytest.approx(1.0)
     separate = usage_stats(codes, 4, shared=False)
-    assert float(separate["usage"]) == pytest.approx((2 / 4 + 1 / 4) / 2)
+    assert float(separate["usage"]) == pytest.approx(100 * (2 / 4 + 1 / 4) / 2)
     assert float(separate["perplexity"]) == pytest.approx((2.0 + 1.0) / 2)
     # the same numbers as the metric helpers give
-    assert float(usage(code_histogram(codes, 4)).item()) == pytest.approx(3 / 4)
+    assert float(usage(code_histogram(codes, 4)).item()) == pytest.approx(100 * 3 / 4)
     assert float(perplexity(code_histogram(codes, 4, shared=False))[0]) == pytest.approx(2.0)
 
 

@@ -11,6 +11,7 @@ import qbench
 from qbench import QuantizerOutput, QuantizerSpec, checkpoint, hookimpl, runner
 from qbench.config import load_recipe
 from qbench.data import StepBatchSampler, build_dataset
+from qbench.identity import resolve
 from qbench.model import build_tokenizer
 from qbench.train import fit, learning_rate
 
@@ -66,10 +67,10 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     regs = qbench.registries()
     run_dir = tmp_path / "b"
     run_dir.mkdir()
-    options = recipe.quantizer_options("gsq")
+    identity = resolve(recipe, "gsq", regs)
     torch.manual_seed(recipe.seed)
-    tokenizer = build_tokenizer(recipe, "gsq", registries=regs)
-    fit(tokenizer, recipe, build_dataset(recipe, "train", regs), identity=runner._identity(recipe, "gsq", options),
+    tokenizer = build_tokenizer(identity, registries=regs)
+    fit(tokenizer, recipe, build_dataset(recipe, "train", regs), identity=identity.to_dict(),
         run_dir=run_dir, progress=False, stop_after=4)
     assert checkpoint.load(run_dir)["step"] == 4
     # ...and resumed, in a model rebuilt from a different RNG state
@@ -156,9 +157,10 @@ def test_adversarial_patchgan_and_lpips_plumbing(tmp_path, monkeypatch):
                    "train.steps=2", "train.checkpoint_every=0")
     regs = qbench.registries()
     torch.manual_seed(0)
-    tokenizer = build_tokenizer(recipe, "gsq", registries=regs)
+    identity = resolve(recipe, "gsq", regs)
+    tokenizer = build_tokenizer(identity, registries=regs)
     result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), progress=False, run_dir=tmp_path,
-                 identity=runner._identity(recipe, "gsq", recipe.quantizer_options("gsq")))
+                 identity=identity.to_dict())
     state = checkpoint.load(tmp_path)
     assert state["discriminator"] is not None and state["d_optimizer"] is not None
     assert {"g_adv", "d_loss", "lpips"} <= set(result.log[-1])
@@ -194,8 +196,9 @@ def test_load_tokenizer_rebuilds_the_trained_model(tmp_path):
     from qbench.model import load_tokenizer
 
     [run] = runner.run_comparison(["vq"], smoke(), out_root=tmp_path, progress=False)
-    tokenizer, recipe, dataset = load_tokenizer(run.run_dir)
-    assert recipe.hash() == smoke().hash() and tokenizer.quantizer_name == "vq"
+    tokenizer, identity, dataset = load_tokenizer(run.run_dir, use_ema=True)
+    assert identity.recipe_hash == smoke().hash() and identity.quantizer == "vq"
+    assert identity.config_hash == run.record["run"]["config_hash"]
     state = checkpoint.load(run.run_dir)["ema"]
     for name, value in tokenizer.state_dict().items():
         assert torch.equal(value, state[name]), name
@@ -226,9 +229,10 @@ def test_bf16_autocast_is_opt_in_on_cpu(tmp_path):
     recipe = smoke("train.precision='bf16'", "train.steps=2", "train.checkpoint_every=0")
     regs = qbench.registries()
     torch.manual_seed(0)
-    tokenizer = build_tokenizer(recipe, "gsq", registries=regs)
+    identity = resolve(recipe, "gsq", regs)
+    tokenizer = build_tokenizer(identity, registries=regs)
     result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), progress=False,
-                 identity=runner._identity(recipe, "gsq", recipe.quantizer_options("gsq")))
+                 identity=identity.to_dict())
     assert result.steps == 2 and math.isfinite(result.final_loss)
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # weights stay float32
 

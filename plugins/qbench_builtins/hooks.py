@@ -6,7 +6,7 @@ no torch: every factory is a ``"module:attr"`` string imported on use.
 
 from __future__ import annotations
 
-from qbench import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, QuantizerSpec, hookimpl
+from qbench import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, QuantizerSpec, RecipeSpec, WeightsSpec, hookimpl
 
 GSQ_PAPER = "Grouped Spherical Quantization, arXiv 2412.02632"
 
@@ -65,27 +65,28 @@ def qbench_register_backbones():
     ]
 
 
-def _metric(name, attr, description, higher_is_better, unit=""):
+def _metric(name, attr, description, higher_is_better, unit="", heading=""):
     return MetricSpec(
         name=name,
         factory=f"qbench_builtins.metrics:{attr}",
         description=description,
         higher_is_better=higher_is_better,
         unit=unit,
+        heading=heading,
     )
 
 
 @hookimpl
 def qbench_register_metrics():
     return [
-        _metric("rfid", "ReconstructionFID", "rFID: torch-fidelity inception-v3-compat, originals vs reconstructions", False),
-        _metric("lpips", "LPIPSMetric", "LPIPS (lpips package, AlexNet by default)", False),
-        _metric("psnr", "PSNR", "peak signal-to-noise ratio on [0, 1] RGB", True, "dB"),
-        _metric("ssim", "SSIM", "structural similarity, Gaussian window 11, sigma 1.5", True),
-        _metric("usage", "CodebookUsage", "percentage of codebook entries used on the evaluation set (pooled; per group/stage in extras)", True, "%"),
-        _metric("perplexity", "Perplexity", "exp(entropy) of the evaluation-set code histogram (pooled; per group/stage in extras)", True),
-        _metric("bits", "Bits", "bits per position, per image, compression ratio vs 24-bit RGB", None, "bits"),
-        _metric("throughput", "Throughput", "encode and decode images per second", True, "img/s"),
+        _metric("rfid", "ReconstructionFID", "rFID: torch-fidelity inception-v3-compat, originals vs reconstructions", False, heading="rFID"),
+        _metric("lpips", "LPIPSMetric", "LPIPS (lpips package, AlexNet by default)", False, heading="LPIPS"),
+        _metric("psnr", "PSNR", "peak signal-to-noise ratio on [0, 1] RGB", True, "dB", heading="PSNR (dB)"),
+        _metric("ssim", "SSIM", "structural similarity, Gaussian window 11, sigma 1.5", True, heading="SSIM"),
+        _metric("usage", "CodebookUsage", "percentage of codebook entries used on the evaluation set (pooled; per group/stage in extras)", True, "%", heading="usage (%)"),
+        _metric("perplexity", "Perplexity", "exp(entropy) of the evaluation-set code histogram (pooled; per group/stage in extras)", True, heading="perplexity"),
+        _metric("bits", "Bits", "bits per position, per image, compression ratio vs 24-bit RGB", None, "bits", heading="bits/pos"),
+        _metric("throughput", "Throughput", "encode and decode images per second", True, "img/s", heading="throughput (img/s)"),
     ]
 
 
@@ -107,6 +108,42 @@ def qbench_register_datasets():
             factory="qbench_builtins.datasets:CIFAR10Dataset",
             description="torchvision CIFAR-10 from a local root (downloads only when asked)",
         ),
+    ]
+
+
+RECIPES = ("smoke", "cpu-default", "imagenet128-vae", "imagenet256-gan")
+
+
+@hookimpl
+def qbench_register_recipes():
+    # descriptions live in the TOML files themselves (``qbench list recipes`` reads them)
+    return [RecipeSpec(name=name, factory=f"qbench_builtins.recipes:{name}.toml") for name in RECIPES]
+
+
+TORCHVISION = "https://download.pytorch.org/models/"
+
+
+@hookimpl
+def qbench_register_weights():
+    return [
+        WeightsSpec(
+            name="inception",
+            filename="weights-inception-2015-12-05-6726825d.pth",
+            url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+            sha256_prefix="6726825d",
+            used_by="rfid (torch-fidelity inception-v3-compat)",
+            description="torch-fidelity's Inception-v3 (the TF-compatible FID network)",
+        ),
+        WeightsSpec(name="alexnet", filename="alexnet-owt-7be5be79.pth", url=TORCHVISION + "alexnet-owt-7be5be79.pth",
+                    sha256_prefix="7be5be79", used_by="lpips net=alex (metric)",
+                    description="torchvision AlexNet: the LPIPS metric's backbone"),
+        WeightsSpec(name="vgg16", filename="vgg16-397923af.pth", url=TORCHVISION + "vgg16-397923af.pth",
+                    sha256_prefix="397923af", used_by="lpips net=vgg (metric option, perceptual loss of the paper recipes)",
+                    description="torchvision VGG16: the LPIPS loss backbone"),
+        WeightsSpec(name="squeezenet", filename="squeezenet1_1-b8a52dc0.pth",
+                    url=TORCHVISION + "squeezenet1_1-b8a52dc0.pth", sha256_prefix="b8a52dc0",
+                    used_by="lpips net=squeeze (metric and loss option)",
+                    description="torchvision SqueezeNet 1.1: LPIPS' smallest backbone"),
     ]
 
 
