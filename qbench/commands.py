@@ -165,10 +165,14 @@ def report(paths: list[str], out: str, intro: str | None = None, *, baseline: st
             intro_text = Path(intro).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read --intro file {intro}: {exc.strerror}") from None
+    from .report_dir import check_writable
+
+    check_writable(Path(out))  # before the work of building the report
     built = build_report(paths, baseline=baseline, fit=fit, bd_method=bd_method)
     readme = write_report(built, out, intro_text)
     print(render_text(built))
-    print(f"\nwritten: {readme} and {Path(out) / 'summary.csv'}")
+    written = f"{readme} and {Path(out) / 'summary.csv'}" if built.runs is not None else str(readme)
+    print(f"\nwritten: {written}")
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import atomic, figures
 from .report import Report, render_text, to_markdown
+from .report_dir import ReportDirectory
 
 # run-frame columns that only serve the tables
 INTERNAL = ("version_suffix",)
@@ -27,9 +28,17 @@ def _section(section: dict) -> list[str]:
 
 
 def write_report(report: Report, out_dir: str | Path, intro: str = "") -> Path:
-    """Write the report; ``intro`` (Markdown) replaces the default heading."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the report; ``intro`` (Markdown) replaces the default heading.
+
+    Every file is rendered into a staging folder first and moved into
+    ``out_dir`` together (``qbench.report_dir``).
+    """
+    with ReportDirectory(out_dir) as stage:
+        _write(report, stage, intro)
+    return Path(out_dir) / "README.md"
+
+
+def _write(report: Report, out: Path, intro: str) -> None:
     lines = [intro.rstrip(), ""] if intro.strip() else ["# qbench comparison", ""]
     if report.runs is not None:
         drop = [c for c in report.runs.columns if c.endswith("_reason") or c in INTERNAL]
@@ -61,7 +70,6 @@ def write_report(report: Report, out_dir: str | Path, intro: str = "") -> Path:
     if not report.tables and not report.broken:
         lines += ["No runs found.", ""]
     atomic.write_text(out / "README.md", "\n".join(lines))
-    return out / "README.md"
 
 
 __all__ = ["write_report", "render_text"]
