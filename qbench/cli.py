@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qbench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, recipes, weights, loggers")
+    p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, recipes, weights, "
+                                    "loggers")
     p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: everything)")
     p.add_argument("--filter", default=None, metavar="PATTERN", help="fnmatch pattern on names, e.g. 'g*'")
 

@@ -47,7 +47,8 @@ def check_loggers(recipe: Recipe, registries) -> None:
         missing = _missing_modules(spec.requires)
         if missing:
             hint = f": {spec.install}" if spec.install else ""
-            raise ConfigError(f"logger {name!r} needs the {', '.join(missing)} package{'s' if len(missing) > 1 else ''}{hint}")
+            packages = f"{', '.join(missing)} package{'s' if len(missing) > 1 else ''}"
+            raise ConfigError(f"logger {name!r} needs the {packages}{hint}")
         registries.loggers.create(name, **recipe.logger_options(name))  # option names and values
 
 
@@ -94,7 +95,8 @@ class LoggerGroup:
 
     def log_metrics(self, results: Mapping[str, Mapping[str, Any]]) -> None:
         """Evaluation results as ``evaluate`` returns them; only computed values are sent."""
-        values = {n: float(r["value"]) for n, r in results.items() if r.get("status") == "ok" and r.get("value") is not None}
+        values = {name: float(result["value"]) for name, result in results.items()
+                  if result.get("status") == "ok" and result.get("value") is not None}
         if values:
             self._call("log_metrics", values)
 

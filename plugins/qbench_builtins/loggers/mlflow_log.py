@@ -54,7 +54,10 @@ class MLflowLogger(Logger):
         self.client = MlflowClient(tracking_uri=uri)
         name = self.experiment or run.recipe
         found = self.client.get_experiment_by_name(name)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(name, artifact_location=artifacts)
+        if found:
+            experiment_id = found.experiment_id
+        else:
+            experiment_id = self.client.create_experiment(name, artifact_location=artifacts)
         tags = {"quantizer": run.quantizer, "recipe": run.recipe, "recipe_hash": run.recipe_hash,
                 "config_hash": run.config_hash, "seed": str(run.seed), "run_dir": str(run.run_dir)}
         self.run_id = self.client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
