@@ -16,7 +16,7 @@ def test_unknown_quantizer_exits_2_with_known_names_and_suggestion():
     result = run_cli("run", "--quantizers", "nosuch")
     assert result.returncode == 2
     assert "unknown quantizer 'nosuch'" in result.stderr
-    assert "fsq, gsq, rvq, vq" in result.stderr
+    assert "bsq, fsq, gsq, ibq, lfq, rvq, simvq, vq" in result.stderr
     assert "qbench list quantizers" in result.stderr
     assert "Traceback" not in result.stderr
     close = run_cli("run", "--quantizers", "gsq,vqq")
@@ -98,3 +98,22 @@ def test_unknown_logger_and_missing_package_exit_2_before_training(site, tmp_pat
     assert missing.stderr.strip().splitlines()[-1] == (
         "qbench: error: logger 'needy' needs the qbench_absent_tracker package: pip install 'needy[tracker]'")
     assert not out.exists()
+
+
+def test_list_quantizers_names_each_paper():
+    result = run_cli("list", "quantizers")
+    assert result.returncode == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[3:] if line.strip()}
+    papers = {"lfq": "2310.05737", "bsq": "2406.07548", "simvq": "2411.02038", "ibq": "2412.02692", "gsq": "2412.02632"}
+    for name, arxiv in papers.items():
+        assert arxiv in lines[name], lines.get(name)
+
+
+def test_smoke_run_of_the_newer_quantizers_exits_0(tmp_path):
+    result = run_cli(
+        "run", "--recipe", "smoke", "--quantizers", "lfq,bsq,simvq,ibq", "--set", "train.steps=2",
+        "--set", "train.checkpoint_every=0", "--out", str(tmp_path), "--no-progress", timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("lfq", "bsq", "simvq", "ibq"):
+        assert f"{name}: " in result.stdout and "(ok)" in result.stdout

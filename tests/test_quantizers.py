@@ -32,6 +32,10 @@ VARIANTS = {
     ],
     "rvq": [dict(dim=8, stages=3, codebook_size=8)],
     "fsq": [dict(dim=8, levels=[8, 5, 5, 5]), dict(dim=3, levels=[2, 3, 4])],
+    "lfq": [dict(dim=6), dict(dim=4, bits=10), dict(dim=8, codebook_size=16, entropy_group_size=2)],
+    "bsq": [dict(dim=6), dict(dim=4, bits=10), dict(dim=8, bits=6, entropy_group_size=3)],
+    "simvq": [dict(dim=4, codebook_size=64), dict(dim=8, codebook_size=16, projection_bias=False)],
+    "ibq": [dict(dim=4, codebook_size=64), dict(dim=8, codebook_size=16, entropy_weight=0.0)],
 }
 
 
@@ -169,6 +173,18 @@ BAD_OPTIONS = [
     ("fsq", dict(dim=4, levels=[8, 1]), "level"),
     ("fsq", dict(dim=4, levels=[8, 2.5]), "level"),
     ("fsq", dict(dim=4, levels="8555"), "levels"),
+    ("lfq", dict(dim=4, codebook_size=1000), "power of 2"),
+    ("lfq", dict(dim=4, bits=10, codebook_size=512), "disagree"),
+    ("lfq", dict(dim=4, bits=0), "bits"),
+    ("lfq", dict(dim=4, bits=10, entropy_group_size=3), "does not divide"),
+    ("lfq", dict(dim=4, inv_temperature=0), "inv_temperature"),
+    ("lfq", dict(dim=4, entropy_weight=-0.1), "entropy_weight"),
+    ("bsq", dict(dim=4, codebook_size=3), "power of 2"),
+    ("bsq", dict(dim=4, commitment_weight="a"), "commitment_weight"),
+    ("simvq", dict(dim=4, codebook_size=1), "codebook_size"),
+    ("simvq", dict(dim=4, projection_bias="yes"), "projection_bias"),
+    ("ibq", dict(dim=4, codebook_size=0), "codebook_size"),
+    ("ibq", dict(dim=4, diversity_gamma=-1), "diversity_gamma"),
 ]
 
 
@@ -210,6 +226,10 @@ def test_fused_lookup_finds_the_nearest_code():
         ("vq", dict(dim=8, codebook_size=64)),
         ("rvq", dict(dim=8, stages=2, codebook_size=16)),
         ("fsq", dict(dim=4, levels=[8, 5, 5, 5])),
+        ("lfq", dict(dim=4, bits=10)),
+        ("bsq", dict(dim=4, bits=10)),
+        ("simvq", dict(dim=4, codebook_size=256)),
+        ("ibq", dict(dim=4, codebook_size=256)),
     ],
 )
 def test_lookup_is_float32_under_bf16_autocast(name, options):

@@ -42,6 +42,34 @@ def qbench_register_quantizers():
             defaults={"levels": [8, 5, 5, 5]},
             paper="Finite Scalar Quantization, arXiv 2309.15505",
         ),
+        QuantizerSpec(
+            name="lfq",
+            factory="qbench_builtins.lfq:LookupFreeQuantizer",
+            description="Lookup-free quantization: one sign bit per channel, entropy penalty",
+            defaults={"entropy_weight": 0.1, "commitment_weight": 0.25, "inv_temperature": 100.0},
+            paper="MAGVIT-v2, Language Model Beats Diffusion, arXiv 2310.05737",
+        ),
+        QuantizerSpec(
+            name="bsq",
+            factory="qbench_builtins.bsq:BinarySphericalQuantizer",
+            description="Binary spherical quantization: sign bits of the l2-normalised latent",
+            defaults={"entropy_weight": 0.1, "commitment_weight": 0.0, "inv_temperature": 1.0},
+            paper="Binary Spherical Quantization, arXiv 2406.07548",
+        ),
+        QuantizerSpec(
+            name="simvq",
+            factory="qbench_builtins.simvq:SimVQ",
+            description="SimVQ: frozen random codebook reparameterised by one learned linear layer",
+            defaults={"codebook_size": 1024},
+            paper="SimVQ, arXiv 2411.02038",
+        ),
+        QuantizerSpec(
+            name="ibq",
+            factory="qbench_builtins.ibq:IndexBackpropQuantizer",
+            description="Index backpropagation: straight-through over the code softmax, whole codebook trains",
+            defaults={"codebook_size": 1024},
+            paper="IBQ, Taming Scalable Visual Tokenizer, arXiv 2412.02692",
+        ),
     ]
 
 
