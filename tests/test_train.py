@@ -210,7 +210,7 @@ def test_load_tokenizer_rebuilds_the_trained_model(tmp_path):
 def test_cpu_default_quantizers_share_the_rate():
     recipe = load_recipe("cpu-default")
     regs = qbench.registries()
-    bits = {n: regs.quantizers.create(n, **recipe.quantizer_options(n)).bits_per_position for n in ("gsq", "vq", "rvq", "fsq")}
+    bits = {n: regs.quantizers.create(n, **recipe.quantizer_options(n)).bits_per_position for n in ("gsq", "vq", "rvq", "fsq", "lfq", "bsq", "simvq", "ibq")}
     assert max(bits.values()) <= 1.1 * min(bits.values()), bits
     assert bits["gsq"] == 10.0
 

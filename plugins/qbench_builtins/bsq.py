@@ -1,6 +1,5 @@
 """Binary spherical quantization (BSQ, "Image and Video Tokenization with Binary
-Spherical Quantization", arXiv 2406.07548), after its official code (bsq-vit,
-``transcoder/models/quantizer/bsq.py``).
+Spherical Quantization", arXiv 2406.07548), after its official code (BSQ-ViT).
 
 The latent is projected to L = ``bits`` channels (a 1x1 convolution, only when
 L differs from the latent width D; back to D after), l2-normalised,

@@ -1,6 +1,6 @@
 """Index backpropagation quantization (IBQ, "Taming Scalable Visual Tokenizer for
 Autoregressive Image Generation", arXiv 2412.02692), after its official code
-(SEED-Voken, ``IndexPropagationQuantize``).
+(SEED-Voken).
 
 A V x D codebook C, learned by gradient, initialised N(0, 1) (``nn.Embedding``'s
 default, as in the official code).  For a latent z (one row of D channels):

@@ -1,5 +1,5 @@
 """SimVQ ("Addressing Representation Collapse in Vector Quantized Models with One
-Linear Layer", arXiv 2411.02038), after its official code (youngsheen/SimVQ).
+Linear Layer", arXiv 2411.02038), after its official code.
 
 The codebook is reparameterised: a frozen random basis C (V x D, a buffer,
 drawn N(0, 1/D)) is mapped by one learned linear layer W, and the codes are
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from qbench import ConfigError, QuantizerOutput
-from qbench.codebook import nearest_code
+from qbench.lookup import nearest_code
 from qbench.quantizer import (
     Quantizer,
     codebook_loss,
