@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from qbench import ConfigError, QuantizerOutput
 from qbench.quantizer import Quantizer, float32_lookup, from_rows, require_float, require_int, to_rows
 
-from .entropy import entropy_penalty
+from .entropy import penalty_from_logits
 
 
 class IndexBackpropQuantizer(Quantizer):
@@ -96,7 +96,7 @@ class IndexBackpropQuantizer(Quantizer):
             )
             stats = {}
             if self.entropy_weight > 0:
-                penalty, stats = entropy_penalty((logits * self.inv_temperature).unsqueeze(1), self.diversity_gamma)
+                penalty, stats = penalty_from_logits(logits * self.inv_temperature, self.diversity_gamma)
                 loss = loss + self.entropy_weight * penalty
         z_q = from_rows(out, batch, height, width).to(z.dtype)
         codes = codes.view(batch, height, width, 1)

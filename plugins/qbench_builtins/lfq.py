@@ -55,7 +55,7 @@ from torch import nn
 from qbench import ConfigError, QuantizerOutput
 from qbench.quantizer import Quantizer, float32_lookup, from_rows, require_float, require_int, to_rows
 
-from .entropy import entropy_penalty
+from .entropy import bit_patterns, penalty_from_bits
 
 MAX_BITS = 62  # indices are int64
 
@@ -92,13 +92,6 @@ def check_group_size(name: str, bits: int, group_size) -> int:
     return group_size
 
 
-def sub_codes(group_size: int) -> torch.Tensor:
-    """All 2^g sign patterns of g bits, (2^g, g) in {-1, +1}; row k has bit i of k at column i."""
-    k = torch.arange(2**group_size).unsqueeze(1)
-    bits = (k >> torch.arange(group_size)) & 1
-    return bits.float() * 2 - 1
-
-
 class LookupFreeQuantizer(Quantizer):
     name = "lfq"
     spherical = False  # BSQ: l2-normalise before the sign, codes +-1/sqrt(L)
@@ -132,7 +125,7 @@ class LookupFreeQuantizer(Quantizer):
         self.codebook_shared = True
         self.code_magnitude = 1.0 / math.sqrt(self.bits) if self.spherical else 1.0
         self.register_buffer("_powers", 2 ** torch.arange(self.bits, dtype=torch.long), persistent=False)
-        self.register_buffer("_sub_codes", sub_codes(self.entropy_group_size), persistent=False)
+        self.register_buffer("_patterns", bit_patterns(self.entropy_group_size), persistent=False)
         projections = dim != self.bits
         self.project_in = nn.Linear(dim, self.bits) if projections else nn.Identity()
         self.project_out = nn.Linear(self.bits, dim) if projections else nn.Identity()
@@ -157,11 +150,9 @@ class LookupFreeQuantizer(Quantizer):
         bits = (indices.unsqueeze(-1) & self._powers) != 0
         return (bits.float() * 2 - 1) * self.code_magnitude
 
-    def _entropy_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, L) -> (N, L/g, 2^g): 2 * tau * x . c over each group's sub-codes c."""
-        groups = x.reshape(x.shape[0], -1, self.entropy_group_size)
-        codes = self._sub_codes * self.code_magnitude
-        return 2 * self.inv_temperature * groups @ codes.t()
+    def _bit_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """softmax(2 tau x . c) over codes c = +-s makes bit i one with logit 4 tau s x_i."""
+        return 4 * self.inv_temperature * self.code_magnitude * x
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         batch, _, height, width = z.shape
@@ -169,7 +160,7 @@ class LookupFreeQuantizer(Quantizer):
             x = self._project(z)
             indices = self._indices(x)
             q = torch.where(x > 0, self.code_magnitude, -self.code_magnitude)
-            penalty, stats = entropy_penalty(self._entropy_logits(x), self.diversity_gamma)
+            penalty, stats = penalty_from_bits(self._bit_logits(x), self._patterns, self.diversity_gamma)
             commitment = nn.functional.mse_loss(x, q.detach())
             loss = self.entropy_weight * penalty + self.commitment_weight * commitment
             out = self.project_out(x + (q - x).detach())
