@@ -245,3 +245,14 @@ def test_ibq_decoder_gradient_flows_only_through_the_softmax():
     ((soft @ q.codebook.detach()) * w.permute(0, 2, 3, 1).reshape(-1, 3)).sum().backward()
     assert torch.allclose(z.grad.permute(0, 2, 3, 1).reshape(-1, 3), rows.grad, atol=1e-6)
     assert not torch.allclose(rows.grad, w.permute(0, 2, 3, 1).reshape(-1, 3))
+
+
+def test_ibq_spherical_init_puts_every_code_within_reach():
+    """Only hull vertices win an argmax of dot products: at D = 4 most N(0, 1) codes never do."""
+    torch.manual_seed(0)
+    z = torch.randn(50, 4, 20, 20)
+    normal = create("ibq", dim=4, codebook_size=256)
+    spherical = create("ibq", dim=4, codebook_size=256, init="spherical")
+    assert torch.allclose(spherical.codebook.norm(dim=1), torch.ones(256))
+    assert normal.encode(z).unique().numel() < 128
+    assert spherical.encode(z).unique().numel() == 256

@@ -35,7 +35,11 @@ VARIANTS = {
     "lfq": [dict(dim=6), dict(dim=4, bits=10), dict(dim=8, codebook_size=16, entropy_group_size=2)],
     "bsq": [dict(dim=6), dict(dim=4, bits=10), dict(dim=8, bits=6, entropy_group_size=3)],
     "simvq": [dict(dim=4, codebook_size=64), dict(dim=8, codebook_size=16, projection_bias=False)],
-    "ibq": [dict(dim=4, codebook_size=64), dict(dim=8, codebook_size=16, entropy_weight=0.0)],
+    "ibq": [
+        dict(dim=4, codebook_size=64),
+        dict(dim=8, codebook_size=16, entropy_weight=0.0),
+        dict(dim=4, codebook_size=32, init="spherical"),
+    ],
 }
 
 
@@ -185,6 +189,7 @@ BAD_OPTIONS = [
     ("simvq", dict(dim=4, projection_bias="yes"), "projection_bias"),
     ("ibq", dict(dim=4, codebook_size=0), "codebook_size"),
     ("ibq", dict(dim=4, diversity_gamma=-1), "diversity_gamma"),
+    ("ibq", dict(dim=4, init="sphere"), "init"),
 ]
 
 

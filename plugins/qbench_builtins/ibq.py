@@ -3,7 +3,8 @@ Autoregressive Image Generation", arXiv 2412.02692), after its official code
 (SEED-Voken).
 
 A V x D codebook C, learned by gradient, initialised N(0, 1) (``nn.Embedding``'s
-default, as in the official code).  For a latent z (one row of D channels):
+default, as in the official code; ``init="spherical"``: rows on the unit
+sphere, see below).  For a latent z (one row of D channels):
 
     logits = z C^T                   (temperature 1)
     soft   = softmax(logits),  k = argmax(logits),  hard = onehot(k)
@@ -25,6 +26,12 @@ softmax(logits * inv_temperature) (``entropy.py``); defaults 0.05, 1 and 100
 Set ``entropy_weight = 0`` to drop it.  The nearest-code here is the largest
 dot product, not the smallest distance (codes differ in norm).
 
+Only vertices of the convex hull of the codebook can win an argmax of dot
+products.  At the paper's D = 256 that is nearly every code; at small D it is
+not: of 1024 N(0, 1) codes in D = 4, about 74 are ever chosen, and training
+from there collapsed in cpu-default (docs/quantizers.md).  ``init="spherical"``
+(l2-normalised Gaussian rows, as GSQ starts) puts every code on the hull.
+
 Choices: z_q is computed as C_k + (soft - sg(soft)) C, which equals I C in
 value (exactly C_k, where I C may differ from it by rounding) and in every
 gradient.  The loss is also computed in eval mode, like every qbench
@@ -40,9 +47,19 @@ import torch
 import torch.nn.functional as F
 
 from qbench import ConfigError, QuantizerOutput
-from qbench.quantizer import Quantizer, float32_lookup, from_rows, require_float, require_int, to_rows
+from qbench.quantizer import (
+    Quantizer,
+    float32_lookup,
+    from_rows,
+    require_choice,
+    require_float,
+    require_int,
+    to_rows,
+)
 
 from .entropy import penalty_from_logits
+
+INITS = ("normal", "spherical")
 
 
 class IndexBackpropQuantizer(Quantizer):
@@ -54,6 +71,7 @@ class IndexBackpropQuantizer(Quantizer):
         entropy_weight: float = 0.05,
         diversity_gamma: float = 1.0,
         inv_temperature: float = 100.0,
+        init: str = "normal",
     ):
         super().__init__()
         require_int("dim", dim, 1)
@@ -68,12 +86,16 @@ class IndexBackpropQuantizer(Quantizer):
         self.codebook_size = codebook_size
         self.tokens_per_position = 1
         self.codebook_shared = True
-        self.codebook = torch.nn.Parameter(torch.randn(codebook_size, dim))
+        self.init = require_choice("init", init, INITS)
+        weight = torch.randn(codebook_size, dim)
+        if init == "spherical":
+            weight = F.normalize(weight, dim=1)
+        self.codebook = torch.nn.Parameter(weight)
 
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, codebook_size={self.codebook_size}, beta={self.beta}, "
-            f"entropy_weight={self.entropy_weight}, inv_temperature={self.inv_temperature}"
+            f"entropy_weight={self.entropy_weight}, inv_temperature={self.inv_temperature}, init={self.init!r}"
         )
 
     def _rows_of(self, z: torch.Tensor) -> torch.Tensor:
