@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import qbench
+from qbench.config import load_recipe
 
 
 def create(name, **options):
@@ -256,3 +257,10 @@ def test_ibq_spherical_init_puts_every_code_within_reach():
     assert torch.allclose(spherical.codebook.norm(dim=1), torch.ones(256))
     assert normal.encode(z).unique().numel() < 128
     assert spherical.encode(z).unique().numel() == 256
+
+
+def test_smoke_recipe_builds_the_newer_quantizers_at_4_bits():
+    # cpu-default's ~10 bits: tests/test_train.py::test_cpu_default_quantizers_share_the_rate
+    recipe = load_recipe("smoke")
+    for name in ("lfq", "bsq", "simvq", "ibq"):
+        assert create(name, **recipe.quantizer_options(name)).bits_per_position == 4.0, name
