@@ -34,8 +34,8 @@ from there collapsed in cpu-default (docs/quantizers.md).  ``init="spherical"``
 
 Choices: z_q is computed as C_k + (soft - sg(soft)) C, which equals I C in
 value (exactly C_k, where I C may differ from it by rounding) and in every
-gradient.  The loss is also computed in eval mode, like every qbench
-quantizer; the official code returns 0 there.  The entropy's codebook term
+gradient.  The loss is also computed in eval mode, as in the official code
+(z_q = hard C there too, the same value).  The entropy's codebook term
 uses an exact logarithm where the official code adds 1e-5 (``entropy.py``).
 Memory: the logits are tokens x V floats (1 GiB for 1024 tokens at
 V = 2^18), plus as much again for their gradient.
