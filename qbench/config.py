@@ -263,8 +263,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
 
 
-def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None) -> Recipe:
-    """A recipe by name (``benchmarks/recipes/NAME.toml``) or TOML path, with overrides."""
+def recipe_table(name_or_path: str | None = None) -> dict[str, Any]:
+    """The raw table of a recipe by name (``benchmarks/recipes/NAME.toml``) or TOML path, named."""
     ref = name_or_path or DEFAULT_RECIPE
     known = available_recipes()
     if ref in known:
@@ -275,4 +275,9 @@ def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = N
         raise unknown_name_error("recipe", ref, known)
     table = read_toml(path)
     table.setdefault("name", path.stem)
-    return recipe_from_dict(apply_overrides(table, overrides or []))
+    return table
+
+
+def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None) -> Recipe:
+    """A recipe by name (``benchmarks/recipes/NAME.toml``) or TOML path, with overrides."""
+    return recipe_from_dict(apply_overrides(recipe_table(name_or_path), overrides or []))
