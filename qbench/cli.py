@@ -47,6 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default=None, metavar="NAMES",
                    help="add loggers to the recipe's train.loggers, e.g. --log tensorboard,wandb (qbench list loggers)")
 
+    p = sub.add_parser("sweep", help="run a study: a grid of runs from a sweep file, resumable")
+    p.add_argument("sweep_file", metavar="SWEEP.toml", help="the sweep file (docs/sweeps.md)")
+    p.add_argument("--dry-run", action="store_true", help="list every point, its rate, status and time; run nothing")
+    p.add_argument("--jobs", type=int, default=None, help="points at a time, local launcher (default: see docs/sweeps.md)")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local", help="where points run (default: local)")
+    p.add_argument("--out", default=None, help="output folder (default: results/sweeps/NAME)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    s = p.add_argument_group("slurm (also a [slurm] table in the sweep file; these win)")
+    from .sweep.spec import SLURM_KEYS
+
+    for key, (kind, meaning) in SLURM_KEYS.items():
+        s.add_argument(f"--{key.replace('_', '-')}", dest=f"slurm_{key}", type=kind, default=None, help=meaning)
+
     p = sub.add_parser("report", help="aggregate run directories into tables and plots")
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them")
     p.add_argument("--out", default="results/report", help="output directory (default: results/report)")
@@ -112,6 +125,14 @@ def cmd_run(args) -> int:
     )
 
 
+def cmd_sweep(args) -> int:
+    from .commands import sweep
+
+    slurm = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
+    return sweep(args.sweep_file, dry_run=args.dry_run, jobs=args.jobs, launcher=args.launcher, out=args.out,
+                 slurm_options=slurm, progress=not args.no_progress)
+
+
 def cmd_report(args) -> int:
     from .commands import report
 
@@ -134,6 +155,7 @@ HANDLERS = {
     "list": cmd_list,
     "plugins": cmd_plugins,
     "run": cmd_run,
+    "sweep": cmd_sweep,
     "report": cmd_report,
     "eval": cmd_eval,
     "weights": cmd_weights,

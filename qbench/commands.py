@@ -202,3 +202,48 @@ def weights(action: str, names: list[str] | None, file: str | None) -> int:
     elif action == "install":
         print(f"installed: {w.install(Path(file))}")
     return 0
+
+
+def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
+          slurm_options: dict, progress: bool, cluster: str = "slurm") -> int:
+    """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
+    from .results import _slug
+    from .sweep import build_plan, load_sweep
+    from .sweep.launch import check_data, launch
+    from .sweep.local import available_cores, default_jobs, threads_per_point
+    from .sweep.render import render_plan
+    from .sweep.spec import check_slurm
+
+    spec = load_sweep(path)
+    options = check_slurm({**spec.slurm, **{k: v for k, v in slurm_options.items() if v is not None}},
+                          lambda message: ConfigError(f"sweep {path}: {message}"))
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    jobs = jobs or default_jobs()
+    out_dir = out or str(Path("results") / "sweeps" / _slug(spec.name))
+    regs = registries()
+    plan = build_plan(spec, out_dir, regs)
+    if launcher == "local":
+        how = f"with --jobs {jobs} ({threads_per_point(jobs)} of {available_cores()} cores each)"
+        parallel = jobs
+    else:
+        parallel = int(options.get("array_parallelism") or max(1, len(plan.pending())))
+        how = f"with {parallel} Slurm jobs at a time"
+    print(render_plan(plan, parallel, how), flush=True)
+    if dry_run or not plan.pending():
+        return 0
+    check_data(plan, regs)
+    print(flush=True)
+    results = launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
+                     cluster=cluster)
+    failed = [r for r in results if r.status == "failed"]
+    counts = {status: sum(r.status == status for r in results) for status in ("ok", "failed", "skipped", "busy")}
+    print(f"\nsweep {spec.name}: {counts['ok']} points ran, {counts['failed']} failed; "
+          f"{plan.counts.get('done', 0) + counts['skipped']} were done already"
+          + (f"; {plan.counts.get('running', 0) + counts['busy']} run in another process"
+             if plan.counts.get("running", 0) + counts["busy"] else ""))
+    for r in failed:
+        label = next(p.label for p in plan.points if p.index == r.index)
+        print(f"  failed: point {r.index} ({label}): {r.reason}" + (f" [{r.run_dir}]" if r.run_dir else ""))
+    print(f"tables and plots: qbench report {out_dir} --out {Path(out_dir) / 'report'}")
+    return 1 if failed else 0

@@ -298,8 +298,8 @@ def read_toml(path: Path | Traversable) -> dict[str, Any]:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
 
 
-def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None, registries=None) -> Recipe:
-    """A recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, with overrides."""
+def recipe_table(name_or_path: str | None = None, registries=None) -> dict[str, Any]:
+    """The raw table of a recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, named."""
     ref = name_or_path or DEFAULT_RECIPE
     if ref.endswith(".toml") or os.sep in ref:
         path = Path(ref)
@@ -310,4 +310,9 @@ def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = N
         path = known[ref]
     table = read_toml(path)
     table.setdefault("name", Path(path.name).stem)
-    return recipe_from_dict(apply_overrides(table, overrides or []))
+    return table
+
+
+def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None, registries=None) -> Recipe:
+    """A recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, with overrides."""
+    return recipe_from_dict(apply_overrides(recipe_table(name_or_path, registries), overrides or []))
