@@ -1,40 +1,103 @@
 """qbench: one recipe, one metric protocol, every image-tokenizer quantizer.
 
-The public facade.  Importing ``qbench`` does not import torch; modules that
-need it (``qbench.codebook``, ``qbench.train``, ...) are imported on use.
+The public facade.  Importing ``qbench`` does not import torch; the names
+that need it (``Quantizer``, ``nearest_code``, ``Metric``, ...) are imported
+on first use.
 
     import qbench
     vq = qbench.registries().quantizers.create("gsq", dim=16, groups=4, codebook_size=512)
 
-Plugins use ``qbench.hookimpl`` and the spec classes below.
+What a plugin may use is everything in ``__all__`` below and the modules in
+``PUBLIC_MODULES``; every other module (the training and evaluation engine,
+the CLI, reports) is private and may change without notice.  The plugin
+author's guide is docs/plugins.md.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import pluggy
 
 from .errors import ConfigError, MetricUnavailable, PluginError, QbenchError, RunFailed
 from .plugins import Registries, registries
-from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerOutput, QuantizerSpec
+from .specs import (
+    BackboneSpec,
+    DatasetSpec,
+    LoggerSpec,
+    MetricSpec,
+    PluginSpec,
+    QuantizerOutput,
+    QuantizerSpec,
+    RecipeSpec,
+    WeightsSpec,
+)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 hookimpl = pluggy.HookimplMarker("qbench")
+
+# the modules a plugin may import; tests/test_public_api.py keeps the plugins on them
+PUBLIC_MODULES = (
+    "qbench",
+    "qbench.atomic",
+    "qbench.codebook",
+    "qbench.errors",
+    "qbench.hookspecs",
+    "qbench.logger",
+    "qbench.lookup",
+    "qbench.metric",
+    "qbench.quantizer",
+    "qbench.specs",
+    "qbench.testing",
+    "qbench.weights",
+)
+
+# name -> public module: re-exported lazily so that ``import qbench`` stays torch-free
+_LAZY = {
+    **dict.fromkeys(
+        ("Quantizer", "codebook_loss", "commitment_loss", "float32_lookup", "from_rows", "require_choice",
+         "require_float", "require_int", "straight_through", "to_rows"),
+        "qbench.quantizer",
+    ),
+    "nearest_code": "qbench.lookup",
+    **dict.fromkeys(("code_histogram", "perplexity", "usage", "usage_stats"), "qbench.codebook"),
+    **dict.fromkeys(("EvalBatch", "EvalContext", "Metric", "PerImageMean"), "qbench.metric"),
+    **dict.fromkeys(("atomic", "weights"), "qbench"),
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qbench' has no attribute {name!r}")
+    if module == "qbench":
+        value = importlib.import_module(f"qbench.{name}")
+    else:
+        value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BackboneSpec",
     "ConfigError",
     "DatasetSpec",
-    "MetricUnavailable",
+    "LoggerSpec",
     "MetricSpec",
+    "MetricUnavailable",
+    "PUBLIC_MODULES",
     "PluginError",
     "PluginSpec",
     "QbenchError",
     "QuantizerOutput",
     "QuantizerSpec",
+    "RecipeSpec",
     "Registries",
     "RunFailed",
+    "WeightsSpec",
+    "__version__",
     "hookimpl",
     "registries",
-    "__version__",
+    *_LAZY,
 ]

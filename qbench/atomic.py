@@ -2,7 +2,9 @@
 
 Everything is written to a temporary file in the target directory, flushed,
 fsynced and renamed over the target (``os.replace`` is atomic on POSIX and
-Windows within one filesystem).
+Windows within one filesystem).  The file gets the permissions any new file
+of the user gets (0666 less the umask): ``mkstemp`` makes its temporary file
+private (0600), which would leave shared results unreadable to collaborators.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -33,6 +36,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -12,7 +12,8 @@ import sys
 
 from .errors import ConfigError, PluginError
 
-KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes")
+# plugins.KINDS, without importing it
+KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes", "weights", "loggers")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qbench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, recipes")
+    p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, recipes, weights, "
+                                    "loggers")
     p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: everything)")
     p.add_argument("--filter", default=None, metavar="PATTERN", help="fnmatch pattern on names, e.g. 'g*'")
 
@@ -42,11 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run with its own recipe, quantizer and seed")
     p.add_argument("--strict-metrics", action="store_true", help="fail before training if a metric is unavailable")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--log", default=None, metavar="NAMES",
+                   help="add loggers to the recipe's train.loggers, e.g. --log tensorboard,wandb (qbench list loggers)")
+
+    p = sub.add_parser("sweep", help="run a study: a grid of runs from a sweep file, resumable")
+    p.add_argument("sweep_file", metavar="SWEEP.toml", help="the sweep file (docs/sweeps.md)")
+    p.add_argument("--dry-run", action="store_true", help="list every point, its rate, status and time; run nothing")
+    p.add_argument("--jobs", type=int, default=None, help="points at a time, local launcher (default: see docs/sweeps.md)")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local", help="where points run (default: local)")
+    p.add_argument("--out", default=None, help="output folder (default: results/sweeps/NAME)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    s = p.add_argument_group("slurm (also a [slurm] table in the sweep file; these win)")
+    from .sweep.spec import SLURM_KEYS
+
+    for key, (kind, meaning) in SLURM_KEYS.items():
+        s.add_argument(f"--{key.replace('_', '-')}", dest=f"slurm_{key}", type=kind, default=None, help=meaning)
 
     p = sub.add_parser("report", help="aggregate run directories into tables and plots")
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them")
     p.add_argument("--out", default="results/report", help="output directory (default: results/report)")
     p.add_argument("--intro", default=None, metavar="FILE", help="Markdown file to put above the tables")
+    p.add_argument("--baseline", default=None, metavar="NAME",
+                   help="compare every configuration with this quantizer (or configuration label): paired differences and BD")
+    p.add_argument("--bd-method", default="cubic", choices=("cubic", "pchip"), help="Bjøntegaard interpolation (default: cubic)")
+    p.add_argument("--fit", action="store_true", help="fit metric = a/(log2 V)^b + c*D^e to each D x V grid of the runs")
+    p.add_argument("--fit-metric", default="auto", metavar="NAME",
+                   help="the metric --fit models (default: rfid, else lpips, else psnr, the first with a grid)")
 
     p = sub.add_parser("eval", help="re-score a finished run from its checkpoint")
     p.add_argument("run_dir")
@@ -98,13 +121,22 @@ def cmd_run(args) -> int:
         resume=args.resume,
         strict_metrics=args.strict_metrics,
         progress=not args.no_progress,
+        log=_names(args.log) or [],
     )
+
+
+def cmd_sweep(args) -> int:
+    from .commands import sweep
+
+    slurm = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
+    return sweep(args.sweep_file, dry_run=args.dry_run, jobs=args.jobs, launcher=args.launcher, out=args.out,
+                 slurm_options=slurm, progress=not args.no_progress)
 
 
 def cmd_report(args) -> int:
     from .commands import report
 
-    return report(args.paths, args.out, args.intro)
+    return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None, bd_method=args.bd_method)
 
 
 def cmd_eval(args) -> int:
@@ -123,6 +155,7 @@ HANDLERS = {
     "list": cmd_list,
     "plugins": cmd_plugins,
     "run": cmd_run,
+    "sweep": cmd_sweep,
     "report": cmd_report,
     "eval": cmd_eval,
     "weights": cmd_weights,

@@ -7,9 +7,10 @@ imported inside the commands that need them.
 from __future__ import annotations
 
 import fnmatch
+import sys
 from pathlib import Path
 
-from .config import available_recipes, load_recipe, read_toml
+from .config import available_recipes, read_toml
 from .errors import ConfigError
 from .plugins import KINDS, registries
 
@@ -22,36 +23,60 @@ def _table(rows: list[tuple[str, ...]], headings: tuple[str, ...]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def listing(kind: str | None = None, pattern: str | None = None) -> str:
-    kinds = [kind] if kind else [*KINDS, "recipes"]
-    regs = registries() if any(k != "recipes" for k in kinds) else None
+def _recipe_rows(regs, pattern: str | None) -> list[tuple[str, ...]]:
+    origins = {s.name: f"{s.origin} {s.version}".strip() for s in regs.recipes.list()}
+    rows = []
+    for name, path in available_recipes(regs).items():
+        if pattern is None or fnmatch.fnmatchcase(name, pattern):
+            try:
+                description = read_toml(path).get("description", "")
+            except ConfigError as exc:
+                description = f"(unreadable: {exc})"
+            rows.append((name, description, origins.get(name, str(path))))
+    return rows
+
+
+def listing(kind: str | None = None, pattern: str | None = None, regs=None) -> str:
+    regs = regs or registries()
     parts = []
-    for k in kinds:
+    for k in [kind] if kind else list(KINDS):
+        headings: tuple[str, ...] = ("name", "description", "origin")
         if k == "recipes":
-            rows = []
-            for name, path in available_recipes().items():
-                if pattern is None or fnmatch.fnmatchcase(name, pattern):
-                    rows.append((name, read_toml(path).get("description", ""), str(path)))
-            parts.append(f"{k}:\n" + _table(rows, ("name", "description", "file")))
+            rows = _recipe_rows(regs, pattern)
         else:
             specs = regs.by_kind(k).list(pattern)
             rows = [(s.name, s.description, f"{s.origin} {s.version}".strip()) for s in specs]
-            parts.append(f"{k}:\n" + _table(rows, ("name", "description", "origin")))
+            if any(s.paper for s in specs):
+                rows = [(*row, s.paper or "-") for row, s in zip(rows, specs)]
+                headings += ("paper",)
+        parts.append(f"{k}:\n" + _table(rows, headings))
     return "\n\n".join(parts)
 
 
+def load_warnings(regs) -> list[str]:
+    """One line per plugin that failed to load, for commands that list or use plugins."""
+    return [f"warning: plugin {p.name!r} failed to load: {p.error} (see: qbench plugins)" for p in regs.failed()]
+
+
 def print_listing(kind: str | None = None, pattern: str | None = None) -> None:
-    print(listing(kind, pattern))
+    regs = registries()
+    for line in load_warnings(regs):
+        print(line, file=sys.stderr)
+    print(listing(kind, pattern, regs))
 
 
 def plugins_report() -> str:
-    regs = registries()
+    regs = registries(strict=False)  # a conflict must not hide the table that shows it
     rows = []
     for info in regs.plugins:
         what = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.registered.items()) or "-"
         dist = f"{info.distribution} {info.version}".strip() or "-"
         rows.append((info.name, dist, info.module, what, info.error or "ok"))
-    return _table(rows, ("plugin", "distribution", "module", "registers", "status"))
+    text = _table(rows, ("plugin", "distribution", "module", "registers", "status"))
+    conflicts = regs.conflicts()
+    if conflicts:
+        text += "\n\nconflicts:\n" + "\n".join(f"  {line}" for line in conflicts)
+    return text
 
 
 def print_plugins() -> None:
@@ -72,15 +97,16 @@ def run(
     resume: str | None,
     strict_metrics: bool,
     progress: bool,
+    log: list[str] | None = None,
 ) -> int:
     regs = registries()  # built once for the whole command
     if resume:
         _check_resume_flags(quantizers, recipe, overrides, seed, out)
     else:
-        # names and recipe keys first, all of them, before torch is imported
+        # names, recipe keys and loggers first, all of them, before torch is imported
         out = out or DEFAULT_OUT
         resolved = checked_recipe(quantizers or DEFAULT_QUANTIZERS, recipe, overrides, seed, regs,
-                                  strict_metrics=strict_metrics, out=out)
+                                  strict_metrics=strict_metrics, out=out, log=log)
 
     from . import runner
     from .distributed import is_main_process
@@ -88,7 +114,8 @@ def run(
     from .report import build_report
 
     if resume:
-        outcomes = [runner.resume_run(Path(resume), progress=progress, registries=regs, strict_metrics=strict_metrics)]
+        outcomes = [runner.resume_run(Path(resume), progress=progress, registries=regs, loggers=log,
+                                      strict_metrics=strict_metrics)]
     else:
         outcomes = runner.run_comparison(
             runner.parse_quantizers(quantizers or DEFAULT_QUANTIZERS), resolved, out_root=out,
@@ -127,8 +154,8 @@ def _check_resume_flags(quantizers, recipe, overrides, seed, out) -> None:
 
 
 def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], seed: int | None, regs, *,
-                   strict_metrics: bool = False, out: str = DEFAULT_OUT):
-    """The recipe of ``qbench run`` with ``--set`` and ``--seed`` applied; names and values checked first.
+                   strict_metrics: bool = False, out: str = DEFAULT_OUT, log: list[str] | None = None):
+    """The recipe of ``qbench run`` with ``--set``, ``--seed`` and ``--log`` applied; names and values checked first.
 
     Without problems this imports no torch (``run_comparison`` then makes the
     validation pass).  With problems, the whole pass runs before the error
@@ -141,16 +168,19 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
     from . import recipe_checks
     from .config import load_recipe_and_problems
     from .preflight import Problems, quantizer_name_problems
+    from .tracking import check_loggers, with_loggers
 
     names = [n.strip() for n in quantizers.split(",") if n.strip()]
     problems = Problems()
     for line in quantizer_name_problems(names, regs):
         problems.add(line)
-    resolved, recipe_problems = load_recipe_and_problems(recipe, overrides)
+    resolved, recipe_problems = load_recipe_and_problems(recipe, overrides, regs)
     for line in recipe_problems:
         problems.add(line)
     values_are_the_users = set(recipe_problems) <= set(recipe_checks.problems(resolved))
-    problems.check(check_quantizer_tables, overrides, load_recipe_and_problems(recipe)[0], regs)
+    resolved = with_loggers(resolved, log or [])
+    problems.check(check_loggers, resolved, regs)
+    problems.check(check_quantizer_tables, overrides, load_recipe_and_problems(recipe, registries=regs)[0], regs)
     if seed is not None and not 0 <= seed <= recipe_checks.MAX_SEED:
         problems.add(f"--seed must be in 0..{recipe_checks.MAX_SEED}, got {seed}")
     elif seed is not None:
@@ -181,7 +211,8 @@ def check_quantizer_tables(overrides: list[str], base_recipe, regs) -> None:
             )
 
 
-def report(paths: list[str], out: str, intro: str | None = None) -> int:
+def report(paths: list[str], out: str, intro: str | None = None, *, baseline: str | None = None,
+           fit: str | None = None, bd_method: str = "cubic") -> int:
     from .publish import render_text, write_report
     from .report import build_report
 
@@ -191,10 +222,14 @@ def report(paths: list[str], out: str, intro: str | None = None) -> int:
             intro_text = Path(intro).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read --intro file {intro}: {exc.strerror}") from None
-    built = build_report(paths)
+    from .report_dir import check_writable
+
+    check_writable(Path(out))  # before the work of building the report
+    built = build_report(paths, baseline=baseline, fit=fit, bd_method=bd_method)
     readme = write_report(built, out, intro_text)
     print(render_text(built))
-    print(f"\nwritten: {readme} and {Path(out) / 'summary.csv'}")
+    written = f"{readme} and {Path(out) / 'summary.csv'}" if built.runs is not None else str(readme)
+    print(f"\nwritten: {written}")
     return 0
 
 
@@ -226,3 +261,48 @@ def weights(action: str, names: list[str] | None, file: str | None) -> int:
     elif action == "install":
         print(f"installed: {w.install(Path(file))}")
     return 0
+
+
+def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
+          slurm_options: dict, progress: bool, cluster: str = "slurm") -> int:
+    """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
+    from .results import _slug
+    from .sweep import build_plan, load_sweep
+    from .sweep.launch import check_data, launch
+    from .sweep.local import available_cores, default_jobs, threads_per_point
+    from .sweep.render import render_plan
+    from .sweep.spec import check_slurm
+
+    spec = load_sweep(path)
+    options = check_slurm({**spec.slurm, **{k: v for k, v in slurm_options.items() if v is not None}},
+                          lambda message: ConfigError(f"sweep {path}: {message}"))
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    jobs = jobs or default_jobs()
+    out_dir = out or str(Path("results") / "sweeps" / _slug(spec.name))
+    regs = registries()
+    plan = build_plan(spec, out_dir, regs)
+    if launcher == "local":
+        how = f"with --jobs {jobs} ({threads_per_point(jobs)} of {available_cores()} cores each)"
+        parallel = jobs
+    else:
+        parallel = int(options.get("array_parallelism") or max(1, len(plan.pending())))
+        how = f"with {parallel} Slurm jobs at a time"
+    print(render_plan(plan, parallel, how), flush=True)
+    if dry_run or not plan.pending():
+        return 0
+    check_data(plan, regs)
+    print(flush=True)
+    results = launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
+                     cluster=cluster)
+    failed = [r for r in results if r.status == "failed"]
+    counts = {status: sum(r.status == status for r in results) for status in ("ok", "failed", "skipped", "busy")}
+    print(f"\nsweep {spec.name}: {counts['ok']} points ran, {counts['failed']} failed; "
+          f"{plan.counts.get('done', 0) + counts['skipped']} were done already"
+          + (f"; {plan.counts.get('running', 0) + counts['busy']} run in another process"
+             if plan.counts.get("running", 0) + counts["busy"] else ""))
+    for r in failed:
+        label = next(p.label for p in plan.points if p.index == r.index)
+        print(f"  failed: point {r.index} ({label}): {r.reason}" + (f" [{r.run_dir}]" if r.run_dir else ""))
+    print(f"tables and plots: qbench report {out_dir} --out {Path(out_dir) / 'report'}")
+    return 1 if failed else 0

@@ -13,12 +13,16 @@ import hashlib
 import json
 import os
 import tomllib
+from importlib import resources
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from .errors import ConfigError, suggest, unknown_name_error
-from .recipe_checks import problems
+from .recipe_checks import LPIPS_NETS, problems  # noqa: F401 (LPIPS_NETS: part of this module's API)
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 RECIPE_PATH_ENV = "QBENCH_RECIPE_PATH"
 # recipe keys that cannot change a result: left out of the recipe hash, so that
@@ -82,6 +86,8 @@ class TrainConfig:
     channels_last: bool = True
     threads: int = 0  # 0: torch's default
     device: str = "auto"  # auto | cpu | cuda
+    loggers: list[str] = field(default_factory=lambda: ["csv"])  # experiment trackers (qbench list loggers)
+    image_every: int = 0  # reconstruction grid to the loggers every N steps; 0: off
 
 
 @dataclass
@@ -108,10 +114,15 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     quantizers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loggers: dict[str, dict[str, Any]] = field(default_factory=dict)  # [loggers.NAME] options
 
     def quantizer_options(self, name: str) -> dict[str, Any]:
         """Options the recipe gives quantizer ``name``: ``dim`` plus its own table."""
         return {"dim": self.model.latent_dim, **self.quantizers.get(name, {})}
+
+    def logger_options(self, name: str) -> dict[str, Any]:
+        """Options the recipe gives logger ``name``: its ``[loggers.NAME]`` table."""
+        return dict(self.loggers.get(name, {}))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -123,9 +134,11 @@ class Recipe:
         Runs of different quantizers and seeds under one recipe share it (the
         seed is recorded beside it, and seeds become mean ± CI in reports);
         any change to data, model, optimiser, losses, steps or evaluation
-        changes it.
+        changes it.  The ``[loggers.*]`` option tables, like ``train.loggers``,
+        only say where the run is watched.
         """
-        shared = {k: v for k, v in self.to_dict().items() if k not in ("quantizers", "seed", "name", "description")}
+        ignored = ("quantizers", "seed", "name", "description", "loggers")
+        shared = {k: v for k, v in self.to_dict().items() if k not in ignored}
         for dotted in UNHASHED:
             section, _, key = dotted.partition(".")
             shared.get(section, {}).pop(key, None)
@@ -154,13 +167,16 @@ def _fits(value: Any, hint: Any) -> bool:
     return True
 
 
+_ITEMS = {str: "names", int: "integers", float: "numbers", bool: "true/false values"}
+
+
 def _describe(hint: Any) -> str:
     origin = getattr(hint, "__origin__", None)
     args = getattr(hint, "__args__", ())
     if origin is list:
-        return f"list[{_describe(args[0])}]" if args else "list"
+        return f"a list of {_ITEMS.get(args[0], _describe(args[0]))}" if args else "a list"
     if origin is dict:
-        return "a table" if not args or args[1] is Any else f"a table of {_describe(args[1])}"
+        return "a table" if not args or args[1] is Any else f"a table of {_describe(args[1])}s"
     return getattr(hint, "__name__", str(hint))
 
 
@@ -270,53 +286,74 @@ def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, An
 
 
 def recipe_dirs() -> list[Path]:
-    dirs = [Path(p) for p in os.environ.get(RECIPE_PATH_ENV, "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parent.parent / "benchmarks" / "recipes")
-    return dirs
+    """Folders of user recipes (``QBENCH_RECIPE_PATH``); their names win over registered ones."""
+    return [Path(p) for p in os.environ.get(RECIPE_PATH_ENV, "").split(os.pathsep) if p]
 
 
-def available_recipes() -> dict[str, Path]:
-    found: dict[str, Path] = {}
+def recipe_resource(spec) -> Traversable:
+    """The TOML file a ``RecipeSpec`` names as ``"package:file.toml"``, read through importlib.resources."""
+    package, _, filename = spec.factory.partition(":")
+    try:
+        return resources.files(package) / filename
+    except ModuleNotFoundError:
+        raise ConfigError(f"recipe {spec.name!r} from {spec.origin or '?'}: no package {package!r}") from None
+
+
+def available_recipes(registries=None) -> dict[str, Traversable]:
+    """Recipe name -> file: ``QBENCH_RECIPE_PATH`` folders first, then recipes registered by plugins."""
+    found: dict[str, Traversable] = {}
     for directory in recipe_dirs():
         if directory.is_dir():
             for path in sorted(directory.glob("*.toml")):
                 found.setdefault(path.stem, path)
+    if registries is None:
+        from .plugins import registries as build
+
+        registries = build(strict=False)
+    for spec in registries.recipes.list():
+        found.setdefault(spec.name, recipe_resource(spec))
     return found
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path | Traversable) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"recipe file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"recipe {path} is a folder, not a TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
 
 
-def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None) -> Recipe:
-    """A recipe by name (``benchmarks/recipes/NAME.toml``) or TOML path, with overrides."""
-    recipe, found = load_recipe_and_problems(name_or_path, overrides)
+def recipe_table(name_or_path: str | None = None, registries=None) -> dict[str, Any]:
+    """The raw table of a recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, named."""
+    ref = name_or_path or DEFAULT_RECIPE
+    if ref.endswith(".toml") or os.sep in ref:
+        path = Path(ref)
+    else:
+        known = available_recipes(registries)
+        if ref not in known:
+            raise unknown_name_error("recipe", ref, known)
+        path = known[ref]
+    table = read_toml(path)
+    table.setdefault("name", Path(path.name).stem)
+    return table
+
+
+def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None, registries=None) -> Recipe:
+    """A recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, with overrides."""
+    recipe, found = load_recipe_and_problems(name_or_path, overrides, registries)
     if found:
         raise ConfigError("\n".join(found))
     return recipe
 
 
-def load_recipe_and_problems(name_or_path: str | None = None,
-                             overrides: list[str] | None = None) -> tuple[Recipe, list[str]]:
+def load_recipe_and_problems(name_or_path: str | None = None, overrides: list[str] | None = None,
+                             registries=None) -> tuple[Recipe, list[str]]:
     """``load_recipe`` that returns the problems of the recipe's values instead of raising them.
 
     A recipe that cannot be read at all (unknown name, missing file, invalid
     TOML, a ``--set`` without ``=``) still raises ``ConfigError``.
     """
-    ref = name_or_path or DEFAULT_RECIPE
-    known = available_recipes()
-    if ref in known:
-        path = known[ref]
-    elif ref.endswith(".toml") or os.sep in ref:
-        path = Path(ref)
-    else:
-        raise unknown_name_error("recipe", ref, known)
-    table = read_toml(path)
-    table.setdefault("name", path.stem)
-    return recipe_and_problems(apply_overrides(table, overrides or []))
+    return recipe_and_problems(apply_overrides(recipe_table(name_or_path, registries), overrides or []))

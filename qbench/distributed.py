@@ -10,7 +10,6 @@ from rank 0 by DDP each step and quantizers all-reduce their own statistics.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -85,13 +84,3 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-@contextmanager
-def main_first():
-    """Let rank 0 do something (create a directory) before the others look for it."""
-    if not is_main_process():
-        barrier()
-    yield
-    if is_main_process():
-        barrier()

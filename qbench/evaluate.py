@@ -35,6 +35,8 @@ def _result(status: str, spec=None, **fields: Any) -> dict[str, Any]:
         "protocol": fields.get("protocol", {}),
         "higher_is_better": getattr(spec, "higher_is_better", None),
         "unit": getattr(spec, "unit", ""),
+        "heading": getattr(spec, "heading", ""),
+        "format": getattr(spec, "format", ""),
     }
 
 
@@ -123,6 +125,7 @@ def evaluate(
     dataset_key: str = "",
     progress: bool = True,
     metric_options: dict[str, dict] | None = None,
+    observers: dict[str, Metric] | None = None,
 ) -> dict[str, dict]:
     """Run ``tokenizer`` over ``dataset`` once and score it with ``metric_names``.
 
@@ -130,6 +133,10 @@ def evaluate(
     "higher_is_better", "unit"}}``.  ``dataset_key`` names the evaluation set
     (dataset, split, crop size, e.g. ``"photos/val/32"``) for caching rFID's
     real statistics; ``max_images`` keeps the first N images (0: all).
+    ``observers`` (name -> ``Metric``) see every batch and have their states
+    summed across ranks like the metrics, but are neither computed nor
+    returned: the caller reads them (the code counts sent to the loggers).
+    An observer that raises is removed from ``observers``.
     """
     if batch_size < 1:
         raise ConfigError(f"eval batch_size must be >= 1, got {batch_size}")
@@ -144,10 +151,13 @@ def evaluate(
     if total == 0:
         raise ConfigError("evaluation set is empty")
     metrics, results = _build(registries, names, metric_options or {})
+    observers = observers if observers is not None else {}
+    # tuple keys: an observer never shadows a metric of the same name
+    watched = {**metrics, **{("observer", k): v for k, v in observers.items()}}
     device = torch.device(device)
     context = EvalContext(dataset_key=dataset_key, num_images=total, device=str(device), tokenizer=tokenizer)
     failures: dict[str, str] = {}
-    for name, metric in metrics.items():
+    for name, metric in watched.items():
         try:
             metric.begin(context)
         except Exception as exc:
@@ -180,7 +190,7 @@ def evaluate(
                     encode_seconds=t1 - t0,
                     decode_seconds=t2 - t1,
                 )
-                for name, metric in metrics.items():
+                for name, metric in watched.items():
                     if name in failures:
                         continue
                     try:
@@ -194,8 +204,11 @@ def evaluate(
             tokenizer.train()
 
     # a metric that failed on any rank is skipped on all of them, so collectives stay matched
-    flags = _any_rank(torch.tensor([1 if n in failures else 0 for n in metrics], dtype=torch.int64))
-    for (name, metric), failed in zip(metrics.items(), flags.tolist()):
+    flags = _any_rank(torch.tensor([1 if n in failures else 0 for n in watched], dtype=torch.int64))
+    for (name, metric), failed in zip(watched.items(), flags.tolist()):
+        if name not in metrics:
+            _reduce_observer(observers, name[1], metric, failed)
+            continue
         spec = registries.metrics.get(name)
         if failed:
             reason = failures.get(name, "failed on another rank")
@@ -211,6 +224,17 @@ def evaluate(
                 "failed", spec, reason=f"compute: {type(exc).__name__}: {exc}", protocol=_safe_protocol(metric)
             )
     return {name: results[name] for name in names}
+
+
+def _reduce_observer(observers: dict[str, Metric], name: str, observer: Metric, failed: bool) -> None:
+    """Sum an observer's state across ranks; drop it when it failed on any rank."""
+    if not failed:
+        try:
+            reduce_states(observer)
+            return
+        except Exception:
+            pass
+    observers.pop(name, None)
 
 
 def _protocol(metric: Metric, context: EvalContext) -> dict[str, Any]:

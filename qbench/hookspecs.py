@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import pluggy
 
-from .specs import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec
+from .specs import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, QuantizerSpec, RecipeSpec, WeightsSpec
 
 PROJECT = "qbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -39,3 +39,18 @@ def qbench_register_metrics() -> Iterable[MetricSpec]:
 @hookspec
 def qbench_register_datasets() -> Iterable[DatasetSpec]:
     """Return the datasets this plugin provides."""
+
+
+@hookspec
+def qbench_register_recipes() -> Iterable[RecipeSpec]:
+    """Return the named recipes this plugin ships (TOML files inside its package)."""
+
+
+@hookspec
+def qbench_register_weights() -> Iterable[WeightsSpec]:
+    """Return the pretrained files this plugin's metrics and losses need (for ``qbench weights``)."""
+
+
+@hookspec
+def qbench_register_loggers() -> Iterable[LoggerSpec]:
+    """Return the experiment trackers (TensorBoard, W&B, ...) this plugin provides."""

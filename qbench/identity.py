@@ -47,6 +47,7 @@ class RunIdentity:
     quantizer: str
     options: dict[str, Any]
     plugins: dict[str, Any] = field(default_factory=dict)
+    given_options: dict[str, Any] = field(default_factory=dict)  # what the recipe set: for labels, not hashed
 
     @property
     def seed(self) -> int:
@@ -64,14 +65,15 @@ class RunIdentity:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for checkpoints and records (``from_dict`` reads it back)."""
         return {"recipe": self.recipe.to_dict(), "quantizer": self.quantizer, "options": dict(self.options),
-                "plugins": self.plugins, "config_hash": self.config_hash, "recipe_hash": self.recipe_hash}
+                "given_options": dict(self.given_options), "plugins": self.plugins,
+                "config_hash": self.config_hash, "recipe_hash": self.recipe_hash}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunIdentity:
         from .config import recipe_from_dict
 
         return cls(recipe_from_dict(dict(data["recipe"])), str(data["quantizer"]), dict(data["options"]),
-                   dict(data.get("plugins") or {}))
+                   dict(data.get("plugins") or {}), dict(data.get("given_options") or {}))
 
 
 def resolve(recipe: Recipe, quantizer: str, registries) -> RunIdentity:
@@ -81,7 +83,8 @@ def resolve(recipe: Recipe, quantizer: str, registries) -> RunIdentity:
     anything is built.
     """
     regs = registries
-    options = regs.quantizers.effective_options(quantizer, **recipe.quantizer_options(quantizer))
+    given = recipe.quantizer_options(quantizer)
+    options = regs.quantizers.effective_options(quantizer, **given)
     backbone = recipe.model.backbone
     backbone_options = regs.backbones.effective_options(backbone, latent_dim=recipe.model.latent_dim,
                                                         **recipe.model.options)
@@ -92,4 +95,4 @@ def resolve(recipe: Recipe, quantizer: str, registries) -> RunIdentity:
         "dataset": provenance(dataset),
         "metrics": {name: provenance(regs.metrics.get(name)) for name in recipe.eval.metrics},
     }
-    return RunIdentity(recipe, quantizer, options, plugins)
+    return RunIdentity(recipe, quantizer, options, plugins, given)

@@ -16,8 +16,6 @@ from torch import nn
 
 from .errors import ConfigError, MetricUnavailable
 
-LPIPS_WEIGHTS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet"}
-
 
 def reconstruction_loss(kind: str, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if kind == "mse":
@@ -31,11 +29,9 @@ def require_lpips_weights(net: str) -> None:
     """ConfigError naming the file and how to get it, when LPIPS' backbone is not cached."""
     from . import weights
 
-    name = LPIPS_WEIGHTS.get(net)
+    name = weights.LPIPS_NETWORKS.get(net)
     if name is None:
-        raise ConfigError(f"loss.lpips_net must be one of {', '.join(LPIPS_WEIGHTS)}, got {net!r}")
-    if name not in weights.WEIGHTS:
-        raise ConfigError(f"LPIPS loss with net={net!r} is not supported offline; use lpips_net=\"vgg\" or \"alex\"")
+        raise ConfigError(f"loss.lpips_net must be one of {', '.join(weights.LPIPS_NETWORKS)}, got {net!r}")
     try:
         weights.require(name, "LPIPS perceptual loss")
     except MetricUnavailable as exc:

@@ -81,14 +81,37 @@ def save_figure(fig, path: str | Path) -> Path:
     return atomic.write_bytes(path, buf.getvalue())
 
 
-def rate_distortion(points: list[dict], y: str, ylabel: str, path: str | Path, title: str) -> Path:
-    """Scatter of bits/position against ``y``; ``points`` have label, bits, y, y_err."""
+def _band(ax, x, mean, low, high, label) -> None:
+    """A line with its 95% band; a lone point gets an error bar instead."""
+    x, mean, low, high = (np.asarray(v, dtype=float) for v in (x, mean, low, high))
+    finite = np.isfinite(low) & np.isfinite(high)
+    if len(x) == 1:
+        err = [[mean[0] - low[0]], [high[0] - mean[0]]] if finite[0] else None
+        ax.errorbar(x, mean, yerr=err, fmt="o", capsize=3, label=label)
+        return
+    (line,) = ax.plot(x, mean, marker="o", label=label)
+    if finite.any():
+        ax.fill_between(x[finite], low[finite], high[finite], color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def rate_distortion(series: list[dict], ylabel: str, path: str | Path, title: str) -> Path:
+    """Bits per position against a metric: one line per curve with its 95% band over seeds.
+
+    Each series has label, bits, mean, low, high (arrays along the curve).
+    """
+    return lines(series, "bits per position", ylabel, path, title, x="bits")
+
+
+def lines(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title: str, *, x: str = "x", log2_x: bool = False) -> Path:
+    """One line (with its band) per series; series have label, ``x``, mean, low, high."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for p in points:  # a legend, not annotations: configurations often share one rate
-        ax.errorbar(p["bits"], p[y], yerr=p.get(f"{y}_err") or None, fmt="o", capsize=3, label=p["label"])
+    for s in series:  # a legend, not annotations: configurations often share one rate
+        _band(ax, s[x], s["mean"], s["low"], s["high"], s["label"])
+    if log2_x:
+        ax.set_xscale("log", base=2)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    ax.set_xlabel("bits per position")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

@@ -22,7 +22,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, suggest
 from .registry import Registry
-from .specs import BackboneSpec, DatasetSpec, MetricSpec, PluginSpec, QuantizerSpec
+from .specs import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, PluginSpec, QuantizerSpec, RecipeSpec, WeightsSpec
 
 ENTRY_POINT_GROUP = "qbench"
 DISABLE_ENV = "QBENCH_DISABLE_PLUGINS"
@@ -36,6 +36,9 @@ KINDS: dict[str, tuple[str, type[PluginSpec]]] = {
     "backbones": ("qbench_register_backbones", BackboneSpec),
     "metrics": ("qbench_register_metrics", MetricSpec),
     "datasets": ("qbench_register_datasets", DatasetSpec),
+    "recipes": ("qbench_register_recipes", RecipeSpec),
+    "weights": ("qbench_register_weights", WeightsSpec),
+    "loggers": ("qbench_register_loggers", LoggerSpec),
 }
 
 
@@ -58,12 +61,15 @@ class PluginInfo:
 
 @dataclass
 class Registries:
-    """The four registries of one plugin manager, plus its load report."""
+    """The registries of one plugin manager, plus its load report."""
 
     quantizers: Registry[QuantizerSpec]
     backbones: Registry[BackboneSpec]
     metrics: Registry[MetricSpec]
     datasets: Registry[DatasetSpec]
+    recipes: Registry[RecipeSpec]
+    weights: Registry[WeightsSpec]
+    loggers: Registry[LoggerSpec]
     plugins: list[PluginInfo]
 
     def by_kind(self, kind: str) -> Registry:
@@ -163,7 +169,7 @@ def registries(extra_plugins: dict[str, object] | None = None, *, strict: bool =
     pm, infos = make_plugin_manager(extra_plugins)
     by_name = {info.name: info for info in infos}
     failed = [f"{info.name} ({info.error})" for info in infos if info.error and DISABLE_ENV not in info.error]
-    built = {kind: Registry(kind.rstrip("s"), failed_plugins=failed) for kind in KINDS}
+    built = {kind: Registry(spec_type.kind, failed_plugins=failed) for kind, (_, spec_type) in KINDS.items()}
     for kind, (hook_name, spec_type) in KINDS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             info = by_name[impl.plugin_name]

@@ -14,6 +14,7 @@ will use, before any run directory exists and before the first step:
   problem always, one that is merely unavailable (no weights) only under
   ``--strict-metrics``;
 - the pretrained weights the losses need (always: training cannot do without);
+- the loggers (unknown names, missing packages, bad options);
 - the device (``train.device=cuda`` on a machine without a usable GPU);
 - the output folder (not a file, writable);
 - the datasets, the evaluation set's size, and one validation image through
@@ -247,6 +248,7 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
     from .identity import RunIdentity, resolve
     from .losses import check_pretrained
     from .results import recipe_folder
+    from .tracking import check_loggers
 
     problems = Problems()
     for line in quantizer_name_problems(list(quantizers), regs):
@@ -265,6 +267,7 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
     for line in metric_problems(list(recipe.eval.metrics), regs, strict_metrics):
         problems.add(line)
     problems.check(check_pretrained, recipe)
+    problems.check(check_loggers, recipe, regs)
     problems.check(check_device, recipe)
     if out_root is not None and problems.check(check_writable_folder, out_root, "--out") is not None:
         inside = recipe_folder(out_root, recipe.name)

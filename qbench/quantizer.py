@@ -8,7 +8,7 @@ codebook with mean((q - sg(z~))^2) + beta * mean((sg(q) - z~)^2).
 
 ``Quantizer`` is an ``nn.Module`` base with the contract's properties
 (``codebook_size``, ``tokens_per_position``, ``bits_per_position``,
-``codebook_shared``) and the ``stats`` of DESIGN.md section 3, whose names are
+``codebook_shared``) and the ``stats`` of docs/plugins.md section 2, whose names are
 documented in :mod:`qbench.codebook` (``usage``, ``perplexity``, ``usage/<t>``,
 ``perplexity/<t>``).  The helpers validate options with :class:`ConfigError`
 *before* any tensor is made, and move between the (B, D, h, w) layout of

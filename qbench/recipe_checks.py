@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+LPIPS_NETS = ("alex", "vgg", "squeeze")  # = qbench.weights.LPIPS_NETWORKS (kept in step by a test)
 DATASET_ARGUMENTS = ("split", "image_size", "root", "seed")  # given to every dataset by the recipe itself
 MAX_SEED = 2**32 - 1  # numpy's limit; qbench derives per-item seeds from it that must stay within int64
 
@@ -46,6 +47,9 @@ def problems(recipe) -> list[str]:
         (_finite(o.ema_decay) and 0.0 <= o.ema_decay < 1.0, "optim.ema_decay must be in [0, 1)"),
         (_finite(o.disc_lr) and o.disc_lr >= 0, f"optim.disc_lr must be >= 0 (0: optim.lr), got {o.disc_lr}"),
         (t.steps >= 0, "train.steps must be >= 0"),
+        (t.image_every >= 0, "train.image_every must be >= 0 (0: off)"),
+        (all(isinstance(n, str) and n for n in t.loggers), "train.loggers must be a list of logger names"),
+        (all(isinstance(v, dict) for v in recipe.loggers.values()), "each [loggers.NAME] must be a table of options"),
         (t.log_every >= 0, f"train.log_every must be >= 0, got {t.log_every}"),
         (t.checkpoint_every >= 0, f"train.checkpoint_every must be >= 0 (0: only at the end), got {t.checkpoint_every}"),
         (t.precision in ("fp32", "bf16"), "train.precision must be fp32 or bf16"),
@@ -53,7 +57,7 @@ def problems(recipe) -> list[str]:
         (0 <= t.threads <= 4096, f"train.threads must be in 0..4096 (0: torch's default), got {t.threads}"),
         (loss.reconstruction in ("mse", "l1"), "loss.reconstruction must be mse or l1"),
         (loss.discriminator in ("patchgan", "dino"), "loss.discriminator must be patchgan or dino"),
-        (loss.lpips_net in ("alex", "vgg", "squeeze"), "loss.lpips_net must be alex, vgg or squeeze"),
+        (loss.lpips_net in LPIPS_NETS, f"loss.lpips_net must be one of {', '.join(LPIPS_NETS)}"),
         (loss.disc_start >= 0, f"loss.disc_start must be >= 0, got {loss.disc_start}"),
         (e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}"),
         (e.max_images >= 0, f"eval.max_images must be >= 0 (0: the whole split), got {e.max_images}"),

@@ -119,7 +119,32 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(record, dict) or not {"run", "metrics"} <= record.keys():
         raise ValueError(f"{path}: not a qbench metrics record")
+    problem = _shape_problem(record)
+    if problem:
+        raise ValueError(f"{path}: not a qbench metrics record ({problem})")
     return record
+
+
+def _shape_problem(record: dict[str, Any]) -> str:
+    """What is wrong with the structure of a metrics record that parsed as JSON, or ""."""
+    for key in ("run", "metrics"):
+        if not isinstance(record[key], dict):
+            return f"{key!r} must be an object, got {type(record[key]).__name__}"
+    for key in ("model", "train", "env"):
+        if key in record and not isinstance(record[key], dict):
+            return f"{key!r} must be an object, got {type(record[key]).__name__}"
+    bad = [name for name, entry in record["metrics"].items() if not isinstance(entry, dict)]
+    if bad:
+        return f"metric {bad[0]!r} must be an object"
+    run = record["run"]
+    for key in ("options", "given_options", "plugins", "sweep"):
+        if run.get(key) is not None and not isinstance(run[key], dict):
+            return f"run.{key} must be an object"
+    if run.get("seed") is not None and (isinstance(run["seed"], bool) or not isinstance(run["seed"], int)):
+        return f"run.seed must be an integer, got {run['seed']!r}"
+    if not isinstance(run.get("quantizer", ""), str) or not isinstance(run.get("status", ""), str):
+        return "run.quantizer and run.status must be strings"
+    return ""
 
 
 def build_record(identity: RunIdentity, *, status: str, reason: str = "", failed_step: int | None = None,
@@ -131,6 +156,7 @@ def build_record(identity: RunIdentity, *, status: str, reason: str = "", failed
     run = {
         "quantizer": identity.quantizer,
         "options": dict(identity.options),
+        "given_options": dict(identity.given_options),
         "recipe": identity.recipe.name,
         "recipe_hash": identity.recipe_hash,
         "config_hash": identity.config_hash,

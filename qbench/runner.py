@@ -81,11 +81,43 @@ def recon_samples(model, dataset, count: int, device="cpu"):
     return originals.numpy(), to_uint8(x_hat.float().cpu()).numpy()
 
 
+def recon_grid(model, dataset, count: int, device="cpu"):
+    """The picture ``recon.png`` holds, as a uint8 (H, W, 3) array (what the loggers are sent)."""
+    import numpy as np
+
+    from .plots import recon_grid_image
+
+    return np.asarray(recon_grid_image(*recon_samples(model, dataset, count, device)))
+
+
+def _run_info(identity, run_dir: Path, resume_state=None):
+    from .logger import RunInfo
+
+    recipe = identity.recipe
+    return RunInfo(run_dir=Path(run_dir), recipe=recipe.name, quantizer=identity.quantizer,
+                   options=dict(identity.options), seed=recipe.seed, recipe_hash=identity.recipe_hash,
+                   config_hash=identity.config_hash, hyperparameters=recipe.to_dict(), steps=recipe.train.steps,
+                   start_step=int(resume_state["step"]) if resume_state else 0,
+                   history=tuple(dict(row) for row in (resume_state or {}).get("log", ())))
+
+
 def _train_and_score(identity, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True,
                      sweep=None):
+    """One run, watched by the recipe's loggers (on rank 0), which hear how it ended even if it raised."""
+    from . import distributed, tracking
+
+    run = _run_info(identity, run_dir, resume_state)
+    with tracking.open_loggers(identity.recipe, regs, run, enabled=distributed.is_main_process()) as tracker:
+        return _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir,
+                                     resume_state=resume_state, progress=progress, sweep=sweep)
+
+
+def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir, *, resume_state=None,
+                          progress=True, sweep=None):
     import torch
 
     from . import distributed, results
+    from .code_counts import CodeCounts
     from .evaluate import dataset_key_for, evaluate
     from .model import build_tokenizer
     from .train import fit
@@ -100,18 +132,24 @@ def _train_and_score(identity, regs, train_set, eval_set, run_dir, *, resume_sta
     model_info = tokenizer.model_info()
     device = distributed.local_device(recipe.train.device)
 
+    def show(step, model):
+        tracker.log_images(step, "reconstructions", recon_grid(model, eval_set, recipe.eval.grid_images, device))
+
     def finish(status, reason="", failed_step=None, metrics=None, train_info=None):
         record = results.build_record(identity, status=status, reason=reason, failed_step=failed_step,
                                       metrics=metrics or {}, model_info=model_info, train_info=train_info or {},
                                       sweep=sweep)
         if main:
             directory.write_metrics(record)
+        tracker.log_metrics(metrics or {})
+        tracker.finish(status, reason)
         return RunOutcome(name, options, directory.path, status, reason=reason, metrics=metrics or {}, record=record)
 
     started = time.perf_counter()
     try:
         trained = fit(tokenizer, recipe, train_set, identity={**identity.to_dict(), "sweep": sweep}, run_dir=directory,
-                      resume_state=resume_state, progress=progress, on_log=directory.write_log, device=device)
+                      resume_state=resume_state, progress=progress, on_log=lambda rows: tracker.log_row(rows[-1]),
+                      on_image=show if recipe.eval.grid_images > 0 else None, device=device)
     except RunFailed as exc:
         info = {"steps": (exc.step or 1) - 1, "wall_time_s": round(time.perf_counter() - started, 2),
                 "final_loss": None, "device": str(device), "world_size": distributed.world_size()}
@@ -123,9 +161,12 @@ def _train_and_score(identity, regs, train_set, eval_set, run_dir, *, resume_sta
                 "device": str(device), "world_size": distributed.world_size()}
         return finish("failed", f"{type(exc).__name__}: {exc}", train_info=info)
     model = trained.eval_model
+    observers = {"codes": CodeCounts()}
     metrics = evaluate(model, eval_set, recipe.eval.metrics, registries=regs, batch_size=recipe.eval.batch_size,
                        max_images=recipe.eval.max_images, device=str(device), dataset_key=dataset_key_for(recipe),
-                       progress=progress)
+                       progress=progress, observers=observers)
+    if "codes" in observers:
+        tracker.log_histograms(trained.steps, observers["codes"].histograms())
     if main and recipe.eval.grid_images > 0:
         directory.write_recon_grid(*recon_samples(model, eval_set, recipe.eval.grid_images, device))
     info = {**trained.info(), **data_notes(train_set, eval_set)}
@@ -195,22 +236,27 @@ def run_comparison(
 
 
 def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None,
-               strict_metrics: bool = False) -> RunOutcome:
+               loggers: list[str] | None = None, strict_metrics: bool = False) -> RunOutcome:
     """Continue an interrupted run from its checkpoint, then score it as usual.
 
-    A run whose checkpoint is at its last step is not trained again: with a
+    ``loggers`` are added to the checkpoint recipe's ``train.loggers``.  A
+    run whose checkpoint is at its last step is not trained again: with a
     good ``metrics.json`` it is left as it is (the outcome's ``note`` says
     so); without one (stopped during evaluation) it is scored.
     """
+    import dataclasses
+
     from . import checkpoint, distributed, results
     from .identity import resolve
     from .preflight import check_run
+    from .tracking import with_loggers
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such run folder")
     state = checkpoint.load(run_dir)
     stored = checkpoint.run_identity(state)
+    stored = dataclasses.replace(stored, recipe=with_loggers(stored.recipe, loggers or []))  # not in the hash
     if stored.config_hash != state["config_hash"]:
         raise ConfigError(f"checkpoint in {run_dir} does not match its own config hash (edited or from another version)")
     regs = _registries(registries)

@@ -46,7 +46,7 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class QuantizerSpec(PluginSpec):
-    """A quantizer: ``factory(dim=D, **options) -> nn.Module`` (DESIGN.md section 3)."""
+    """A quantizer: ``factory(dim=D, **options) -> nn.Module`` (docs/plugins.md section 2)."""
 
     kind = "quantizer"
 
@@ -63,11 +63,15 @@ class MetricSpec(PluginSpec):
     """A streaming metric: ``factory(**options) -> Metric``.
 
     ``higher_is_better`` is ``None`` for descriptive numbers (bits, rates)
-    that are neither better nor worse.
+    that are neither better nor worse.  ``heading`` (e.g. "PSNR (dB)") and
+    ``format`` (a format spec such as ".2f"; empty: three significant
+    digits) are how report tables show it; every result records them.
     """
 
     higher_is_better: bool | None = None
     unit: str = ""
+    heading: str = ""
+    format: str = ""
 
     kind = "metric"
 
@@ -80,6 +84,55 @@ class DatasetSpec(PluginSpec):
     """
 
     kind = "dataset"
+
+
+@dataclass(frozen=True)
+class RecipeSpec(PluginSpec):
+    """A named recipe shipped by a plugin: ``factory`` is ``"package:file.toml"``.
+
+    The TOML file is read with ``importlib.resources`` from the package, so a
+    recipe ships inside the plugin's wheel like any package data.
+    """
+
+    kind = "recipe"
+
+
+@dataclass(frozen=True)
+class WeightsSpec(PluginSpec):
+    """A pretrained file that a plugin's metric or loss needs, in torch hub's checkpoint cache.
+
+    ``factory`` names the function that downloads it when the user asks
+    (``qbench weights fetch``), called as ``fetch(spec)``; the default one
+    fetches ``url`` through torch hub, checking the sha256 prefix in the
+    file name.  ``sha256_prefix`` is "" when nothing is known.
+    """
+
+    factory: str = "qbench.weights:fetch_url"
+    filename: str = ""
+    url: str = ""
+    sha256_prefix: str = ""
+    used_by: str = ""
+
+    kind = "weights"
+
+
+@dataclass(frozen=True)
+class LoggerSpec(PluginSpec):
+    """An experiment tracker: ``factory(**options) -> qbench.logger.Logger``.
+
+    ``requires`` names the top-level modules the logger imports; they are
+    looked up (not imported) before training, and a missing one is a user
+    error that quotes ``install``, e.g. ``"pip install 'qbench[tensorboard]'"``.
+    """
+
+    requires: tuple[str, ...] = ()
+    install: str = ""
+
+    kind = "logger"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "requires", tuple(self.requires))
 
 
 class QuantizerOutput(NamedTuple):

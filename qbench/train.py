@@ -186,6 +186,26 @@ class _Trainer:
         row.update(_batch_stats(out))
         return row
 
+    def eval_model(self) -> nn.Module:
+        """What evaluation scores: the EMA weights when kept and asked for, else the model."""
+        return self.ema.module if (self.ema is not None and self.recipe.eval.use_ema) else self.model
+
+    def show(self, on_image: Callable[[int, nn.Module], None]) -> None:
+        """Hand the evaluation model, in eval mode, to ``on_image`` without disturbing training.
+
+        The RNG state is restored afterwards, so a run that logs images ends
+        with the weights of one that does not.
+        """
+        model = self.eval_model()
+        was_training = model.training
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            try:
+                on_image(self.step, model)
+            finally:
+                model.train(was_training)
+
     def discriminator_step(self, x: torch.Tensor, x_hat: torch.Tensor, lr: float) -> float:
         from .diffaug import diff_augment
         from .discriminators import hinge_d_loss
@@ -218,6 +238,7 @@ def fit(
     resume_state: dict[str, Any] | None = None,
     progress: bool = True,
     on_log: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_image: Callable[[int, nn.Module], None] | None = None,
     device: torch.device | None = None,
     stop_after: int | None = None,
 ) -> TrainResult:
@@ -225,7 +246,9 @@ def fit(
 
     ``identity`` (recipe dict, quantizer, options, config hash) is stored in
     every checkpoint.  ``on_log(rows)`` is called on rank 0 at each log step
-    with all rows so far.  ``stop_after`` ends the loop early after that many
+    with all rows so far; ``on_image(step, model)`` every ``train.image_every``
+    steps and at the last step, with the model evaluation would score (rank
+    0 only; nothing collective may happen in it).  ``stop_after`` ends the loop early after that many
     steps of this call, writing a checkpoint first (simulates an interruption).
     Raises ``RunFailed`` on a non-finite loss.
     """
@@ -258,7 +281,7 @@ def fit(
             trainer.wall_time += time.perf_counter() - t0
             window_steps += 1
             if bar is not None:
-                bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.2f}", refresh=False)
+                bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.1f}%", refresh=False)
                 bar.update(1)
             if trainer.step % max(1, recipe.train.log_every) == 0 or trainer.step == total_steps:
                 elapsed = time.perf_counter() - window_start
@@ -268,6 +291,10 @@ def fit(
                 window_start, window_steps = time.perf_counter(), 0
                 if main and on_log is not None:
                     on_log(trainer.log)
+            image_every = recipe.train.image_every
+            if main and on_image is not None and image_every > 0 and (
+                    trainer.step % image_every == 0 or trainer.step == total_steps):
+                trainer.show(on_image)
             every = recipe.train.checkpoint_every
             if every > 0 and trainer.step % every == 0 and trainer.step < end:
                 save()
@@ -275,7 +302,7 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    eval_model = trainer.ema.module if (trainer.ema is not None and recipe.eval.use_ema) else trainer.model
+    eval_model = trainer.eval_model()
     eval_model.eval()
     # a resumed run with no step left ends with the loss it logged last, not with "no loss"
     final_loss = last.get("loss", trainer.log[-1].get("loss", float("nan")) if trainer.log else float("nan"))

@@ -22,56 +22,36 @@ import hashlib
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, MetricUnavailable
+from .errors import ConfigError, MetricUnavailable, suggest
+from .specs import WeightsSpec
 
 
-@dataclass(frozen=True)
-class WeightsFile:
-    name: str  # short name used on the command line
-    filename: str
-    url: str
-    sha256_prefix: str  # "" when nothing is known
-    used_by: str
-    fetch_hint: str
-
-    def path(self) -> Path:
-        return checkpoints_dir() / self.filename
+# LPIPS backbone (the ``net`` of lpips.LPIPS) -> the weights file it needs; the
+# one table for the LPIPS metric and the LPIPS loss
+LPIPS_NETWORKS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet"}
 
 
-WEIGHTS: dict[str, WeightsFile] = {
-    w.name: w
-    for w in (
-        WeightsFile(
-            "inception",
-            "weights-inception-2015-12-05-6726825d.pth",
-            "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-            "weights-inception-2015-12-05-6726825d.pth",
-            "6726825d",
-            "rfid (torch-fidelity inception-v3-compat)",
-            "torch-fidelity",
-        ),
-        WeightsFile(
-            "alexnet",
-            "alexnet-owt-7be5be79.pth",
-            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-            "7be5be79",
-            "lpips net=alex (metric)",
-            "torchvision",
-        ),
-        WeightsFile(
-            "vgg16",
-            "vgg16-397923af.pth",
-            "https://download.pytorch.org/models/vgg16-397923af.pth",
-            "397923af",
-            "lpips net=vgg (metric option, perceptual loss of the paper recipes)",
-            "torchvision",
-        ),
-    )
-}
+def catalogue() -> dict[str, WeightsSpec]:
+    """Every pretrained file the installed plugins declare (``qbench_register_weights``), by name."""
+    from .plugins import registries
+
+    return {spec.name: spec for spec in registries(strict=False).weights.list()}
+
+
+def path_of(spec: WeightsSpec) -> Path:
+    return checkpoints_dir() / spec.filename
+
+
+def fetch_url(spec: WeightsSpec) -> None:
+    """Download ``spec.url`` into the hub cache, as torch-fidelity and torchvision themselves do."""
+    import torch.hub
+
+    torch.hub.load_state_dict_from_url(spec.url, map_location="cpu", check_hash=bool(spec.sha256_prefix),
+                                       file_name=spec.filename)
+
 
 # The DINOv2 feature discriminator of the paper recipes loads timm's
 # ``vit_small_patch14_reg4_dinov2.lvd142m``, whose weights come from the
@@ -119,23 +99,24 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _HASH_CACHE[key]
 
 
-def _check(entry: WeightsFile, sha256: str) -> str:
+def _check(entry: WeightsSpec, sha256: str) -> str:
     if not entry.sha256_prefix:
         return "unverified"
     return "ok (sha256 prefix)" if sha256.startswith(entry.sha256_prefix) else "mismatch"
 
 
-def get(name: str) -> WeightsFile:
+def get(name: str) -> WeightsSpec:
+    known = catalogue()
     try:
-        return WEIGHTS[name]
+        return known[name]
     except KeyError:
-        raise ConfigError(f"unknown weights {name!r}; known: {', '.join(sorted(WEIGHTS))}") from None
+        raise ConfigError(f"unknown weights {name!r}{suggest(name, known)}; known: {', '.join(sorted(known))}") from None
 
 
 def describe(name: str) -> dict[str, Any]:
     """Where weights ``name`` live, whether present, and the checksum verdict."""
     entry = get(name)
-    path = entry.path()
+    path = path_of(entry)
     row: dict[str, Any] = {
         "name": name,
         "file": entry.filename,
@@ -178,7 +159,7 @@ def _dinov2_status() -> dict[str, Any]:
 
 def status() -> list[dict[str, Any]]:
     """One row per pretrained file: name, path, present, sha256 and the check made."""
-    return [describe(name) for name in WEIGHTS] + [_dinov2_status()]
+    return [describe(name) for name in catalogue()] + [_dinov2_status()]
 
 
 def shown_path(path: Path) -> str:
@@ -197,7 +178,7 @@ def require(name: str, metric: str) -> Path:
     and in each result's protocol.
     """
     entry = get(name)
-    path = entry.path()
+    path = path_of(entry)
     if not path.is_file():  # the reason lands in published records: no user's home directory in it
         raise MetricUnavailable(
             f"{metric}: pretrained weights {entry.filename} not found in {shown_path(path.parent)}; "
@@ -208,13 +189,14 @@ def require(name: str, metric: str) -> Path:
 
 
 def fetch(names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Download missing weights through the libraries' own downloaders (needs internet).
+    """Download missing weights through each spec's fetcher (needs internet).
 
     A file that cannot be downloaded (no network, a proxy, a server error) is
     one line of the ``ConfigError`` raised after trying every target; the
     files that did download stay installed.
     """
-    targets = list(dict.fromkeys(names)) if names else [*WEIGHTS, "dinov2"]
+    known = catalogue()
+    targets = list(dict.fromkeys(names)) if names else [*known, "dinov2"]
     for name in targets:
         if name != "dinov2":
             get(name)  # unknown names before any download
@@ -225,55 +207,47 @@ def fetch(names: list[str] | None = None) -> list[dict[str, Any]]:
         except Exception as exc:  # urllib, requests and hub errors alike: the reason in one line
             lines = str(exc).strip().splitlines()
             reason = f"{type(exc).__name__}: {lines[-1] if lines else ''}".strip()
-            where = f"https://huggingface.co/{DINOV2_REPO}" if name == "dinov2" else WEIGHTS[name].url
+            where = f"https://huggingface.co/{DINOV2_REPO}" if name == "dinov2" else get(name).url
             failures.append(f"cannot download {name} from {where} ({reason}); without internet, copy the file "
                             "from a machine that has it and run `qbench weights install FILE`")
     if failures:
         raise ConfigError("\n".join(failures))
-    rows = status()
-    return [row for row in rows if row["name"] in targets]
+    return [row for row in status() if row["name"] in targets]
 
 
 def _download(name: str) -> None:
+    from .registry import load_factory
+
     if name == "dinov2":
         import timm
 
         timm.create_model(DINOV2_MODEL, pretrained=True)
         return
     entry = get(name)
-    if entry.path().is_file():
-        return
-    if name == "inception":
-        import torch.hub
-
-        # exactly what torch-fidelity itself calls (no hash check), into the same
-        # file of the hub cache; ``status`` then reports the checksum verdict
-        torch.hub.load_state_dict_from_url(entry.url, map_location="cpu")
-    else:
-        import torchvision
-
-        builder = getattr(torchvision.models, name)
-        builder(weights="IMAGENET1K_V1")  # torchvision checks the hash prefix
+    if not path_of(entry).is_file():
+        load_factory(entry)(entry)
 
 
-def identify(file_path: str | os.PathLike) -> WeightsFile:
+def identify(file_path: str | os.PathLike) -> WeightsSpec:
     """Which known weights file ``file_path`` is: by name, else by checksum."""
     path = Path(file_path)
     if path.is_dir():
-        raise ConfigError(f"{path} is a folder; give the weights file itself, e.g. "
-                          f"qbench weights install {path / WEIGHTS['alexnet'].filename}")
+        example = next(iter(catalogue().values()), None)
+        raise ConfigError(f"{path} is a folder; give the weights file itself"
+                          + (f", e.g. qbench weights install {path / example.filename}" if example else ""))
     if not path.is_file():
         raise ConfigError(f"weights file {path} does not exist")
-    by_name = [w for w in WEIGHTS.values() if w.filename == path.name]
+    known = catalogue()
+    by_name = [w for w in known.values() if w.filename == path.name]
     if by_name:
         return by_name[0]
     sha = file_sha256(path)
-    by_hash = [w for w in WEIGHTS.values() if w.sha256_prefix and sha.startswith(w.sha256_prefix)]
+    by_hash = [w for w in known.values() if w.sha256_prefix and sha.startswith(w.sha256_prefix)]
     if by_hash:
         return by_hash[0]
     raise ConfigError(
         f"{path.name} is not a known weights file (sha256 {sha[:12]}...); expected one of: "
-        + ", ".join(w.filename for w in WEIGHTS.values())
+        + ", ".join(w.filename for w in known.values())
     )
 
 
@@ -286,7 +260,7 @@ def install(file_path: str | os.PathLike) -> Path:
             f"{Path(file_path).name} has sha256 {sha[:12]}..., but {entry.filename} must start with "
             f"{entry.sha256_prefix}: the file is corrupt or a different file; download it again from {entry.url}"
         )
-    target = entry.path()
+    target = path_of(entry)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     shutil.copyfile(file_path, tmp)

@@ -7,14 +7,16 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_cli
+import qbench
+
+from conftest import ROOT, make_distribution, run_cli
 
 
 def test_unknown_quantizer_exits_2_with_known_names_and_suggestion():
     result = run_cli("run", "--quantizers", "nosuch")
     assert result.returncode == 2
     assert "unknown quantizer 'nosuch'" in result.stderr
-    assert "fsq, gsq, rvq, vq" in result.stderr
+    assert "bsq, fsq, gsq, ibq, lfq, rvq, simvq, vq" in result.stderr
     assert "qbench list quantizers" in result.stderr
     assert "Traceback" not in result.stderr
     close = run_cli("run", "--quantizers", "gsq,vqq")
@@ -56,5 +58,52 @@ def test_list_shows_every_kind_with_origin():
     assert result.returncode == 0
     for heading in ("quantizers:", "backbones:", "metrics:", "datasets:", "recipes:"):
         assert heading in result.stdout
-    assert "builtins 0.1.0" in result.stdout
+    assert f"builtins {qbench.__version__}" in result.stdout
     assert "cpu-default" in result.stdout
+
+
+def test_list_loggers_shows_the_builtins_and_imports_no_tracker():
+    code = (
+        "import sys, qbench.cli\n"
+        "qbench.cli.main(['list', 'loggers'])\n"
+        "heavy = [m for m in ('torch', 'tensorboard', 'wandb', 'mlflow') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()[3:] if line.strip()]
+    assert names == ["csv", "mlflow", "tensorboard", "wandb"]
+    assert "loggers:" in run_cli("list").stdout
+
+
+NEEDS_PACKAGE = """
+import qbench
+
+@qbench.hookimpl
+def qbench_register_loggers():
+    return [qbench.LoggerSpec(name="needy", factory="needy_logger.hooks:nothing",
+                              requires=("qbench_absent_tracker",), install="pip install 'needy[tracker]'")]
+"""
+
+
+def test_unknown_logger_and_missing_package_exit_2_before_training(site, tmp_path):
+    make_distribution(site, "needy-logger", "0.1", {"needy": "needy_logger.hooks"},
+                      {"needy_logger/__init__.py": "", "needy_logger/hooks.py": NEEDS_PACKAGE})
+    out = tmp_path / "runs"
+    typo = run_cli("run", "--recipe", "smoke", "--quantizers", "gsq", "--log", "tensorbord", "--out", str(out))
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr
+    assert "unknown logger 'tensorbord' (did you mean 'tensorboard'?)" in typo.stderr
+    missing = run_cli("run", "--recipe", "smoke", "--quantizers", "gsq", "--log", "needy", "--out", str(out))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "qbench: error: logger 'needy' needs the qbench_absent_tracker package: pip install 'needy[tracker]'")
+    assert not out.exists()
+
+
+def test_list_quantizers_names_each_paper():
+    result = run_cli("list", "quantizers")
+    assert result.returncode == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[3:] if line.strip()}
+    papers = {"lfq": "2310.05737", "bsq": "2406.07548", "simvq": "2411.02038", "ibq": "2412.02692", "gsq": "2412.02632"}
+    for name, arxiv in papers.items():
+        assert arxiv in lines[name], lines.get(name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from qbench import ConfigError
@@ -44,6 +46,27 @@ def test_hash_ignores_quantizer_tables_but_not_training():
     assert recipe_from_dict({"name": "y", "quantizers": {"gsq": {"groups": 4}}}).hash() == base.hash()
     assert recipe_from_dict({"seed": 3}).hash() == base.hash()
     assert recipe_from_dict({"train": {"steps": 3}}).hash() != base.hash()
+
+
+def test_where_a_run_is_watched_does_not_change_the_hash():
+    base = recipe_from_dict({"name": "x"})
+    watched = recipe_from_dict({"train": {"loggers": ["csv", "tensorboard"], "image_every": 500},
+                                "loggers": {"wandb": {"project": "p"}}})
+    assert watched.hash() == base.hash()
+    assert watched.logger_options("wandb") == {"project": "p"} and watched.logger_options("csv") == {}
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"train": {"image_every": -1}}, "train.image_every must be >= 0"),
+        ({"train": {"loggers": [3]}}, "train.loggers must be a list of names, got [3]"),
+        ({"loggers": {"wandb": "online"}}, "loggers.wandb must be a table, got 'online'"),
+    ],
+)
+def test_invalid_logging_settings_are_config_errors(table, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        recipe_from_dict(table)
 
 
 @pytest.mark.parametrize("name", sorted(available_recipes()))

@@ -78,6 +78,7 @@ def test_evaluate_scores_every_metric_in_one_pass(empty_torch_home):
     assert out["usage"]["value"] == pytest.approx(100 * len(codes.unique()) / 8)
     assert out["bits"]["extras"]["bits_per_image"] == 9.0 * 16
     assert out["psnr"]["higher_is_better"] is True and out["psnr"]["unit"] == "dB"
+    assert out["psnr"]["heading"] == "PSNR (dB)" and out["psnr"]["format"] == ""  # what report tables show
     # without weights: unavailable with the reason, never a number
     for name in ("rfid", "lpips"):
         assert out[name]["status"] == "unavailable"

@@ -124,7 +124,7 @@ def test_codebook_learns_from_the_loss_only():
 def test_large_codebook_stays_within_budget(monkeypatch):
     # V = 2^16 codes against 64 rows with a 64 KiB score budget: many blocks of
     # codes, none of them larger than the budget, and still the exact answer
-    import qbench.codebook as codebook
+    import qbench.lookup as lookup
 
     blocks = []
     real_addmm = torch.addmm
@@ -134,11 +134,11 @@ def test_large_codebook_stays_within_budget(monkeypatch):
         blocks.append(out.numel() * out.element_size())
         return out
 
-    monkeypatch.setattr(codebook.torch, "addmm", recording_addmm)
+    monkeypatch.setattr(lookup.torch, "addmm", recording_addmm)
     torch.manual_seed(0)
     book = F.normalize(torch.randn(2**16, 8), dim=1)
     x = torch.randn(64, 8)
-    got = codebook.nearest_code(x, book, normalize=True, max_chunk_bytes=2**16, fused=False)
+    got = lookup.nearest_code(x, book, normalize=True, max_chunk_bytes=2**16, fused=False)
     dense = (F.normalize(x, dim=1) @ book.t()).argmax(dim=1)
     assert torch.equal(got, dense)
     assert len(blocks) >= 64 * 2**16 * 4 // 2**16 and max(blocks) <= 2**16

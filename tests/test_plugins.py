@@ -60,9 +60,15 @@ def test_second_plugin_with_same_name_fails_naming_both(site):
     with pytest.raises(qbench.PluginError, match="'sign' is registered twice") as err:
         qbench.registries()
     assert "by sign" in str(err.value) and "by dup" in str(err.value)
+    assert "dup-plugin 2.0" in str(err.value) and "QBENCH_DISABLE_PLUGINS" in str(err.value)
     listed = run_cli("list", "quantizers")
     assert listed.returncode == 2
     assert "registered twice" in listed.stderr and "Traceback" not in listed.stderr
+    shown = run_cli("plugins")  # the command that shows the conflict must not be stopped by it
+    assert shown.returncode == 0, shown.stderr
+    assert "conflicts:" in shown.stdout and "'sign' is registered twice" in shown.stdout
+    fixed = run_cli("list", "quantizers", env={"QBENCH_DISABLE_PLUGINS": "dup-plugin"})  # a distribution name
+    assert fixed.returncode == 0 and "sign" in fixed.stdout
 
 
 def test_broken_plugin_is_reported_and_others_still_load(site):
@@ -74,6 +80,10 @@ def test_broken_plugin_is_reported_and_others_still_load(site):
     assert "gsq" in regs.quantizers
     shown = run_cli("plugins")
     assert "needs libfoo" in shown.stdout
+    with pytest.raises(qbench.ConfigError, match=r"plugins that failed to load: broken \(ImportError: needs libfoo\)"):
+        regs.quantizers.get("brokenq")
+    listed = run_cli("list", "quantizers")
+    assert listed.returncode == 0 and "plugin 'broken' failed to load" in listed.stderr
 
 
 def test_disable_env_blocks_plugins(site, monkeypatch):

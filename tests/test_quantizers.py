@@ -11,7 +11,8 @@ import torch
 
 import qbench
 from qbench import ConfigError
-from qbench.codebook import code_histogram, nearest_code, perplexity, usage, usage_stats
+from qbench.codebook import code_histogram, perplexity, usage, usage_stats
+from qbench.lookup import nearest_code
 from qbench.quantizer import Quantizer
 from qbench.testing import check_quantizer
 
@@ -31,6 +32,14 @@ VARIANTS = {
     ],
     "rvq": [dict(dim=8, stages=3, codebook_size=8)],
     "fsq": [dict(dim=8, levels=[8, 5, 5, 5]), dict(dim=3, levels=[2, 3, 4])],
+    "lfq": [dict(dim=6), dict(dim=4, bits=10), dict(dim=8, codebook_size=16, entropy_group_size=2)],
+    "bsq": [dict(dim=6), dict(dim=4, bits=10), dict(dim=8, bits=6, entropy_group_size=3)],
+    "simvq": [dict(dim=4, codebook_size=64), dict(dim=8, codebook_size=16, projection_bias=False)],
+    "ibq": [
+        dict(dim=4, codebook_size=64),
+        dict(dim=8, codebook_size=16, entropy_weight=0.0),
+        dict(dim=4, codebook_size=32, init="spherical"),
+    ],
 }
 
 
@@ -130,18 +139,18 @@ def test_usage_stats_by_hand():
     codes = torch.tensor([[0, 3], [0, 3], [1, 3], [1, 3]]).view(1, 2, 2, 2)
     shared = usage_stats(codes, 4, shared=True)
     # pooled histogram [2, 2, 0, 4] over 8 tokens
-    assert float(shared["usage"]) == pytest.approx(3 / 4)
+    assert float(shared["usage"]) == pytest.approx(100 * 3 / 4)
     p = torch.tensor([2, 2, 4]) / 8
     assert float(shared["perplexity"]) == pytest.approx(math.exp(-(p * p.log()).sum().item()), rel=1e-6)
-    assert float(shared["usage/0"]) == pytest.approx(2 / 4)
+    assert float(shared["usage/0"]) == pytest.approx(100 * 2 / 4)
     assert float(shared["perplexity/0"]) == pytest.approx(2.0)
-    assert float(shared["usage/1"]) == pytest.approx(1 / 4)
+    assert float(shared["usage/1"]) == pytest.approx(100 * 1 / 4)
     assert float(shared["perplexity/1"]) == pytest.approx(1.0)
     separate = usage_stats(codes, 4, shared=False)
-    assert float(separate["usage"]) == pytest.approx((2 / 4 + 1 / 4) / 2)
+    assert float(separate["usage"]) == pytest.approx(100 * (2 / 4 + 1 / 4) / 2)
     assert float(separate["perplexity"]) == pytest.approx((2.0 + 1.0) / 2)
     # the same numbers as the metric helpers give
-    assert float(usage(code_histogram(codes, 4)).item()) == pytest.approx(3 / 4)
+    assert float(usage(code_histogram(codes, 4)).item()) == pytest.approx(100 * 3 / 4)
     assert float(perplexity(code_histogram(codes, 4, shared=False))[0]) == pytest.approx(2.0)
 
 
@@ -168,6 +177,19 @@ BAD_OPTIONS = [
     ("fsq", dict(dim=4, levels=[8, 1]), "level"),
     ("fsq", dict(dim=4, levels=[8, 2.5]), "level"),
     ("fsq", dict(dim=4, levels="8555"), "levels"),
+    ("lfq", dict(dim=4, codebook_size=1000), "power of 2"),
+    ("lfq", dict(dim=4, bits=10, codebook_size=512), "disagree"),
+    ("lfq", dict(dim=4, bits=0), "bits"),
+    ("lfq", dict(dim=4, bits=10, entropy_group_size=3), "does not divide"),
+    ("lfq", dict(dim=4, inv_temperature=0), "inv_temperature"),
+    ("lfq", dict(dim=4, entropy_weight=-0.1), "entropy_weight"),
+    ("bsq", dict(dim=4, codebook_size=3), "power of 2"),
+    ("bsq", dict(dim=4, commitment_weight="a"), "commitment_weight"),
+    ("simvq", dict(dim=4, codebook_size=1), "codebook_size"),
+    ("simvq", dict(dim=4, projection_bias="yes"), "projection_bias"),
+    ("ibq", dict(dim=4, codebook_size=0), "codebook_size"),
+    ("ibq", dict(dim=4, diversity_gamma=-1), "diversity_gamma"),
+    ("ibq", dict(dim=4, init="sphere"), "init"),
 ]
 
 
@@ -209,6 +231,10 @@ def test_fused_lookup_finds_the_nearest_code():
         ("vq", dict(dim=8, codebook_size=64)),
         ("rvq", dict(dim=8, stages=2, codebook_size=16)),
         ("fsq", dict(dim=4, levels=[8, 5, 5, 5])),
+        ("lfq", dict(dim=4, bits=10)),
+        ("bsq", dict(dim=4, bits=10)),
+        ("simvq", dict(dim=4, codebook_size=256)),
+        ("ibq", dict(dim=4, codebook_size=256)),
     ],
 )
 def test_lookup_is_float32_under_bf16_autocast(name, options):

@@ -6,9 +6,12 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
 from qbench import results
+from qbench.columns import fmt
 from qbench.config import recipe_from_dict
 from qbench.identity import RunIdentity
 from qbench.publish import write_report
@@ -68,7 +71,8 @@ def test_seeds_aggregate_to_mean_and_std(tmp_path, recipes):
     frame = build_report([tmp_path]).tables[0]["frame"]
     assert len(frame) == 1
     assert frame.iloc[0]["seeds"] == 3
-    assert frame.iloc[0]["PSNR (dB) ↑"] == "26.0 ± 2.00 (n=3)"
+    half = stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3)  # the 95% t interval's half-width, s = 2
+    assert frame.iloc[0]["PSNR (dB) ↑"] == f"26.0 ± {half:.2f} (n=3)"
 
 
 def test_failed_run_and_unavailable_metric_are_not_numbers(tmp_path, recipes):
@@ -133,3 +137,199 @@ def test_report_cli_writes_files_and_rejects_missing_paths(tmp_path, recipes):
     assert (tmp_path / "out" / "README.md").read_text().startswith("# Published comparison")
     missing = run_cli("report", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no such results directory" in missing.stderr
+
+
+# ---- records as the platform writes them (plugins, sweep, display fields), written without training ----
+
+
+def entry(value, *, hib=True, unit="", heading="", fmt="", status="ok"):
+    return {"status": status, "value": value, "reason": "" if status == "ok" else "weights missing",
+            "protocol": {"images": 64}, "extras": {}, "higher_is_better": hib, "unit": unit,
+            "heading": heading, "format": fmt}
+
+
+def write_run(root, quantizer, options, seed, metrics, *, bits=10.0, recipe_hash="r0", config=None,
+              sweep=None, plugins=None, status="ok", reason=""):
+    run_dir = root / f"{quantizer}-{config or 'c'}-seed{seed}-{len(list(root.glob('*'))) if root.exists() else 0}"
+    run_dir.mkdir(parents=True)
+    run = {"quantizer": quantizer, "options": options, "recipe": "r", "recipe_hash": recipe_hash,
+           "config_hash": config or f"{quantizer}-{recipe_hash}-{json.dumps(options, sort_keys=True)}",
+           "seed": seed, "status": status, "reason": reason, "failed_step": None, "finished_at": "",
+           "plugins": plugins or {"quantizer": {"name": quantizer, "plugin": "builtins", "distribution": "qbench", "version": "0.1.0"}}}
+    if sweep:
+        run["sweep"] = sweep
+    record = {"schema": 1, "run": run, "metrics": metrics if status == "ok" else {},
+              "model": {"bits_per_position": bits, "parameters": {"total": 1_000_000}}, "train": {"wall_time_s": 30.0}}
+    (run_dir / "metrics.json").write_text(json.dumps(record))
+    return run_dir
+
+
+def psnr_metrics(psnr, **more):
+    return {"psnr": entry(psnr, unit="dB", heading="PSNR (dB)"), "rfid": entry(None, hib=False, status="unavailable"), **more}
+
+
+def test_third_party_metric_and_throughput_become_columns(tmp_path):
+    for seed in range(2):
+        metrics = psnr_metrics(24.0 + seed, sharpness=entry(0.5 + seed / 10, heading="sharpness (a.u.)", fmt=".3f"),
+                               throughput=entry(100.0 + seed, unit="img/s", heading="throughput (img/s)"))
+        write_run(tmp_path / "runs", "gsq", {"dim": 8, "codebook_size": 256}, seed, metrics)
+    report = build_report([tmp_path / "runs"])
+    assert [c.key for c in report.metrics] == ["rfid", "psnr", "throughput", "sharpness"]
+    readme = write_report(report, tmp_path / "out").read_text()
+    header = next(line for line in readme.splitlines() if line.startswith("| quantizer"))
+    assert header.index("PSNR (dB) ↑") < header.index("throughput (img/s) ↑") < header.index("sharpness (a.u.) ↑")
+    half = stats.t.ppf(0.975, 1) * np.std([0.5, 0.6], ddof=1) / np.sqrt(2)
+    assert f"0.550 ± {half:.3f} (n=2)" in readme  # the metric's own format
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert sorted(summary["sharpness"]) == pytest.approx([0.5, 0.6])
+    assert "throughput" in summary.columns
+
+
+def test_summary_csv_has_each_configurations_mean_and_t_interval(tmp_path):
+    values = [23.1, 24.7, 23.9]
+    for seed, psnr in enumerate(values):
+        write_run(tmp_path / "runs", "vq", {"dim": 8}, seed, psnr_metrics(psnr))
+    write_run(tmp_path / "runs", "fsq", {"dim": 8}, 0, psnr_metrics(22.0))
+    write_report(build_report([tmp_path / "runs"]), tmp_path / "out")
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    vq = summary[summary["quantizer"] == "vq"]
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert vq["psnr_mean"].tolist() == pytest.approx([np.mean(values)] * 3)
+    assert vq["psnr_ci_low"].tolist() == pytest.approx([low] * 3)
+    assert vq["psnr_ci_high"].tolist() == pytest.approx([high] * 3)
+    assert vq["psnr_n"].tolist() == [3, 3, 3]
+    fsq = summary[summary["quantizer"] == "fsq"].iloc[0]
+    assert fsq["psnr_n"] == 1 and np.isnan(fsq["psnr_ci_low"])  # one seed: no interval
+
+
+def test_plugin_version_shows_when_one_configuration_differs_in_it(tmp_path):
+    def plugins(version):
+        return {"quantizer": {"name": "gsq", "plugin": "builtins", "distribution": "qbench", "version": version}}
+
+    for config, version in (("old", "0.1.0"), ("new", "0.2.0")):
+        write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(24.0), config=config, plugins=plugins(version))
+    write_run(tmp_path / "runs", "vq", {"dim": 8}, 0, psnr_metrics(23.0))
+    frame = build_report([tmp_path / "runs"]).tables[0]["frame"]
+    assert sorted(frame["quantizer"]) == ["gsq [qbench 0.1.0]", "gsq [qbench 0.2.0]", "vq"]
+
+
+def ladder_runs(root, *, seeds=3, rungs=(8, 10, 12, 14), gain=0.5):
+    """gsq and vq on a four-rung ladder, at two latent widths (recipe points with their own hashes)."""
+    rng = np.random.default_rng(0)
+    truth = {}
+    for dim in (4, 8):
+        for q, offset in (("vq", 0.0), ("gsq", gain)):
+            for rate in rungs:
+                size = 2 ** (rate // (2 if q == "gsq" else 1))
+                options = {"dim": dim, "codebook_size": size} | ({"groups": 2} if q == "gsq" else {})
+                point = {"model.latent_dim": dim, f"quantizers.{q}.codebook_size": size, "rate": rate}
+                for seed in range(seeds):
+                    psnr = 14 + rate + 2 * np.log(rate) + offset + rng.normal(0, 0.1)
+                    truth[(q, dim, rate, seed)] = psnr
+                    write_run(root, q, options, seed, psnr_metrics(psnr), bits=float(rate), recipe_hash=f"d{dim}",
+                              sweep={"name": "ladder", "file": "ladder.toml", "point": point})
+    return truth
+
+
+def test_sweep_runs_make_one_table_with_swept_columns(tmp_path):
+    ladder_runs(tmp_path / "runs", seeds=2)
+    write_run(tmp_path / "runs", "fsq", {"dim": 4}, 0, psnr_metrics(22.0))  # outside the sweep
+    report = build_report([tmp_path / "runs"])
+    sweeps = [t for t in report.tables if t["sweep"]]
+    assert len(sweeps) == 1 and len(report.tables) == 2
+    frame = sweeps[0]["frame"]
+    assert list(frame.columns[:4]) == ["quantizer", "rate", "model.latent_dim", "codebook_size"]
+    assert len(frame) == 2 * 2 * 4 and set(frame["seeds"]) == {2}
+    assert set(frame["quantizer"]) == {"gsq (groups=2)", "vq"}  # swept options are columns, not labels
+    gsq = frame[(frame["quantizer"] == "gsq (groups=2)") & (frame["model.latent_dim"] == 8)]
+    assert gsq["rate"].tolist() == [8, 10, 12, 14] and gsq["codebook_size"].tolist() == [16, 32, 64, 128]
+    write_report(report, tmp_path / "out")
+    assert (tmp_path / "out" / "sweep-ladder-rd-psnr.png").exists()
+
+
+def test_baseline_pairs_by_seed_and_rung_as_scipy_does(tmp_path):
+    truth = ladder_runs(tmp_path / "runs")
+    report = build_report([tmp_path / "runs"], baseline="vq")
+    paired = next(s for s in report.sections if "paired" in s["title"])["frame"]
+    assert len(paired) == 2 * 4  # gsq at each latent width and rung, PSNR only
+    row = paired[paired["at"] == "model.latent_dim=8, rate=12"].iloc[0]
+    test = [truth[("gsq", 8, 12, s)] for s in range(3)]
+    base = [truth[("vq", 8, 12, s)] for s in range(3)]
+    expected = stats.ttest_rel(test, base)
+    interval = expected.confidence_interval(0.95)
+    assert row["Δ mean"] == fmt(np.mean(np.subtract(test, base)))
+    assert row["95% CI"] == f"[{fmt(interval.low)}, {fmt(interval.high)}]"
+    assert row["p"] == f"{expected.pvalue:.2g}" and row["pairs"] == 3
+    assert row["vs"] == "vq"
+
+
+def test_bd_in_the_report_matches_the_package(tmp_path):
+    bjontegaard = pytest.importorskip("bjontegaard")
+    truth = ladder_runs(tmp_path / "runs")
+    report = build_report([tmp_path / "runs"], baseline="vq", bd_method="pchip")
+    bd = next(s for s in report.sections if "Bjøntegaard" in s["title"])["frame"]
+    assert len(bd) == 2  # gsq against vq at each latent width
+    rates = np.array([8, 10, 12, 14], dtype=float)
+    mean = {q: [np.mean([truth[(q, 4, r, s)] for s in range(3)]) for r in (8, 10, 12, 14)] for q in ("gsq", "vq")}
+    expected = bjontegaard.bd_rate(rates, mean["vq"], rates, mean["gsq"], method="pchip")
+    row = bd[bd["quantizer"].str.contains("latent_dim=4")].iloc[0]
+    assert row["BD-rate (%)"] == f"{expected:+.2f}" and expected < 0
+    per_seed = [bjontegaard.bd_rate(rates, [truth[("vq", 4, r, s)] for r in rates.astype(int)],
+                                    rates, [truth[("gsq", 4, r, s)] for r in rates.astype(int)], method="pchip")
+                for s in range(3)]
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(per_seed), scale=stats.sem(per_seed))
+    assert row["BD-rate 95% CI"] == f"[{low:+.2f}, {high:+.2f}]" and row["seeds"] == 3
+
+
+def test_fit_recovers_a_grid_through_the_report(tmp_path):
+    from qbench.scaling import law
+
+    true = (411.63, 2.8375, 0.1601, 0.1956)
+    for dim in (8, 16, 32, 64):
+        for log_v in (13, 14, 16, 18):
+            y = float(law(np.array([[dim], [2.0**log_v]]), *true)[0])
+            write_run(tmp_path / "runs", "gsq", {"dim": dim, "codebook_size": 2**log_v, "groups": 1}, 0,
+                      {"rfid": entry(y, hib=False, heading="rFID")}, bits=float(log_v))
+    report = build_report([tmp_path / "runs"], fit="auto")
+    fit = report.sections[0]["fit"]
+    assert fit.estimates["b"] == pytest.approx(true[1], rel=1e-3) and fit.cells == 16
+    write_report(report, tmp_path / "out")
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert any("scaling-gsq-G1-V-rfid" in n for n in names)
+    assert "scaling fit: rfid" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_bad_baseline_and_fit_without_grid_are_one_line_errors(tmp_path):
+    from conftest import run_cli
+
+    write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(24.0))
+    unknown = run_cli("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--baseline", "gqs")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    assert "unknown --baseline 'gqs' (did you mean 'gsq'?)" in unknown.stderr
+    nogrid = run_cli("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--fit")
+    assert nogrid.returncode == 2 and nogrid.stderr.count("\n") == 1 and "no such grid" in nogrid.stderr
+
+
+def test_a_table_shows_only_the_metrics_its_runs_recorded(tmp_path):
+    write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(24.0, sharpness=entry(0.5)), recipe_hash="a")
+    write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(23.0), recipe_hash="b")
+    frames = {t["runs"]["recipe_hash"].iloc[0]: t["frame"] for t in build_report([tmp_path / "runs"]).tables}
+    assert "sharpness ↑" in frames["a"].columns and "sharpness ↑" not in frames["b"].columns
+
+
+def test_group_count_sweep_gets_a_plot_against_g(tmp_path):
+    for groups in (1, 2, 4):
+        for seed in range(2):
+            write_run(tmp_path / "runs", "gsq", {"dim": 8, "codebook_size": 256, "groups": groups}, seed,
+                      psnr_metrics(22.0 + groups + seed / 10), bits=8.0 * groups)
+    write_report(build_report([tmp_path / "runs"]), tmp_path / "out")
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert any(n.endswith("scaling-gsq-G-psnr.png") for n in names)
+    assert not any("-V-" in n for n in names)  # one codebook size: nothing to plot against V
+
+
+def test_configurations_alike_in_label_and_versions_are_told_apart_by_hash(tmp_path):
+    write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(24.0), config="aaaaaaaa1111")
+    write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(23.0), config="bbbbbbbb2222")
+    frame = build_report([tmp_path / "runs"]).tables[0]["frame"]
+    assert sorted(frame["quantizer"]) == ["gsq [config aaaaaaaa]", "gsq [config bbbbbbbb]"]

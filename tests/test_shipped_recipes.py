@@ -23,11 +23,10 @@ from PIL import Image
 import qbench.discriminators as discriminators
 import qbench.losses as losses
 import qbench.train as train_module
-from conftest import ROOT
 from qbench import checkpoint, cli
-from qbench.config import load_recipe
+from qbench.config import available_recipes, load_recipe
 
-SHIPPED = sorted(path.stem for path in (ROOT / "benchmarks" / "recipes").glob("*.toml"))
+SHIPPED = sorted(available_recipes())
 TOY_SIZES = ["data.image_size=16", "data.batch_size=2", "data.num_workers=0", "model.options.channels=8",
              "model.options.num_res_blocks=1", "train.steps=2", "train.log_every=1", "train.checkpoint_every=0",
              "eval.max_images=4", "eval.batch_size=2", "eval.grid_images=2"]

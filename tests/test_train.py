@@ -47,6 +47,13 @@ def smoke(*overrides):
     return load_recipe("smoke", list(overrides))
 
 
+def results_log(run_dir):
+    import csv
+
+    with open(run_dir / "log.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def weights_of(run_dir, key="model"):
     return checkpoint.load(run_dir)[key]
 
@@ -76,6 +83,9 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
         for name in a:
             assert torch.equal(a[name], b[name]), (key, name)
     assert checkpoint.load(run_dir)["step"] == recipe.train.steps
+    # log.csv (the csv logger) keeps the rows up to the checkpoint and continues: the same steps and losses
+    whole_log, resumed_log = (results_log(d) for d in (whole.run_dir, run_dir))
+    assert [(r["step"], r["loss"]) for r in resumed_log] == [(r["step"], r["loss"]) for r in whole_log]
 
 
 def test_nan_run_is_marked_failed_and_the_next_one_completes(tmp_path):
@@ -200,7 +210,7 @@ def test_load_tokenizer_rebuilds_the_trained_model(tmp_path):
 def test_cpu_default_quantizers_share_the_rate():
     recipe = load_recipe("cpu-default")
     regs = qbench.registries()
-    bits = {n: regs.quantizers.create(n, **recipe.quantizer_options(n)).bits_per_position for n in ("gsq", "vq", "rvq", "fsq")}
+    bits = {n: regs.quantizers.create(n, **recipe.quantizer_options(n)).bits_per_position for n in ("gsq", "vq", "rvq", "fsq", "lfq", "bsq", "simvq", "ibq")}
     assert max(bits.values()) <= 1.1 * min(bits.values()), bits
     assert bits["gsq"] == 10.0
 

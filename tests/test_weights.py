@@ -73,8 +73,8 @@ def test_random_inception_file_in_torch_home_loads_offline_and_reports_mismatch(
 def test_status_lists_every_file_under_torch_home(torch_home):
     rows = weights.status()
     names = [row["name"] for row in rows]
-    assert names[:3] == ["inception", "alexnet", "vgg16"] and "dinov2" in names
-    for row in rows[:3]:
+    assert {"inception", "alexnet", "vgg16", "squeezenet", "dinov2"} <= set(names)
+    for row in [r for r in rows if r["name"] != "dinov2"]:
         assert row["path"].startswith(str(torch_home / "hub" / "checkpoints"))
         assert row["present"] is False
 
@@ -109,10 +109,35 @@ def test_install_copies_a_verified_file_into_the_cache(tmp_path, torch_home, mon
     brought.write_bytes(b"pretend alexnet weights")
     prefix = hashlib.sha256(brought.read_bytes()).hexdigest()[:8]
     # pretend the known checksum is this file's, so the success path can be tested offline
-    entry = dataclasses.replace(weights.WEIGHTS["alexnet"], sha256_prefix=prefix)
-    monkeypatch.setitem(weights.WEIGHTS, "alexnet", entry)
+    known = weights.catalogue()
+    known["alexnet"] = dataclasses.replace(known["alexnet"], sha256_prefix=prefix)
+    monkeypatch.setattr(weights, "catalogue", lambda: known)
 
     target = weights.install(brought)  # identified by its checksum, not its name
     assert target == torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
     assert target.read_bytes() == brought.read_bytes()
     assert weights.describe("alexnet")["check"] == "ok (sha256 prefix)"
+
+
+def test_catalogue_comes_from_plugins_and_covers_every_lpips_network():
+    from qbench.config import LPIPS_NETS
+
+    known = weights.catalogue()
+    assert {"inception", "alexnet", "vgg16", "squeezenet"} <= set(known)
+    assert all(spec.origin == "builtins" for spec in known.values())
+    assert tuple(weights.LPIPS_NETWORKS) == LPIPS_NETS
+    assert set(weights.LPIPS_NETWORKS.values()) <= set(known)
+
+
+def test_a_plugin_declares_its_own_weights(monkeypatch):
+    class Plugin:
+        @qbench.hookimpl
+        def qbench_register_weights(self):
+            return [qbench.WeightsSpec(name="mynet", filename="mynet-0123abcd.pth", url="https://example.org/mynet.pth",
+                                       sha256_prefix="0123abcd", used_by="my metric")]
+
+    real = qbench.registries
+    monkeypatch.setattr("qbench.plugins.registries", lambda **kw: real(extra_plugins={"mine": Plugin()}, **kw))
+    row = weights.describe("mynet")
+    assert row["present"] is False and row["used_by"] == "my metric"
+    assert "mynet" in [r["name"] for r in weights.status()]

@@ -40,6 +40,13 @@ CASES = [
      dict(dim=8, codebook_size=256, num_quantizers=4), [4096]),
     ("FSQ D=4 L=8,5,5,5", "fsq", dict(dim=4, levels=[8, 5, 5, 5]), "fsq",
      dict(levels=[8, 5, 5, 5]), [4096]),
+    ("LFQ D=4 L=10", "lfq", dict(dim=4, bits=10), "lfq",
+     dict(dim=4, codebook_size=1024, commitment_loss_weight=0.25), [4096]),
+    ("BSQ D=4 L=10", "bsq", dict(dim=4, bits=10), "lfq_spherical",
+     dict(dim=4, codebook_size=1024), [4096]),
+    ("SimVQ D=8 V=1024", "simvq", dict(dim=8, codebook_size=1024), "simvq",
+     dict(dim=8, codebook_size=1024), [4096]),
+    ("IBQ D=8 V=1024", "ibq", dict(dim=8, codebook_size=1024), None, {}, [4096]),
 ]
 QUICK_POSITIONS = {"GSQ D=64 G=16 V=8192": [1024, 4096]}
 QUICK_SKIP = {"GSQ D=16 G=8 V=262144"}
@@ -84,6 +91,12 @@ def _build(kind: str, name: str, options: dict):
         return vqp.ResidualVQ(**options)
     if name == "fsq":
         return vqp.FSQ(**options)
+    if name == "lfq":
+        return vqp.LFQ(**options)
+    if name == "lfq_spherical":  # BSQ
+        return vqp.LFQ(**options, spherical=True)
+    if name == "simvq":  # the paper's straight-through, as qbench's simvq
+        return vqp.SimVQ(**options, rotation_trick=False)
     raise ValueError(name)
 
 
@@ -178,7 +191,9 @@ def main(argv=None) -> int:
                      repeats=args.repeats), args.threads)
             rows = n * ref_options.get("heads", 1)
             need = rows * ref_options["codebook_size"] * DENSE_BYTES_PER_SCORE if "codebook_size" in ref_options else 0
-            if need > 0.7 * _available_bytes():
+            if ref_name is None:
+                ref = {"skipped": "no equivalent"}
+            elif need > 0.7 * _available_bytes():
                 ref = {"skipped": f"skipped (would need > {need / 2**30:.0f} GB)"}
             else:
                 ref_dim = ref_options.get("dim", len(ref_options.get("levels", [])))

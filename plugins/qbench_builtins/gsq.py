@@ -16,7 +16,7 @@ G * log2 V bits.  With G = 1, no l2 lookup and ``init="uniform"`` this is the
 VQ-VAE baseline exactly.
 
 Choices where the paper and code leave room: ``init="uniform"`` is U(-1/V, 1/V)
-as in DESIGN.md, and U(-1, 1) for d = 1 as in the reference code (a 1-d code
+as in qbench's original design, and U(-1, 1) for d = 1 as in the reference code (a 1-d code
 in (-1/V, 1/V) would start out all but identical).  Ties in the lookup go to the
 lowest index (the reference code breaks them at random; exact ties have
 probability zero for real-valued inputs).  ``codebook`` is always a
@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from qbench.codebook import nearest_code
+from qbench.lookup import nearest_code
 from qbench.quantizer import (
     Quantizer,
     codebook_loss,

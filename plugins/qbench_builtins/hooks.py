@@ -1,4 +1,4 @@
-"""The built-in plugin: registers qbench's own quantizers, backbones, metrics, datasets.
+"""The built-in plugin: registers qbench's own quantizers, backbones, metrics, datasets, loggers.
 
 This module is the only one registered with the plugin manager and imports
 no torch: every factory is a ``"module:attr"`` string imported on use.
@@ -6,7 +6,7 @@ no torch: every factory is a ``"module:attr"`` string imported on use.
 
 from __future__ import annotations
 
-from qbench import BackboneSpec, DatasetSpec, MetricSpec, QuantizerSpec, hookimpl
+from qbench import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, QuantizerSpec, RecipeSpec, WeightsSpec, hookimpl
 
 GSQ_PAPER = "Grouped Spherical Quantization, arXiv 2412.02632"
 
@@ -42,6 +42,34 @@ def qbench_register_quantizers():
             defaults={"levels": [8, 5, 5, 5]},
             paper="Finite Scalar Quantization, arXiv 2309.15505",
         ),
+        QuantizerSpec(
+            name="lfq",
+            factory="qbench_builtins.lfq:LookupFreeQuantizer",
+            description="Lookup-free quantization: one sign bit per channel, entropy penalty",
+            defaults={"entropy_weight": 0.1, "commitment_weight": 0.25, "inv_temperature": 100.0},
+            paper="MAGVIT-v2, Language Model Beats Diffusion, arXiv 2310.05737",
+        ),
+        QuantizerSpec(
+            name="bsq",
+            factory="qbench_builtins.bsq:BinarySphericalQuantizer",
+            description="Binary spherical quantization: sign bits of the l2-normalised latent",
+            defaults={"entropy_weight": 0.1, "commitment_weight": 0.0, "inv_temperature": 1.0},
+            paper="Binary Spherical Quantization, arXiv 2406.07548",
+        ),
+        QuantizerSpec(
+            name="simvq",
+            factory="qbench_builtins.simvq:SimVQ",
+            description="SimVQ: frozen random codebook reparameterised by one learned linear layer",
+            defaults={"codebook_size": 1024},
+            paper="SimVQ, arXiv 2411.02038",
+        ),
+        QuantizerSpec(
+            name="ibq",
+            factory="qbench_builtins.ibq:IndexBackpropQuantizer",
+            description="Index backpropagation: straight-through over the code softmax, whole codebook trains",
+            defaults={"codebook_size": 1024},
+            paper="IBQ, Taming Scalable Visual Tokenizer, arXiv 2412.02692",
+        ),
     ]
 
 
@@ -65,27 +93,28 @@ def qbench_register_backbones():
     ]
 
 
-def _metric(name, attr, description, higher_is_better, unit=""):
+def _metric(name, attr, description, higher_is_better, unit="", heading=""):
     return MetricSpec(
         name=name,
         factory=f"qbench_builtins.metrics:{attr}",
         description=description,
         higher_is_better=higher_is_better,
         unit=unit,
+        heading=heading,
     )
 
 
 @hookimpl
 def qbench_register_metrics():
     return [
-        _metric("rfid", "ReconstructionFID", "rFID: torch-fidelity inception-v3-compat, originals vs reconstructions", False),
-        _metric("lpips", "LPIPSMetric", "LPIPS (lpips package, AlexNet by default)", False),
-        _metric("psnr", "PSNR", "peak signal-to-noise ratio on [0, 1] RGB", True, "dB"),
-        _metric("ssim", "SSIM", "structural similarity, Gaussian window 11, sigma 1.5", True),
-        _metric("usage", "CodebookUsage", "percentage of codebook entries used on the evaluation set (pooled; per group/stage in extras)", True, "%"),
-        _metric("perplexity", "Perplexity", "exp(entropy) of the evaluation-set code histogram (pooled; per group/stage in extras)", True),
-        _metric("bits", "Bits", "bits per position, per image, compression ratio vs 24-bit RGB", None, "bits"),
-        _metric("throughput", "Throughput", "encode and decode images per second", True, "img/s"),
+        _metric("rfid", "ReconstructionFID", "rFID: torch-fidelity inception-v3-compat, originals vs reconstructions", False, heading="rFID"),
+        _metric("lpips", "LPIPSMetric", "LPIPS (lpips package, AlexNet by default)", False, heading="LPIPS"),
+        _metric("psnr", "PSNR", "peak signal-to-noise ratio on [0, 1] RGB", True, "dB", heading="PSNR (dB)"),
+        _metric("ssim", "SSIM", "structural similarity, Gaussian window 11, sigma 1.5", True, heading="SSIM"),
+        _metric("usage", "CodebookUsage", "percentage of codebook entries used on the evaluation set (pooled; per group/stage in extras)", True, "%", heading="usage (%)"),
+        _metric("perplexity", "Perplexity", "exp(entropy) of the evaluation-set code histogram (pooled; per group/stage in extras)", True, heading="perplexity"),
+        _metric("bits", "Bits", "bits per position, per image, compression ratio vs 24-bit RGB", None, "bits", heading="bits/pos"),
+        _metric("throughput", "Throughput", "encode and decode images per second", True, "img/s", heading="throughput (img/s)"),
     ]
 
 
@@ -106,5 +135,73 @@ def qbench_register_datasets():
             name="cifar10",
             factory="qbench_builtins.datasets:CIFAR10Dataset",
             description="torchvision CIFAR-10 from a local root (downloads only when asked)",
+        ),
+    ]
+
+
+RECIPES = ("smoke", "cpu-default", "imagenet128-vae", "imagenet256-gan")
+
+
+@hookimpl
+def qbench_register_recipes():
+    # descriptions live in the TOML files themselves (``qbench list recipes`` reads them)
+    return [RecipeSpec(name=name, factory=f"qbench_builtins.recipes:{name}.toml") for name in RECIPES]
+
+
+TORCHVISION = "https://download.pytorch.org/models/"
+
+
+@hookimpl
+def qbench_register_weights():
+    return [
+        WeightsSpec(
+            name="inception",
+            filename="weights-inception-2015-12-05-6726825d.pth",
+            url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+            sha256_prefix="6726825d",
+            used_by="rfid (torch-fidelity inception-v3-compat)",
+            description="torch-fidelity's Inception-v3 (the TF-compatible FID network)",
+        ),
+        WeightsSpec(name="alexnet", filename="alexnet-owt-7be5be79.pth", url=TORCHVISION + "alexnet-owt-7be5be79.pth",
+                    sha256_prefix="7be5be79", used_by="lpips net=alex (metric)",
+                    description="torchvision AlexNet: the LPIPS metric's backbone"),
+        WeightsSpec(name="vgg16", filename="vgg16-397923af.pth", url=TORCHVISION + "vgg16-397923af.pth",
+                    sha256_prefix="397923af", used_by="lpips net=vgg (metric option, perceptual loss of the paper recipes)",
+                    description="torchvision VGG16: the LPIPS loss backbone"),
+        WeightsSpec(name="squeezenet", filename="squeezenet1_1-b8a52dc0.pth",
+                    url=TORCHVISION + "squeezenet1_1-b8a52dc0.pth", sha256_prefix="b8a52dc0",
+                    used_by="lpips net=squeeze (metric and loss option)",
+                    description="torchvision SqueezeNet 1.1: LPIPS' smallest backbone"),
+    ]
+
+
+@hookimpl
+def qbench_register_loggers():
+    return [
+        LoggerSpec(
+            name="csv",
+            factory="qbench_builtins.loggers.csv_log:CSVLogger",
+            description="RUN_DIR/log.csv, one row per logged step (the default; qbench report reads it)",
+        ),
+        LoggerSpec(
+            name="tensorboard",
+            factory="qbench_builtins.loggers.tensorboard_log:TensorBoardLogger",
+            description="TensorBoard event files in RUN_DIR/tensorboard (tensorboard --logdir results/runs)",
+            requires=("tensorboard",),
+            install="pip install 'qbench[tensorboard]'",
+        ),
+        LoggerSpec(
+            name="wandb",
+            factory="qbench_builtins.loggers.wandb_log:WandbLogger",
+            description="Weights & Biases, offline unless WANDB_MODE says otherwise; one run per quantizer",
+            requires=("wandb",),
+            install="pip install 'qbench[wandb]'",
+        ),
+        LoggerSpec(
+            name="mlflow",
+            factory="qbench_builtins.loggers.mlflow_log:MLflowLogger",
+            description="MLflow, local store OUT/mlflow.db unless MLFLOW_TRACKING_URI says otherwise",
+            requires=("mlflow", "sqlalchemy", "alembic"),
+            install="pip install 'qbench[mlflow]'",
         ),
     ]

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from qbench import ConfigError, QuantizerOutput
-from qbench.codebook import nearest_code
+from qbench.lookup import nearest_code
 from qbench.quantizer import (
     Quantizer,
     codebook_loss,

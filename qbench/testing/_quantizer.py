@@ -1,4 +1,4 @@
-"""``check_quantizer``: the quantizer contract of DESIGN.md section 3, as assertions.
+"""``check_quantizer``: the quantizer contract of docs/plugins.md section 2, as assertions.
 
 A plugin author calls it from their own tests with a registered name (or a
 module instance) and small options; it raises ``AssertionError`` naming the

@@ -83,8 +83,8 @@ class CodebookUsage(_CodeHistogram):
     """Percentage of codebook entries used at least once on the evaluation set."""
 
     def compute(self) -> dict:
-        per_token = (usage(self.hist) * 100.0).tolist()
-        value = float(usage(self.pooled())[0] * 100.0) if self.shared else sum(per_token) / len(per_token)
+        per_token = usage(self.hist).tolist()
+        value = float(usage(self.pooled())[0]) if self.shared else sum(per_token) / len(per_token)
         return {"value": value, "per_token": per_token, "shared_codebook": self.shared, "unit": "%"}
 
 

@@ -19,16 +19,14 @@ import torch
 from qbench import ConfigError, weights
 from qbench.metric import EvalBatch, PerImageMean
 
-BACKBONE_WEIGHTS = {"alex": "alexnet", "vgg": "vgg16"}
-
 
 class LPIPSMetric(PerImageMean):
     """Mean LPIPS distance between originals and reconstructions (lower is better)."""
 
     def __init__(self, net: str = "alex"):
-        if net not in BACKBONE_WEIGHTS:
-            raise ConfigError(f"lpips net must be one of {', '.join(BACKBONE_WEIGHTS)}, got {net!r}")
-        weights_name = BACKBONE_WEIGHTS[net]
+        if net not in weights.LPIPS_NETWORKS:
+            raise ConfigError(f"lpips net must be one of {', '.join(weights.LPIPS_NETWORKS)}, got {net!r}")
+        weights_name = weights.LPIPS_NETWORKS[net]
         path = weights.require(weights_name, f"lpips (net={net})")  # MetricUnavailable when absent
         row = weights.describe(weights_name)
         import lpips

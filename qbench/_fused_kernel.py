@@ -1,4 +1,4 @@
-"""A fused nearest-code kernel for CPU (see qbench.codebook.nearest_code).
+"""A fused nearest-code kernel for CPU (see qbench.lookup.nearest_code).
 
 At small d the eager matmul + argmax spends its time writing and re-reading the
 (rows x V) score matrix.  ``torch.compile`` turns the broadcast form below
@@ -46,14 +46,17 @@ def _kernel():
     return _compiled
 
 
-def fused_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
+def fused_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, *, fallback) -> torch.Tensor | None:
     """Nearest codes of float32 ``x`` (N, d) among ``codes`` (V, d) with per-code
-    ``bias`` (score = x.c + bias), or None when the kernel is unavailable."""
+    ``bias`` (score = x.c + bias), or None when the kernel is unavailable.
+
+    ``fallback(rows, codes, bias, max_chunk_bytes)`` is the eager search, used
+    for any row the kernel's second pass misses."""
     global _failed
     if _failed:
         return None
     try:
-        return _search(_kernel(), x, codes, bias)
+        return _search(_kernel(), x, codes, bias, fallback)
     except Exception as exc:  # compiler missing or broken: the eager path still works
         _failed = True
         warnings.warn(f"fused nearest-code kernel unavailable ({type(exc).__name__}: {exc}); using matmul + argmax")
@@ -67,7 +70,7 @@ def _pad_columns(t: torch.Tensor, size: int, value: float) -> torch.Tensor:
     return torch.cat([t, pad], dim=-1)
 
 
-def _search(kernel, x, codes, bias):
+def _search(kernel, x, codes, bias, fallback):
     n, v = x.shape[0], codes.shape[0]
     code_block = min(v, CODE_BLOCK)
     blocks = []
@@ -93,9 +96,7 @@ def _search(kernel, x, codes, bias):
                 best_idx = torch.where(better, idx, best_idx)
         missed = torch.isinf(best_idx[:real])
         if missed.any():
-            from .codebook import _eager_nearest
-
             rows = x[r0 : r0 + real][missed]
-            best_idx[:real][missed] = _eager_nearest(rows, codes, bias, 2**24).float()
+            best_idx[:real][missed] = fallback(rows, codes, bias, 2**24).float()
         out[r0 : r0 + real] = best_idx[:real].long()
     return out

@@ -1,0 +1,1 @@
+"""Named recipes shipped with qbench (TOML files read as package data)."""

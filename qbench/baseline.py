@@ -1,0 +1,177 @@
+"""``qbench report --baseline NAME``: every configuration against a baseline.
+
+Two views per table:
+
+- paired differences: test − baseline per metric, over the seeds both ran,
+  within one cell (the same sweep point and rate rung, see qbench.curves):
+  mean, 95% t interval, two-sided p of ``scipy.stats.ttest_rel``;
+- Bjøntegaard deltas of each quantizer's rate-distortion curve against the
+  baseline's curve at the same recipe point (qbench.bd), with a t interval
+  over the per-seed BD values.
+
+NAME is a quantizer name (every configuration of it is a baseline) or one
+configuration's label as the tables print it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from . import bd
+from .columns import Column, fmt
+from .curves import Curve, cell, coordinates, curve_points, curves, is_option, seed_values, short_key
+from .errors import ConfigError, suggest
+from .report import row_labels
+from .stats import one_sample, paired_difference
+
+RD_METRICS = ("psnr", "ssim", "lpips", "rfid")
+
+
+def _is_baseline(run: pd.Series, name: str) -> bool:
+    return name in (run["quantizer"], run["config"], run["label"])
+
+
+def check_baseline(runs: pd.DataFrame, name: str) -> None:
+    known = sorted(set(runs["quantizer"]) | set(runs["config"]) | set(runs["label"]))
+    if not any(_is_baseline(run, name) for _, run in runs.iterrows()):
+        hint = suggest(name, known)
+        raise ConfigError(f"unknown --baseline {name!r}{hint}; the runs hold: {', '.join(sorted(set(runs['quantizer'])))}")
+
+
+def _interval(low: float, high: float, spec: str = "") -> str:
+    return f"[{fmt(low, spec)}, {fmt(high, spec)}]" if math.isfinite(low) else "—"
+
+
+def _pvalue(p: float) -> str:
+    return f"{p:.2g}" if math.isfinite(p) else "—"
+
+
+def _describe_cell(text: str) -> str:
+    return ", ".join(f"{k}={v}" for k, v in json.loads(text).items())
+
+
+def _option_keys(runs: pd.DataFrame, quantizer: str) -> set[str]:
+    keys = set()
+    for _, run in runs[runs["quantizer"] == quantizer].iterrows():
+        if run["sweep"]:
+            keys |= {short_key(k) for k in coordinates(run) if is_option(k)}
+    return keys
+
+
+def paired_table(runs: pd.DataFrame, metrics: list[Column], name: str) -> pd.DataFrame:
+    ok = runs[runs["status"] == "ok"]
+    firsts = ok.drop_duplicates("group")
+    anchors = firsts[[_is_baseline(r, name) for _, r in firsts.iterrows()]]
+    labels = row_labels(runs)
+    by_metric = {c.key: seed_values(ok, c.key) for c in metrics if not c.descriptive}
+    rows = []
+    for _, test in firsts.iterrows():
+        if _is_baseline(test, name):
+            continue
+        shared = set()
+        for quantizer in set(anchors["quantizer"]):
+            shared |= _option_keys(ok, test["quantizer"]) & _option_keys(ok, quantizer)
+        where = cell(test, shared)
+        for _, anchor in anchors.iterrows():
+            if cell(anchor, shared) != where:
+                continue
+            for column in metrics:
+                if column.descriptive:
+                    continue
+                values = by_metric[column.key]
+                diff = paired_difference(values.get(test["group"], {}), values.get(anchor["group"], {}))
+                if diff is None:
+                    continue
+                rows.append({
+                    "quantizer": labels[test["group"]], "at": _describe_cell(where), "vs": labels[anchor["group"]],
+                    "metric": column.title, "Δ mean": fmt(diff.mean, column.format),
+                    "95% CI": _interval(diff.low, diff.high, column.format), "p": _pvalue(diff.pvalue),
+                    "pairs": diff.n, "verdict": diff.verdict,
+                })
+    frame = pd.DataFrame(rows)
+    if not frame.empty and not frame["at"].any():
+        frame = frame.drop(columns="at")
+    return frame
+
+
+def _per_seed(runs: pd.DataFrame, anchor: Curve, test: Curve, column: Column, method: str) -> tuple[list[float], list[float]]:
+    """BD-rate and BD-metric per seed, over the seeds both curves have at every rate."""
+    values = seed_values(runs, column.key)
+    by_group = {g: values.get(g, {}) for g in anchor.groups + test.groups}
+    seeds = set.intersection(*(set(v) for v in by_group.values()))
+    bits = runs.groupby("group")["bits"].mean().to_dict()
+    rates, metric = [], []
+    for seed in sorted(seeds):
+        ra, ma = [bits[g] for g in anchor.groups], [by_group[g][seed] for g in anchor.groups]
+        rt, mt = [bits[g] for g in test.groups], [by_group[g][seed] for g in test.groups]
+        rates.append(bd.bd_rate(ra, ma, rt, mt, method=method, higher_is_better=column.higher_is_better is not False).value)
+        metric.append(bd.bd_metric(ra, ma, rt, mt, method=method).value)
+    return rates, metric
+
+
+def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) -> pd.DataFrame:
+    ok = runs[runs["status"] == "ok"]
+    labels = ok.drop_duplicates("group").set_index("group")
+    all_curves = curves(ok)
+    anchors = [c for c in all_curves if all(_is_baseline(labels.loc[g], name) for g in c.groups)]
+    columns = [c for c in metrics if c.key in RD_METRICS]
+    rows = []
+    for test in all_curves:
+        if test in anchors:
+            continue
+        for anchor in (a for a in anchors if a.recipe_fixed == test.recipe_fixed):
+            if len(test.groups) < 2 and len(anchor.groups) < 2:
+                continue  # two single rates are a paired comparison, not a curve
+            for column in columns:
+                pa, pt = curve_points(ok, anchor, column.key), curve_points(ok, test, column.key)
+                if not len(pa["bits"]) or not len(pt["bits"]):
+                    continue
+                hib = column.higher_is_better is not False
+                rate = bd.bd_rate(pa["bits"], pa["mean"], pt["bits"], pt["mean"], method=method, higher_is_better=hib)
+                metric = bd.bd_metric(pa["bits"], pa["mean"], pt["bits"], pt["mean"], method=method)
+                seed_rates, seed_metric = _per_seed(ok, anchor, test, column, method)
+                rate_ci, _ = one_sample(seed_rates)
+                metric_ci, _ = one_sample(seed_metric)
+                notes = list(dict.fromkeys(rate.notes + metric.notes))
+                rows.append({
+                    "quantizer": test.label, "vs": anchor.label, "metric": column.title,
+                    "BD-rate (%)": fmt(rate.value, "+.2f"),
+                    "BD-rate 95% CI": _interval(rate_ci.low, rate_ci.high, "+.2f") if rate_ci else "—",
+                    "BD-metric": fmt(metric.value, "+.3g"),
+                    "BD-metric 95% CI": _interval(metric_ci.low, metric_ci.high, "+.3g") if metric_ci else "—",
+                    "points": f"{len(pt['bits'])} vs {len(pa['bits'])}",
+                    "overlap": f"{rate.overlap:.0%} / {metric.overlap:.0%}" if math.isfinite(rate.overlap) and math.isfinite(metric.overlap) else "—",
+                    "seeds": rate_ci.n if rate_ci else 0,
+                    "notes": "; ".join(notes) or "",
+                })
+    return pd.DataFrame(rows)
+
+
+def baseline_sections(report: Any, name: str, method: str) -> list[dict[str, Any]]:
+    if method not in bd.METHODS:
+        raise ConfigError(f"--bd-method must be one of {', '.join(bd.METHODS)}, got {method!r}")
+    check_baseline(report.runs, name)
+    sections = []
+    for table in report.tables:
+        paired = paired_table(table["runs"], report.metrics, name)
+        if not paired.empty:
+            sections.append({
+                "title": f"against {name}: paired differences, {table['title']}", "key": f"{table['key']}-paired",
+                "frame": paired,
+                "notes": ["Δ = configuration − baseline over the seeds both ran; 95% Student t interval; "
+                          "p: two-sided paired t test (scipy.stats.ttest_rel)."],
+            })
+        bd_frame = bd_table(table["runs"], report.metrics, name, method)
+        if not bd_frame.empty:
+            sections.append({
+                "title": f"against {name}: Bjøntegaard deltas ({method}), {table['title']}", "key": f"{table['key']}-bd",
+                "frame": bd_frame,
+                "notes": ["BD-rate: % bits for the same quality (negative = fewer bits); BD-metric: mean "
+                          "difference in the metric's unit over the common rate range (its arrow says which "
+                          "sign is better); intervals: t over per-seed BD values; overlap: metric / rate range."],
+            })
+    return sections

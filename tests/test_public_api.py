@@ -1,0 +1,93 @@
+"""The declared public API: what plugins may import, and that they import nothing else."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import qbench
+from conftest import ROOT
+
+PLUGIN_TREES = [ROOT / "plugins", ROOT / "examples", ROOT / "benchmarks"]
+
+
+def qbench_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, what) for every import of qbench in a file: 'qbench.mod' or 'qbench:name'."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "qbench"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "qbench":
+            if node.module == "qbench":
+                found += [(node.lineno, f"qbench:{a.name}") for a in node.names]
+            else:
+                found.append((node.lineno, node.module))
+    return found
+
+
+def private_uses(path: Path) -> list[str]:
+    bad = []
+    for line, what in qbench_imports(path):
+        if what.startswith("qbench:"):
+            name = what.partition(":")[2]
+            if name not in qbench.__all__ and f"qbench.{name}" not in qbench.PUBLIC_MODULES:
+                bad.append(f"{path}:{line}: from qbench import {name}")
+        elif what not in qbench.PUBLIC_MODULES:
+            bad.append(f"{path}:{line}: {what}")
+    return bad
+
+
+def test_plugins_examples_and_benchmarks_use_only_the_public_api():
+    files = [p for tree in PLUGIN_TREES for p in tree.rglob("*.py")]
+    assert len(files) > 10
+    bad = [b for f in files for b in private_uses(f)]
+    assert not bad, "private qbench modules imported:\n" + "\n".join(bad)
+
+
+def test_the_check_catches_a_private_import(tmp_path):
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text("from qbench.train import fit\nfrom qbench import registries, runner\nimport qbench.lookup\n")
+    assert private_uses(plugin) == [f"{plugin}:1: qbench.train", f"{plugin}:2: from qbench import runner"]
+
+
+@pytest.mark.parametrize("name", qbench.__all__)
+def test_every_public_name_resolves(name):
+    assert getattr(qbench, name) is not None
+
+
+def test_public_modules_import():
+    for module in qbench.PUBLIC_MODULES:
+        __import__(module)
+
+
+def test_import_qbench_stays_torch_free():
+    code = "import sys, qbench; qbench.QuantizerSpec; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+MISSPELT = """
+import qbench
+
+@qbench.hookimpl
+def qbench_register_quantizer():
+    return []
+"""
+
+
+def test_misspelt_hook_is_an_error_naming_it(site):
+    from conftest import make_distribution, run_cli
+
+    make_distribution(site, "typo-plugin", "0.1", {"typo": "typo_plugin.hooks"},
+                      {"typo_plugin/__init__.py": "", "typo_plugin/hooks.py": MISSPELT})
+    regs = qbench.registries()
+    info = next(p for p in regs.plugins if p.name == "typo")
+    assert "unknown hook qbench_register_quantizer" in info.error
+    assert "did you mean 'qbench_register_quantizers'" in info.error
+    listed = run_cli("list", "quantizers")
+    assert listed.returncode == 0
+    assert "plugin 'typo' failed to load" in listed.stderr

@@ -1,0 +1,342 @@
+"""qbench sweep: sweep files, ladders, planning, skipping and resuming, failures, launchers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import qbench
+from conftest import ROOT, run_cli
+from qbench import commands
+from qbench.config import load_recipe
+from qbench.errors import ConfigError
+from qbench.identity import resolve
+from qbench.results import read_metrics
+from qbench.sweep import build_plan, load_sweep
+from qbench.sweep.ladder import read_ladder
+from qbench.sweep.points import expand
+
+SWEEPS = ROOT / "benchmarks" / "sweeps"
+
+
+@pytest.fixture(scope="module")
+def regs():
+    return qbench.registries()
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def run_dirs(out: Path) -> list[Path]:
+    return sorted(p.parent for p in out.rglob("config.toml"))
+
+
+# ---- sweep files and points ---------------------------------------------------------------
+
+
+def test_rd_cpu_dry_run_lists_every_point_with_its_rate(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("sweep", str(SWEEPS / "rd-cpu.toml"), "--dry-run", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line[:1].isdigit() and "  " in line]
+    assert len(rows) == 4 * 5 * 3  # quantizers x rates x seeds
+    by_rate = {(r[1], r[2]): float(r[3]) for r in rows}
+    assert {rate for _, rate in by_rate} == {"6", "8", "10", "12", "14"}
+    assert by_rate[("fsq", "8")] == pytest.approx(7.91) and by_rate[("fsq", "12")] == pytest.approx(12.10)
+    assert by_rate[("rvq", "14")] == 14.0 and by_rate[("gsq", "6")] == 6.0
+    assert "60 points: 60 new" in result.stdout and "of wall time" in result.stdout
+    assert not out.exists()  # a dry run writes nothing
+
+
+def test_grid_keys_of_one_quantizer_do_not_multiply_the_others(tmp_path):
+    spec = load_sweep(write(tmp_path, """
+        name = "g"
+        recipe = "smoke"
+        quantizers = ["gsq", "vq"]
+        seeds = 2
+        [grid]
+        model.latent_dim = [4, 8]
+        "quantizers.gsq.groups" = [1, 2, 4]
+        [zip]
+        rate = [4, 6]
+        "quantizers.vq.codebook_size" = [16, 64]
+    """))
+    points = expand(spec, None)
+    gsq = [p for p in points if p.quantizer == "gsq"]
+    vq = [p for p in points if p.quantizer == "vq"]
+    assert len(gsq) == 2 * 3 * 2 * 2  # latent_dim x groups x rate label x seeds
+    assert len(vq) == 2 * 2 * 2  # latent_dim x (rate, codebook_size) moving together x seeds
+    assert all("quantizers.gsq.groups" not in p.values for p in vq)
+    assert {(p.swept["rate"], p.values["quantizers.vq.codebook_size"]) for p in vq} == {(4, 16), (6, 64)}
+    assert gsq[0].swept == {"model.latent_dim": 4, "quantizers.gsq.groups": 1, "rate": 4}
+    assert [p.seed for p in points[:len(points) // 2]] == [0] * (len(points) // 2)  # seed 0 of everything first
+
+
+def test_every_default_ladder_row_builds_at_its_rate(regs):
+    ladder = read_ladder("default")
+    assert ladder.latent_dim == 4 and {"gsq", "vq", "rvq", "fsq"} <= set(ladder.rows)
+    for quantizer, rungs in ladder.rows.items():
+        assert set(rungs) >= {6.0, 8.0, 10.0, 12.0, 14.0}, quantizer
+        for rate, options in rungs.items():
+            built = regs.quantizers.create(quantizer, dim=ladder.latent_dim, **options)
+            assert abs(built.bits_per_position - rate) <= 0.15, (quantizer, rate, built.bits_per_position)
+
+
+def test_a_sweep_file_can_add_and_replace_ladder_rows(regs, tmp_path):
+    path = write(tmp_path, """
+        name = "inline"
+        recipe = "smoke"
+        quantizers = ["gsq", "rvq"]
+        rates = [8, 10]
+        [ladder]
+        base = "default"
+        gsq = { 10 = { groups = 2, codebook_size = 32 } }
+    """)
+    plan = build_plan(load_sweep(path), tmp_path, regs)
+    options = {(p.identity.quantizer, p.point.swept["rate"]): p.identity.options for p in plan.points}
+    assert options[("gsq", 10)]["groups"] == 2 and options[("gsq", 10)]["codebook_size"] == 32  # replaced
+    assert options[("gsq", 8)]["codebook_size"] == 256 and options[("rvq", 10)]["codebook_size"] == 32  # kept
+    assert [p.bits for p in plan.points] == [8.0, 10.0, 8.0, 10.0]
+
+
+def test_ten_bit_ladder_points_are_the_default_runs_and_the_seed_study_shares_them(regs, tmp_path):
+    rd = build_plan(load_sweep(SWEEPS / "rd-cpu.toml"), tmp_path, regs)
+    seeds = build_plan(load_sweep(SWEEPS / "rd-cpu-seeds.toml"), tmp_path, regs)
+    default = load_recipe("cpu-default")
+    rd_keys = {(p.identity.config_hash, p.identity.seed) for p in rd.points}
+    for quantizer in ("gsq", "vq", "rvq", "fsq"):
+        ten = [p for p in rd.points if p.identity.quantizer == quantizer and p.point.swept["rate"] == 10]
+        assert {p.identity.config_hash for p in ten} == {resolve(default, quantizer, regs).config_hash}
+        mine = [p for p in seeds.points if p.identity.quantizer == quantizer]
+        assert len(mine) >= 8
+        shared = [p for p in mine if (p.identity.config_hash, p.identity.seed) in rd_keys]
+        assert sorted(p.identity.seed for p in shared) == [0, 1, 2]
+    assert rd.spec.name == seeds.spec.name  # one study: the report shows 10 bits with every seed
+
+
+@pytest.mark.parametrize("name", ["rd-cpu", "rd-cpu-seeds", "groups-cpu", "dxv-cpu", "convergence-cpu"])
+def test_published_sweep_files_plan(regs, tmp_path, name):
+    plan = build_plan(load_sweep(SWEEPS / f"{name}.toml"), tmp_path, regs)
+    assert plan.points and all(math.isfinite(p.bits) for p in plan.points)
+    assert plan.estimate_s(2) <= 75 * 60, "each study should fit in about an hour on 2 cores"
+
+
+# ---- bad sweep files: one line, exit 2, nothing trained ------------------------------------
+
+BAD = {
+    "unknown key": ('name = "b"\nrecipe = "smoke"\nquantizers = ["gsq"]\ngird = {}\n', "unknown key 'gird' (did you mean 'grid'?)"),
+    "empty grid": ('name = "b"\nrecipe = "smoke"\nquantizers = ["gsq"]\n[grid]\n"quantizers.gsq.groups" = []\n',
+                   "has an empty list"),
+    "option not taken": ('name = "b"\nrecipe = "smoke"\nquantizers = ["gsq", "vq"]\n[grid]\n"quantizers.vq.groups" = [1, 2]\n',
+                         "has no option 'groups'"),
+    "bad value": ('name = "b"\nrecipe = "smoke"\nquantizers = ["gsq"]\n[grid]\n"quantizers.gsq.groups" = [1, 3]\n',
+                  "not divisible by groups 3"),
+    "unknown quantizer": ('name = "b"\nrecipe = "smoke"\nquantizers = ["gsq", "vqq"]\n', "unknown quantizer 'vqq'"),
+    "bad recipe key": ('name = "b"\nrecipe = "smoke"\nquantizers = ["gsq"]\n[grid]\n"train.stps" = [1, 2]\n',
+                       "unknown recipe key 'train.stps'"),
+    "zip lengths": ('name = "b"\nrecipe = "smoke"\nquantizers = ["gsq"]\n[zip]\nrate = [4, 5]\n"train.steps" = [1]\n',
+                    "need one length"),
+    "no ladder row": ('name = "b"\nrecipe = "smoke"\nquantizers = ["gsq", "vq"]\nrates = [4]\n[ladder]\n'
+                      'gsq = { 4 = { codebook_size = 16 } }\n', "no rows for quantizer 'vq'"),
+    "same run twice": ('name = "b"\nrecipe = "smoke"\nquantizers = ["gsq"]\n[grid]\n"train.log_every" = [1, 2]\n',
+                       "is the same run as"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_sweep_files_fail_before_anything_runs(tmp_path, regs, case):
+    text, message = BAD[case]
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        commands.sweep(str(path), dry_run=False, jobs=1, launcher="local", out=str(tmp_path / "out"),
+                       slurm_options={}, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["unknown key", "option not taken"])
+def test_bad_sweep_file_is_one_line_exit_2_from_the_cli(tmp_path, case):
+    text, message = BAD[case]
+    result = run_cli("sweep", str(write(tmp_path, text)), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# ---- running: skip what is done, resume what was interrupted, record failures ------------------
+
+SMOKE = """
+    name = "smoke-sweep"
+    recipe = "smoke"
+    quantizers = ["gsq", "fsq"]
+    seeds = [0]
+    set = { "train.steps" = 4, "train.checkpoint_every" = 2, "eval.max_images" = 8, "optim.ema_decay" = 0.0 }
+    [grid]
+    "quantizers.gsq.groups" = [1, 2]
+"""
+
+
+def interrupt_point(planned, plan) -> Path:
+    """A run of ``planned`` stopped after 2 of its 4 steps, as a killed worker leaves it."""
+    import torch
+
+    from qbench.data import build_dataset
+    from qbench.model import build_tokenizer
+    from qbench.results import RunDirectory
+    from qbench.train import fit
+
+    identity, block = planned.identity, planned.block(plan.spec)
+    directory = RunDirectory.create(plan.out, identity.recipe.name, identity.quantizer, identity.seed)
+    directory.write_config(identity, block)
+    torch.manual_seed(identity.recipe.seed)
+    fit(build_tokenizer(identity), identity.recipe, build_dataset(identity.recipe, "train"),
+        identity={**identity.to_dict(), "sweep": block}, run_dir=directory, progress=False, stop_after=2)
+    return directory.path
+
+
+def sweep(path, out, jobs=3, dry_run=False):
+    return commands.sweep(str(path), dry_run=dry_run, jobs=jobs, launcher="local", out=str(out),
+                          slurm_options={}, progress=False)
+
+
+def test_a_sweep_resumes_the_interrupted_runs_only_the_missing_and_then_nothing(tmp_path, regs, capsys):
+    path, out = write(tmp_path, SMOKE), tmp_path / "out"
+    plan = build_plan(load_sweep(path), out, regs)
+    interrupted = interrupt_point(plan.points[1], plan)  # gsq groups=2, stopped at step 2 of 4
+    assert [p.status for p in build_plan(load_sweep(path), out, regs).points] == ["new", "resume", "new"]
+
+    assert sweep(path, out) == 0
+    dirs = run_dirs(out)
+    assert len(dirs) == 3 and interrupted in dirs  # resumed in place, not restarted
+    record = read_metrics(interrupted)
+    assert record["run"]["status"] == "ok" and record["train"]["steps"] == 4
+    assert record["run"]["sweep"] == {"name": "smoke-sweep", "file": str(path), "point": {"quantizers.gsq.groups": 2}}
+    log_steps = [int(line.split(",")[0]) for line in (interrupted / "log.csv").read_text().splitlines()[1:]]
+    assert log_steps == [2, 4]  # the first half's log row survived the interruption
+
+    # one point lost entirely (as if its run had never happened): only it runs again
+    lost = next(d for d in dirs if read_metrics(d)["run"]["quantizer"] == "fsq")
+    kept = {d: (d / "metrics.json").stat().st_mtime_ns for d in dirs if d != lost}
+    __import__("shutil").rmtree(lost)
+    capsys.readouterr()
+    assert sweep(path, out) == 0
+    assert "2 done, 1 new" in capsys.readouterr().out
+    assert len(run_dirs(out)) == 3
+    assert {d: (d / "metrics.json").stat().st_mtime_ns for d in kept} == kept
+
+    # and a third time there is nothing to do
+    assert sweep(path, out) == 0
+    assert "nothing to run: every point is done" in capsys.readouterr().out
+    assert len(run_dirs(out)) == 3
+    for d in run_dirs(out):
+        config = (d / "config.toml").read_text()
+        assert '[sweep]' in config and 'name = "smoke-sweep"' in config
+
+
+def test_a_failed_point_is_recorded_and_the_others_still_run(tmp_path, capsys):
+    path = write(tmp_path, """
+        name = "fails"
+        recipe = "smoke"
+        quantizers = ["gsq"]
+        set = { "train.steps" = 3, "eval.max_images" = 8, "optim.ema_decay" = 0.0 }
+        [grid]
+        "optim.lr" = [1e-3, 1e30]
+    """)
+    out = tmp_path / "out"
+    assert sweep(path, out, jobs=2) == 1
+    records = {read_metrics(d)["run"]["status"]: read_metrics(d) for d in run_dirs(out)}
+    assert set(records) == {"ok", "failed"}
+    assert "non-finite loss" in records["failed"]["run"]["reason"]
+    assert records["failed"]["run"]["sweep"]["point"] == {"optim.lr": 1e30}
+    assert "1 failed" in capsys.readouterr().out
+    capsys.readouterr()
+    assert sweep(path, out, dry_run=True) == 0
+    assert "1 done, 1 rerun" in capsys.readouterr().out  # a failed point runs again next time
+
+
+# ---- the Slurm launcher, through submitit's local executor ----------------------------------
+
+
+def test_submitit_launcher_runs_a_smoke_sweep(tmp_path):
+    path = write(tmp_path, """
+        name = "submitit-smoke"
+        recipe = "smoke"
+        quantizers = ["gsq", "fsq"]
+        set = { "train.steps" = 2, "eval.max_images" = 8, "optim.ema_decay" = 0.0 }
+        [slurm]
+        time = 10
+        cpus_per_task = 1
+    """)
+    out = tmp_path / "out"
+    code = commands.sweep(str(path), dry_run=False, jobs=None, launcher="slurm", out=str(out), slurm_options={},
+                          progress=False, cluster="local")
+    assert code == 0
+    records = [read_metrics(d) for d in run_dirs(out)]
+    assert sorted(r["run"]["quantizer"] for r in records) == ["fsq", "gsq"]
+    assert all(r["run"]["status"] == "ok" and r["run"]["sweep"]["name"] == "submitit-smoke" for r in records)
+    assert list((out / "submitit").glob("*/*_result.pkl"))  # the points ran as submitit jobs
+
+
+def test_a_requeued_job_resubmits_the_same_point():
+    from qbench.sweep.slurm import PointJob
+
+    task = {"index": 1, "label": "gsq seed=0"}
+    job = PointJob()
+    delayed = job.checkpoint(task)  # what submitit calls on preemption or time-out
+    assert delayed.function is job and delayed.args == (task,)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0").strip()) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the job process through /proc")
+def test_a_preempted_job_is_requeued_and_resumes_its_run(tmp_path, regs):
+    import time
+    from dataclasses import asdict
+
+    import submitit
+
+    from qbench.sweep.launch import tasks_for
+    from qbench.sweep.slurm import PointJob
+
+    path = write(tmp_path, """
+        name = "preempted"
+        recipe = "smoke"
+        quantizers = ["gsq"]
+        set = { "train.steps" = 40, "train.checkpoint_every" = 4, "eval.max_images" = 8, "optim.ema_decay" = 0.0 }
+    """)
+    out = tmp_path / "out"
+    [task] = tasks_for(build_plan(load_sweep(path), out, regs), threads=1)
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=20)
+    job = executor.submit(PointJob(), asdict(task))
+    deadline = time.time() + 240
+    while not list(out.rglob("checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(out.rglob("checkpoint.pt")), "the job never wrote a checkpoint"
+    # Slurm preempts by sending the job step USR2 (submitit's LocalExecutor only sends it near its
+    # time limit, to the job process under its controller): send it there directly
+    [job_process] = child_pids(job._process.pid)
+    os.kill(job_process, signal.SIGUSR2)
+    result = job.result()
+    assert result["status"] == "ok" and result["resumed"] is True
+    [run_dir] = run_dirs(out)  # continued in place, not restarted
+    assert read_metrics(run_dir)["train"]["steps"] == 40
