@@ -46,10 +46,14 @@ class TrainResult:
     log: list[dict[str, Any]] = field(default_factory=list)
     eval_model: nn.Module | None = None  # EMA weights when kept (and asked for), else the model
     model: nn.Module | None = None  # the trained (non-EMA) model
+    peak_gpu_memory_gib: float | None = None  # this process's peak allocation while training, on a GPU
 
     def info(self) -> dict[str, Any]:
-        return {"steps": self.steps, "wall_time_s": round(self.wall_time_s, 2), "final_loss": self.final_loss,
+        info = {"steps": self.steps, "wall_time_s": round(self.wall_time_s, 2), "final_loss": self.final_loss,
                 "device": self.device, "world_size": self.world_size}
+        if self.peak_gpu_memory_gib is not None:
+            info["peak_gpu_memory_gib"] = round(self.peak_gpu_memory_gib, 3)
+        return info
 
 
 def learning_rate(recipe: Recipe, step: int) -> float:
@@ -256,6 +260,8 @@ def fit(
     distributed.init(device)
     if recipe.train.threads > 0:
         torch.set_num_threads(recipe.train.threads)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     trainer = _Trainer(tokenizer, recipe, device)
     directory = run_dir if run_dir is None or isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
     if resume_state is not None:
@@ -306,6 +312,7 @@ def fit(
     eval_model.eval()
     # a resumed run with no step left ends with the loss it logged last, not with "no loss"
     final_loss = last.get("loss", trainer.log[-1].get("loss", float("nan")) if trainer.log else float("nan"))
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return TrainResult(steps=trainer.step, wall_time_s=trainer.wall_time, final_loss=float(final_loss),
                        device=str(device), world_size=trainer.world, log=trainer.log, eval_model=eval_model,
-                       model=trainer.model)
+                       model=trainer.model, peak_gpu_memory_gib=peak)

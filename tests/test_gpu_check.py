@@ -23,9 +23,10 @@ def test_cpu_smoke_runs_the_whole_check_and_prints_one_table(tmp_path):
     assert set(rows) == {"gsq", "fsq"}
     for cells in rows.values():
         assert cells[1] == "ok" and cells[3] == "2"  # status, steps
-        assert "float32" in cells and "off" in cells  # lookups in float32 with autocast off, under bf16
+        assert cells[6] == "yes"  # the codes under bf16 autocast equal the float32 codes
     assert "imagenet128-vae, bf16" in result.stdout and "verdict: OK" in result.stdout
     assert len(list((tmp_path / "runs" / "imagenet128-vae").iterdir())) == 2
+    assert "LPIPS loss: off in --cpu-smoke" in result.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
