@@ -123,7 +123,8 @@ def test_ten_bit_ladder_points_are_the_default_runs_and_the_seed_study_shares_th
     assert rd.spec.name == seeds.spec.name  # one study: the report shows 10 bits with every seed
 
 
-@pytest.mark.parametrize("name", ["rd-cpu", "rd-cpu-seeds", "groups-cpu", "dxv-cpu", "convergence-cpu"])
+@pytest.mark.parametrize("name", ["rd-cpu", "rd-cpu-new", "rd-cpu-10bit", "rd-cpu-seeds", "groups-cpu", "dxv-cpu",
+                                  "convergence-cpu"])
 def test_published_sweep_files_plan(regs, tmp_path, name):
     plan = build_plan(load_sweep(SWEEPS / f"{name}.toml"), tmp_path, regs)
     assert plan.points and all(math.isfinite(p.bits) for p in plan.points)
