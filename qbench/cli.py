@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="points at a time, local launcher (default: see docs/sweeps.md)")
     p.add_argument("--launcher", choices=("local", "slurm"), default="local", help="where points run (default: local)")
     p.add_argument("--out", default=None, help="output folder (default: results/sweeps/NAME)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a recipe key for every point, e.g. --set train.steps=20 for a quick check")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
     s = p.add_argument_group("slurm (also a [slurm] table in the sweep file; these win)")
     from .sweep.spec import SLURM_KEYS
@@ -119,7 +121,7 @@ def cmd_sweep(args) -> int:
 
     slurm = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
     return sweep(args.sweep_file, dry_run=args.dry_run, jobs=args.jobs, launcher=args.launcher, out=args.out,
-                 slurm_options=slurm, progress=not args.no_progress)
+                 slurm_options=slurm, progress=not args.no_progress, overrides=args.overrides)
 
 
 def cmd_report(args) -> int:
