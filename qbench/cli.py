@@ -50,15 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a study: a grid of runs from a sweep file, resumable")
     p.add_argument("sweep_file", metavar="SWEEP.toml", help="the sweep file (docs/sweeps.md)")
     p.add_argument("--dry-run", action="store_true", help="list every point, its rate, status and time; run nothing")
-    p.add_argument("--jobs", type=int, default=None, help="points at a time, local launcher (default: see docs/sweeps.md)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="points at a time, local launcher (default: see docs/sweeps.md)")
     p.add_argument("--launcher", choices=("local", "slurm"), default="local", help="where points run (default: local)")
-    p.add_argument("--out", default=None, help="output folder (default: results/sweeps/NAME)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: results/sweeps/NAME)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a recipe key for every point, e.g. --set train.steps=20 for a quick check")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
     s = p.add_argument_group("slurm (also a [slurm] table in the sweep file; these win)")
     from .sweep.spec import SLURM_KEYS
 
     for key, (kind, meaning) in SLURM_KEYS.items():
-        s.add_argument(f"--{key.replace('_', '-')}", dest=f"slurm_{key}", type=kind, default=None, help=meaning)
+        s.add_argument(f"--{key.replace('_', '-')}", dest=f"slurm_{key}", type=kind, default=None, help=meaning,
+                       metavar="N" if kind is int else key.upper())
 
     p = sub.add_parser("report", help="aggregate run directories into tables and plots")
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them")
@@ -130,7 +133,7 @@ def cmd_sweep(args) -> int:
 
     slurm = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
     return sweep(args.sweep_file, dry_run=args.dry_run, jobs=args.jobs, launcher=args.launcher, out=args.out,
-                 slurm_options=slurm, progress=not args.no_progress)
+                 slurm_options=slurm, progress=not args.no_progress, overrides=args.overrides)
 
 
 def cmd_report(args) -> int:

@@ -264,16 +264,16 @@ def weights(action: str, names: list[str] | None, file: str | None) -> int:
 
 
 def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
-          slurm_options: dict, progress: bool, cluster: str = "slurm") -> int:
+          slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm") -> int:
     """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
     from .results import _slug
     from .sweep import build_plan, load_sweep
     from .sweep.launch import check_data, launch
     from .sweep.local import available_cores, default_jobs, threads_per_point
     from .sweep.render import render_plan
-    from .sweep.spec import check_slurm
+    from .sweep.spec import check_slurm, with_overrides
 
-    spec = load_sweep(path)
+    spec = with_overrides(load_sweep(path), list(overrides))
     options = check_slurm({**spec.slurm, **{k: v for k, v in slurm_options.items() if v is not None}},
                           lambda message: ConfigError(f"sweep {path}: {message}"))
     if jobs is not None and jobs < 1:

@@ -6,8 +6,9 @@ step come from the finished runs already in the sweep's output folder
 closely as they exist: same model, data, losses and precision (the recipe
 keys that set the cost of a step) and the same quantizer and options; else
 the same quantizer; else any quantizer.  A folder without a matching run
-falls back to ``FALLBACK_S_PER_STEP``, which is what a ``cpu-default`` point
-costs on 2 cores and is only a guess for any other recipe or machine.
+falls back to ``FALLBACK_S_PER_STEP``, a guess at a ``cpu-default`` point's
+step at ``--jobs 2`` on 2 idle cores, and no better than a guess for any
+other recipe or machine.
 Measured times already include whatever parallelism the runs had.
 """
 
@@ -23,10 +24,11 @@ from typing import Any
 
 from . import existing
 
-# cpu-default on 2 cores, --jobs 2 (one thread per point): seconds of training per step
-# of one point and seconds of start-up plus evaluation per point; docs/sweeps.md shows
-# how they were measured (`qbench sweep` prints the measured values once runs exist).
-FALLBACK_S_PER_STEP = 0.5
+# A cpu-default point at --jobs 2 on 2 idle cores: one core per point, and one point on
+# both cores runs ~3.3 steps/s (docs/training.md), so ~0.6 s per step per point if the
+# work split perfectly; start-up (a fresh Python and torch) plus evaluation ~20 s.
+# Guesses for idle cores: on a loaded machine both grow (docs/sweeps.md#how-many-jobs).
+FALLBACK_S_PER_STEP = 0.6
 OVERHEAD_S = 20.0
 
 
@@ -99,5 +101,5 @@ def fill(planned: list, costs: CostIndex) -> str:
         parts.append(f"{measured} from finished runs in the output folder")
     if guessed:
         parts.append(f"{guessed} from a rough constant ({FALLBACK_S_PER_STEP} s/step + {OVERHEAD_S:.0f} s per point, "
-                     "cpu-default on 2 cores)")
+                     "a cpu-default guess for 2 idle cores)")
     return "estimates: " + "; ".join(parts)

@@ -101,6 +101,10 @@ def run_local(tasks: list[PointTask], jobs: int, progress: SweepProgress) -> lis
     return [results[t.index] for t in tasks if t.index in results]
 
 
+MAX_DEFAULT_JOBS = 8  # each point's process holds about 1 GB (torch and its compiler stack)
+
+
 def default_jobs() -> int:
-    """One point per core, one thread each: faster than one point on every core (docs/sweeps.md)."""
-    return available_cores()
+    """One point per core, one thread each (faster than one point on every core, docs/sweeps.md),
+    at most ``MAX_DEFAULT_JOBS`` points: past that the cores are shared out as threads."""
+    return min(available_cores(), MAX_DEFAULT_JOBS)

@@ -199,3 +199,22 @@ def load_sweep(path: str | Path) -> SweepSpec:
                      seeds=_seeds(raw.get("seeds"), fail), fixed=fixed, grid=grid, zips=zips, ladder=ladder,
                      rates=list(rates) if rates else None,
                      slurm=check_slurm(slurm, fail), description=str(description))
+
+
+def with_overrides(spec: SweepSpec, items: list[str]) -> SweepSpec:
+    """``spec`` with ``--set KEY=VALUE`` items added to its fixed keys (a swept key cannot be fixed)."""
+    import dataclasses
+
+    from ..config import parse_value
+
+    fixed = dict(spec.fixed)
+    swept = set(spec.grid).union(*spec.zips) if spec.zips else set(spec.grid)
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r} (e.g. --set train.steps=20)")
+        if key in swept or key == RATE:
+            raise spec.error(f"--set {key}: the sweep varies this key; it cannot also be fixed")
+        fixed[key] = parse_value(text.strip())
+    return dataclasses.replace(spec, fixed=fixed)
