@@ -118,19 +118,21 @@ def test_a_sweep_file_can_add_and_replace_ladder_rows(regs, tmp_path):
     assert [p.bits for p in plan.points] == [8.0, 10.0, 8.0, 10.0]
 
 
-def test_ten_bit_ladder_points_are_the_default_runs_and_the_seed_study_shares_them(regs, tmp_path):
-    rd = build_plan(load_sweep(SWEEPS / "rd-cpu.toml"), tmp_path, regs)
-    seeds = build_plan(load_sweep(SWEEPS / "rd-cpu-seeds.toml"), tmp_path, regs)
+def test_ten_bit_ladder_points_are_the_default_runs_and_the_seed_study_completes_them(regs, tmp_path):
+    plans = {name: build_plan(load_sweep(SWEEPS / f"{name}.toml"), tmp_path, regs)
+             for name in ("rd-cpu", "rd-cpu-new", "rd-cpu-10bit", "rd-cpu-seeds")}
     default = load_recipe("cpu-default")
-    rd_keys = {(p.identity.config_hash, p.identity.seed) for p in rd.points}
-    for quantizer in ("gsq", "vq", "rvq", "fsq"):
-        ten = [p for p in rd.points if p.identity.quantizer == quantizer and p.point.swept["rate"] == 10]
+    ladder = [p for name in ("rd-cpu", "rd-cpu-new") for p in plans[name].points]
+    for quantizer in ("gsq", "vq", "rvq", "fsq", "lfq", "bsq", "simvq", "ibq"):
+        ten = [p for p in ladder if p.identity.quantizer == quantizer and p.point.swept["rate"] == 10]
         assert {p.identity.config_hash for p in ten} == {resolve(default, quantizer, regs).config_hash}
-        mine = [p for p in seeds.points if p.identity.quantizer == quantizer]
-        assert len(mine) >= 8
-        shared = [p for p in mine if (p.identity.config_hash, p.identity.seed) in rd_keys]
-        assert sorted(p.identity.seed for p in shared) == [0, 1, 2]
-    assert rd.spec.name == seeds.spec.name  # one study: the report shows 10 bits with every seed
+        first = {(p.identity.config_hash, p.identity.seed) for p in plans["rd-cpu-10bit"].points
+                 if p.identity.quantizer == quantizer}
+        assert first == {(p.identity.config_hash, p.identity.seed) for p in ten}  # the slice is the ladder's 10 bits
+        more = [p for p in plans["rd-cpu-seeds"].points if p.identity.quantizer == quantizer]
+        assert {p.identity.config_hash for p in more} == {p.identity.config_hash for p in ten}
+        assert sorted({p.identity.seed for p in more} | {s for _, s in first}) == list(range(8))  # >= 8 seeds at 10 bits
+    assert len({plan.spec.name for plan in plans.values()}) == 1  # one study: one report
 
 
 @pytest.mark.parametrize("name", ["rd-cpu", "rd-cpu-new", "rd-cpu-10bit", "rd-cpu-seeds", "groups-cpu", "dxv-cpu",
