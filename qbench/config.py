@@ -271,15 +271,20 @@ def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, An
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r} (e.g. --set train.steps=200)")
-        parts = key.split(".")
-        node = table
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {part!r} is not a table")
-            node = child
-        node[parts[-1]] = parse_value(text.strip())
+        set_dotted(table, key, parse_value(text.strip()), what="--set ")
     return table
+
+
+def set_dotted(table: dict[str, Any], key: str, value: Any, what: str = "key ") -> None:
+    """``table["a"]["b"] = value`` for ``key = "a.b"``, creating tables on the way."""
+    parts = key.split(".")
+    node = table
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{what}{key}: {part!r} is not a table")
+        node = child
+    node[parts[-1]] = value
 
 
 # ---- finding recipes ------------------------------------------------------------------

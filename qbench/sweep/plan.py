@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import config
 from ..config import recipe_from_dict, recipe_table
 from ..errors import ConfigError
 from ..identity import RunIdentity, resolve
@@ -76,14 +77,7 @@ class Plan:
 
 def set_dotted(table: dict[str, Any], key: str, value: Any) -> None:
     """``table["a"]["b"] = value`` for ``key = "a.b"``, as ``--set a.b=value`` does."""
-    parts = key.split(".")
-    node = table
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"key {key}: {part!r} is not a table")
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
+    config.set_dotted(table, key, copy.deepcopy(value))
 
 
 def point_recipe(base: dict[str, Any], point: Point):
