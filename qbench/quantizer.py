@@ -45,6 +45,11 @@ class Quantizer(nn.Module):
     def code_stats(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
         return usage_stats(codes, self.codebook_size, shared=self.codebook_shared)
 
+    def input_rows(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` (B, D, h, w), checked, as float32 rows (B*h*w, D) in the order of the codes."""
+        self.check_input(z)
+        return to_rows(z).float()
+
     def check_input(self, z: torch.Tensor) -> None:
         if z.dim() != 4 or z.shape[1] != self.dim:
             raise ConfigError(

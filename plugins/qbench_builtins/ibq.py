@@ -54,7 +54,6 @@ from qbench.quantizer import (
     require_choice,
     require_float,
     require_int,
-    to_rows,
 )
 
 from .entropy import penalty_from_logits
@@ -98,14 +97,10 @@ class IndexBackpropQuantizer(Quantizer):
             f"entropy_weight={self.entropy_weight}, inv_temperature={self.inv_temperature}, init={self.init!r}"
         )
 
-    def _rows_of(self, z: torch.Tensor) -> torch.Tensor:
-        self.check_input(z)
-        return to_rows(z).float()
-
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         batch, _, height, width = z.shape
         with float32_lookup():
-            x = self._rows_of(z)
+            x = self.input_rows(z)
             logits = x @ self.codebook.t()
             codes = logits.argmax(dim=1)
             soft = logits.softmax(dim=1)
@@ -128,7 +123,7 @@ class IndexBackpropQuantizer(Quantizer):
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = z.shape
         with float32_lookup():
-            logits = self._rows_of(z) @ self.codebook.t()
+            logits = self.input_rows(z) @ self.codebook.t()
         return logits.argmax(dim=1).view(batch, height, width, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

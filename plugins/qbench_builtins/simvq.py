@@ -38,7 +38,6 @@ from qbench.quantizer import (
     require_float,
     require_int,
     straight_through,
-    to_rows,
 )
 
 
@@ -65,10 +64,6 @@ class SimVQ(Quantizer):
         """The effective codes C W^T + b, (V, D)."""
         return self.codebook_transform(self.frozen_codebook)
 
-    def _rows_of(self, z: torch.Tensor) -> torch.Tensor:
-        self.check_input(z)
-        return to_rows(z).float()
-
     def _lookup(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return nearest_code(x, self.codebook)
@@ -79,7 +74,7 @@ class SimVQ(Quantizer):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         batch, _, height, width = z.shape
         with float32_lookup():
-            x = self._rows_of(z)
+            x = self.input_rows(z)
             codes = self._lookup(x)
             q = self._codes_to_rows(codes)
             loss = codebook_loss(x, q, self.beta)
@@ -92,7 +87,7 @@ class SimVQ(Quantizer):
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = z.shape
         with float32_lookup():
-            codes = self._lookup(self._rows_of(z))
+            codes = self._lookup(self.input_rows(z))
         return codes.view(batch, height, width, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

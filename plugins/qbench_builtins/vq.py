@@ -43,7 +43,6 @@ from qbench.quantizer import (
     require_float,
     require_int,
     straight_through,
-    to_rows,
 )
 
 COUNT_DECAY_WITHOUT_EMA = 0.99
@@ -121,14 +120,10 @@ class VectorQuantizer(Quantizer):
             f"dead_code_threshold={self.dead_code_threshold}"
         )
 
-    def _rows_of(self, z: torch.Tensor) -> torch.Tensor:
-        self.check_input(z)
-        return to_rows(z).float()
-
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         batch, _, height, width = z.shape
         with float32_lookup():
-            x = self._rows_of(z)
+            x = self.input_rows(z)
             z_tilde = F.normalize(x, dim=-1) if self.l2_lookup else x
             codes = nearest_code(x, self.codebook, normalize=self.l2_lookup)
             q = F.embedding(codes, self.codebook)
@@ -182,7 +177,7 @@ class VectorQuantizer(Quantizer):
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = z.shape
         with float32_lookup():
-            codes = nearest_code(self._rows_of(z), self.codebook, normalize=self.l2_lookup)
+            codes = nearest_code(self.input_rows(z), self.codebook, normalize=self.l2_lookup)
         return codes.view(batch, height, width, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
