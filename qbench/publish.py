@@ -65,9 +65,13 @@ def _write(report: Report, out: Path, intro: str) -> None:
             lines += ["Not measured here:", ""] + [f"- {u}" for u in unavailable] + [""]
     for section in report.sections:
         lines += _section(section)
+    if report.unfinished:
+        lines += ["## Unfinished runs", "", "No metrics.json yet: running, or stopped before evaluation "
+                  "(`qbench sweep` or `qbench run --resume` finishes them); not in the tables above.", ""]
+        lines += [f"- `{d}`" for d in report.unfinished] + [""]
     if report.broken:
         lines += ["## Broken runs", ""] + [f"- `{d}`: {reason}" for d, reason in report.broken] + [""]
-    if not report.tables and not report.broken:
+    if not report.tables and not report.broken and not report.unfinished:
         lines += ["No runs found.", ""]
     atomic.write_text(out / "README.md", "\n".join(lines))
 

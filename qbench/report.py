@@ -10,8 +10,10 @@ Rows are configurations (``config_hash``; records without one fall back to
 quantizer plus options).  Several seeds of one configuration become
 ``mean ± half-width (n=seeds)`` of a 95% Student t interval.  Metric columns
 are the metrics the runs recorded.  Failed runs and unavailable metrics are
-shown as such, never as numbers; a run directory whose ``metrics.json`` is
-missing or broken is listed as broken.
+shown as such, never as numbers.  A run directory with a ``config.toml`` but
+no ``metrics.json`` is listed as unfinished (running, or stopped before its
+evaluation: ``qbench sweep`` or ``qbench run --resume`` finishes it); one
+whose ``metrics.json`` cannot be read is listed as broken.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .stats import mean_ci
 class Report:
     tables: list[dict[str, Any]] = field(default_factory=list)  # each: title, key, frame, runs, sweep, point_keys, notes
     broken: list[tuple[Path, str]] = field(default_factory=list)
+    unfinished: list[Path] = field(default_factory=list)  # config.toml, no metrics.json yet
     runs: pd.DataFrame | None = None
     metrics: list[Column] = field(default_factory=list)
     sections: list[dict[str, Any]] = field(default_factory=list)  # baseline, BD and fit results: title, frame, notes
@@ -299,6 +302,9 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
     report = Report()
     records = []
     for run_dir in find_run_dirs(paths):
+        if not (run_dir / results.METRICS_FILE).exists() and (run_dir / results.CONFIG_FILE).exists():
+            report.unfinished.append(run_dir)
+            continue
         try:
             records.append((run_dir, results.read_metrics(run_dir)))
         except ValueError as exc:
@@ -341,6 +347,8 @@ def render_text(report: Report) -> str:
     for table in report.tables + report.sections:
         text = f"## {table['title']}\n\n{to_markdown(table['frame'])}" if len(table["frame"]) else f"## {table['title']}"
         parts.append("\n\n".join([text, *(f"- {n}" for n in table.get("notes", []))]))
+    for run_dir in report.unfinished:
+        parts.append(f"unfinished run (no metrics.json yet): {run_dir}")
     for run_dir, reason in report.broken:
         parts.append(f"broken run: {run_dir}: {reason}")
     return "\n\n".join(parts) if parts else "no runs found"

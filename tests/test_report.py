@@ -100,6 +100,20 @@ def test_truncated_metrics_json_is_reported_as_broken(tmp_path, recipes):
     assert "broken run" in render_text(report)
 
 
+def test_run_without_metrics_is_unfinished_not_broken(tmp_path, recipes):
+    a, _ = recipes
+    good = make_run(tmp_path, a, "gsq", {"dim": 8}, 0)
+    running = make_run(tmp_path, a, "vq", {"dim": 8}, 0)
+    (running / "metrics.json").unlink()
+    report = build_report([tmp_path])
+    assert report.unfinished == [running] and report.broken == []
+    assert list(report.tables[0]["runs"]["run_dir"]) == [str(good)]
+    assert "unfinished run" in render_text(report)
+    write_report(report, tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "## Unfinished runs" in text and str(running) in text and "## Broken runs" not in text
+
+
 def test_written_report_has_csv_markdown_and_plots(tmp_path, recipes):
     a, _ = recipes
     for q in ("gsq", "vq"):
