@@ -49,7 +49,10 @@ class Report:
 
 
 def find_run_dirs(paths: list[str | Path]) -> list[Path]:
-    """Run directories below ``paths``: any directory holding config.toml or metrics.json."""
+    """Run directories below ``paths``: any directory holding config.toml or metrics.json.
+
+    Sorted within each path, paths in the order given (a report lists its sweeps in that order).
+    """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -60,7 +63,7 @@ def find_run_dirs(paths: list[str | Path]) -> list[Path]:
             continue
         markers = list(path.rglob(results.CONFIG_FILE)) + list(path.rglob(results.METRICS_FILE))
         found.extend(sorted({m.parent for m in markers}))
-    return sorted(dict.fromkeys(found))
+    return list(dict.fromkeys(found))
 
 
 def _dig(record: dict[str, Any], dotted: str) -> Any:
@@ -265,7 +268,7 @@ def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, 
 
 def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, Any]]:
     tables = []
-    for name, group in runs.groupby("sweep", sort=True):
+    for name, group in runs.groupby("sweep", sort=False):  # in the order the paths were given
         keys = _point_keys(group)
         recipes = ", ".join(sorted(set(group["recipe"])))
         notes = []

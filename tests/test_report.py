@@ -261,6 +261,15 @@ def test_sweep_runs_make_one_table_with_swept_columns(tmp_path):
     assert (tmp_path / "out" / "sweep-ladder-rd-psnr.png").exists()
 
 
+def test_sweep_tables_follow_the_order_of_the_paths(tmp_path):
+    for name in ("zeta", "alpha"):
+        write_run(tmp_path / name, "gsq", {"dim": 4}, 0, psnr_metrics(22.0), recipe_hash=name,
+                  sweep={"name": name, "file": f"{name}.toml", "point": {"rate": 10}})
+    first = build_report([tmp_path / "zeta", tmp_path / "alpha"])
+    assert [t["sweep"] for t in first.tables] == ["zeta", "alpha"]
+    assert [t["sweep"] for t in build_report([tmp_path / "alpha", tmp_path / "zeta"]).tables] == ["alpha", "zeta"]
+
+
 def test_baseline_pairs_by_seed_and_rung_as_scipy_does(tmp_path):
     truth = ladder_runs(tmp_path / "runs")
     report = build_report([tmp_path / "runs"], baseline="vq")
