@@ -113,19 +113,22 @@ def _per_seed(runs: pd.DataFrame, anchor: Curve, test: Curve, column: Column, me
     return rates, metric
 
 
-def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) -> pd.DataFrame:
+def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) -> tuple[pd.DataFrame, list[str]]:
+    """BD rows of every curve against the baseline's, and the configurations measured at one rate only."""
     ok = runs[runs["status"] == "ok"]
     labels = ok.drop_duplicates("group").set_index("group")
     all_curves = curves(ok)
     anchors = [c for c in all_curves if all(_is_baseline(labels.loc[g], name) for g in c.groups)]
     columns = [c for c in metrics if c.key in RD_METRICS]
-    rows = []
+    rows, single_rate = [], []
     for test in all_curves:
         if test in anchors:
             continue
         for anchor in (a for a in anchors if a.recipe_fixed == test.recipe_fixed):
-            if len(test.groups) < 2 and len(anchor.groups) < 2:
-                continue  # two single rates are a paired comparison, not a curve
+            if len(test.groups) < 2:
+                if len(anchor.groups) >= 2:
+                    single_rate.append(test.label)
+                continue  # a single rate is a paired comparison, not a curve
             for column in columns:
                 pa, pt = curve_points(ok, anchor, column.key), curve_points(ok, test, column.key)
                 if not len(pa["bits"]) or not len(pt["bits"]):
@@ -148,7 +151,7 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
                     "seeds": rate_ci.n if rate_ci else 0,
                     "notes": "; ".join(notes) or "",
                 })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), sorted(set(single_rate))
 
 
 def baseline_sections(report: Any, name: str, method: str) -> list[dict[str, Any]]:
@@ -165,13 +168,15 @@ def baseline_sections(report: Any, name: str, method: str) -> list[dict[str, Any
                 "notes": ["Δ = configuration − baseline over the seeds both ran; 95% Student t interval; "
                           "p: two-sided paired t test (scipy.stats.ttest_rel)."],
             })
-        bd_frame = bd_table(table["runs"], report.metrics, name, method)
+        bd_frame, single_rate = bd_table(table["runs"], report.metrics, name, method)
         if not bd_frame.empty:
             sections.append({
                 "title": f"against {name}: Bjøntegaard deltas ({method}), {table['title']}", "key": f"{table['key']}-bd",
                 "frame": bd_frame,
                 "notes": ["BD-rate: % bits for the same quality (negative = fewer bits); BD-metric: mean "
                           "difference in the metric's unit over the common rate range (its arrow says which "
-                          "sign is better); intervals: t over per-seed BD values; overlap: metric / rate range."],
+                          "sign is better); intervals: t over per-seed BD values; overlap: metric / rate range.",
+                          *([f"measured at one rate only, so no curve (the paired table compares them there): "
+                             f"{', '.join(single_rate)}"] if single_rate else [])],
             })
     return sections

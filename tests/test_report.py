@@ -304,6 +304,16 @@ def test_bd_in_the_report_matches_the_package(tmp_path):
     assert row["BD-rate 95% CI"] == f"[{low:+.2f}, {high:+.2f}]" and row["seeds"] == 3
 
 
+def test_a_configuration_at_one_rate_gets_a_note_not_a_bd_row(tmp_path):
+    ladder_runs(tmp_path / "runs", seeds=2)
+    write_run(tmp_path / "runs", "fsq", {"dim": 4}, 0, psnr_metrics(22.0), bits=10.0, recipe_hash="d4",
+              sweep={"name": "ladder", "file": "ladder.toml", "point": {"model.latent_dim": 4, "rate": 10}})
+    report = build_report([tmp_path / "runs"], baseline="vq")
+    section = next(s for s in report.sections if "Bjøntegaard" in s["title"])
+    assert not section["frame"]["quantizer"].str.startswith("fsq").any()
+    assert any("one rate only" in n and "fsq" in n for n in section["notes"])
+
+
 def test_fit_recovers_a_grid_through_the_report(tmp_path):
     from qbench.scaling import law
 
