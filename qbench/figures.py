@@ -64,11 +64,14 @@ def _series(frame: pd.DataFrame, line_keys: list[str], x: str, name) -> list[dic
 
 
 def scaling(runs: pd.DataFrame, column: Column, out: Path, key: str) -> list[Path]:
-    """Against log2 V per D, and against G per (D, V), for each quantizer whose runs vary V or G."""
+    """Against log2 V per D where D and V both vary, and against G per (D, V) where G varies.
+
+    V alone at one D adds nothing to the rate-distortion plot (bits = G log2 V), so it gets none here.
+    """
     frame = grid_points(runs, column.key)
     figures = []
     for quantizer, grid in frame.groupby("quantizer", sort=True):
-        if grid["V"].nunique() >= 2:
+        if grid["V"].nunique() >= 2 and grid["D"].nunique() >= 2:
             for groups, at_g in grid.groupby("G", sort=True):
                 at_g = at_g.assign(log2V=np.log2(at_g["V"]))
                 series = _series(at_g, ["D"], "log2V", lambda v: f"D={v['D']:g}")

@@ -361,6 +361,16 @@ def test_group_count_sweep_gets_a_plot_against_g(tmp_path):
     assert not any("-V-" in n for n in names)  # one codebook size: nothing to plot against V
 
 
+def test_codebook_sizes_at_one_width_get_no_plot_against_v(tmp_path):
+    for size in (64, 256, 1024):
+        write_run(tmp_path / "runs", "gsq", {"dim": 4, "codebook_size": size, "groups": 1}, 0,
+                  psnr_metrics(22.0 + size / 1024), bits=float(np.log2(size)))
+    write_report(build_report([tmp_path / "runs"]), tmp_path / "out")
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert not any("scaling" in n for n in names)  # the rate-distortion plot already has V on its axis
+    assert any(n.endswith("rd-psnr.png") for n in names)
+
+
 def test_configurations_alike_in_label_and_versions_are_told_apart_by_hash(tmp_path):
     write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(24.0), config="aaaaaaaa1111")
     write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(23.0), config="bbbbbbbb2222")
