@@ -85,6 +85,20 @@ def scaling(runs: pd.DataFrame, column: Column, out: Path, key: str) -> list[Pat
     return figures
 
 
+def scaling_fit(grid: pd.DataFrame, fit, metric: str, path: Path) -> Path:
+    """Each latent width's runs against log2 V, with the fitted law through them (``qbench.scaling``)."""
+    from .scaling import law
+
+    measured, model = {}, {}
+    for d, at_d in grid.groupby("D", sort=True):
+        label = f"D={d:g}"
+        measured[label] = (np.log2(at_d["V"].to_numpy(float)), at_d["y"].to_numpy(float))
+        log_v = np.linspace(np.log2(at_d["V"].min()), np.log2(at_d["V"].max()), 50)
+        model[label] = (log_v, law(np.vstack([np.full_like(log_v, d), 2.0**log_v]), *(fit.estimates[p] for p in "abce")))
+    return plots.points_and_model(measured, model, "log2 V (codebook size)", metric, path,
+                                  f"{metric}: runs and a/(log2 V)^b + c·D^e (R² {fit.r2:.2f})")
+
+
 def _first_ok_runs(runs: pd.DataFrame) -> dict[str, Path]:
     ok = runs[runs["status"] == "ok"].sort_values("seed")
     return {group.iloc[0]["label"]: Path(group.iloc[0]["run_dir"]) for _, group in ok.groupby("group", sort=False)}

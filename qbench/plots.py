@@ -118,6 +118,23 @@ def lines(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title:
     return save_figure(fig, path)
 
 
+def points_and_model(measured: dict[str, tuple], model: dict[str, tuple], xlabel: str, ylabel: str,
+                     path: str | Path, title: str) -> Path:
+    """Measured (x, y) as markers and a model's (x, y) as a dashed line of the same colour, per label."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, (x, y) in measured.items():
+        (marks,) = ax.plot(x, y, "o", label=f"{label} measured")
+        if label in model:
+            ax.plot(*model[label], "--", color=marks.get_color(), label=f"{label} fit")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
 def bars(labels: list[str], values: list[float], ylabel: str, path: str | Path, title: str) -> Path:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(labels) + 2), 3.6))

@@ -65,6 +65,9 @@ def _write(report: Report, out: Path, intro: str) -> None:
             lines += ["Not measured here:", ""] + [f"- {u}" for u in unavailable] + [""]
     for section in report.sections:
         lines += _section(section)
+        if "fit" in section and "grid" in section:
+            fig = figures.scaling_fit(section["grid"], section["fit"], section["metric"], out / f"{section['key']}.png")
+            lines += [f"![{fig.stem}]({fig.name})", ""]
     if report.unfinished:
         lines += ["## Unfinished runs", "", "No metrics.json yet: running, or stopped before evaluation "
                   "(`qbench sweep` or `qbench run --resume` finishes them); not in the tables above.", ""]

@@ -79,5 +79,6 @@ def _section(table: dict[str, Any], description: str, grid: pd.DataFrame, key: s
              f"R² {fmt(result.r2, '.3f')}", *(f"warning: {w}" for w in result.warnings)]
     return {
         "title": f"scaling fit: {key} = a / (log2 V)^b + c·D^e, {description}, {table['title']}",
-        "key": f"{table['key']}-fit-{key}", "frame": frame, "notes": notes, "fit": result,
+        "key": f"{table['key']}-fit-{key}", "frame": frame, "notes": notes, "fit": result, "grid": grid,
+        "metric": key,
     }

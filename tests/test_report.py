@@ -329,7 +329,10 @@ def test_fit_recovers_a_grid_through_the_report(tmp_path):
     write_report(report, tmp_path / "out")
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert any("scaling-gsq-G1-V-rfid" in n for n in names)
-    assert "scaling fit: rfid" in (tmp_path / "out" / "README.md").read_text()
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "scaling fit: rfid" in text
+    fit_plots = [n for n in names if n.endswith("-fit-rfid.png")]
+    assert len(fit_plots) == 1 and f"]({fit_plots[0]})" in text  # the runs with the fitted law through them
 
 
 def test_bad_baseline_and_fit_without_grid_are_one_line_errors(tmp_path):
