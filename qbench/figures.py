@@ -81,7 +81,8 @@ def scaling(runs: pd.DataFrame, column: Column, out: Path, key: str) -> list[Pat
         if grid["G"].nunique() >= 2:
             series = _series(grid, ["D", "V"], "G", lambda v: f"D={v['D']:g}, V={v['V']:g}")
             path = out / f"{key}-scaling-{quantizer}-G-{column.key}.png"
-            figures.append(plots.lines(series, "groups G", column.title, path, f"{quantizer}: {column.heading} against G"))
+            figures.append(plots.lines(series, "groups G", column.title, path, f"{quantizer}: {column.heading} against G",
+                                       log2_x=True))  # G comes in powers of two
     return figures
 
 

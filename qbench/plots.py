@@ -109,7 +109,10 @@ def lines(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title:
     for s in series:  # a legend, not annotations: configurations often share one rate
         _band(ax, s[x], s["mean"], s["low"], s["high"], s["label"])
     if log2_x:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 2, 4 rather than 2^0, 2^1
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
