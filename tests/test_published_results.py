@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pandas as pd
 import pytest
@@ -16,7 +17,14 @@ METRICS = ("psnr", "ssim", "usage", "perplexity")
 
 
 def published_runs() -> dict[str, dict]:
-    return {str(p.parent.relative_to(ROOT)): json.loads(p.read_text()) for p in PUBLISHED.rglob("metrics.json")}
+    """Committed runs (a study still writing its runs into the folder is not published yet)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "--", str(PUBLISHED)], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.split()
+        files = [ROOT / f for f in listed if f.endswith("/metrics.json")] or list(PUBLISHED.rglob("metrics.json"))
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every run present
+        files = list(PUBLISHED.rglob("metrics.json"))
+    return {str(p.parent.relative_to(ROOT)): json.loads(p.read_text()) for p in files}
 
 
 @pytest.fixture(scope="module")
