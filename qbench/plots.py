@@ -102,6 +102,15 @@ def rate_distortion(series: list[dict], ylabel: str, path: str | Path, title: st
     return lines(series, "bits per position", ylabel, path, title, x="bits")
 
 
+def _finish_with_legend_outside(fig, ax, xlabel: str, ylabel: str, title: str, path: str | Path) -> Path:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
 def lines(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title: str, *, x: str = "x", log2_x: bool = False) -> Path:
     """One line (with its band) per series; series have label, ``x``, mean, low, high."""
     plt = _figure()
@@ -113,12 +122,7 @@ def lines(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title:
 
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 2, 4 rather than 2^0, 2^1
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+    return _finish_with_legend_outside(fig, ax, xlabel, ylabel, title, path)
 
 
 def points_and_model(measured: dict[str, tuple], model: dict[str, tuple], xlabel: str, ylabel: str,
@@ -130,12 +134,7 @@ def points_and_model(measured: dict[str, tuple], model: dict[str, tuple], xlabel
         (marks,) = ax.plot(x, y, "o", label=f"{label} measured")
         if label in model:
             ax.plot(*model[label], "--", color=marks.get_color(), label=f"{label} fit")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+    return _finish_with_legend_outside(fig, ax, xlabel, ylabel, title, path)
 
 
 def bars(labels: list[str], values: list[float], ylabel: str, path: str | Path, title: str) -> Path:
