@@ -88,14 +88,14 @@ def scaling(runs: pd.DataFrame, column: Column, out: Path, key: str) -> list[Pat
 
 def scaling_fit(grid: pd.DataFrame, fit, metric: str, path: Path) -> Path:
     """Each latent width's runs against log2 V, with the fitted law through them (``qbench.scaling``)."""
-    from .scaling import law
+    from .scaling import PARAMETERS, law
 
     measured, model = {}, {}
     for d, at_d in grid.groupby("D", sort=True):
         label = f"D={d:g}"
         measured[label] = (np.log2(at_d["V"].to_numpy(float)), at_d["y"].to_numpy(float))
         log_v = np.linspace(np.log2(at_d["V"].min()), np.log2(at_d["V"].max()), 50)
-        model[label] = (log_v, law(np.vstack([np.full_like(log_v, d), 2.0**log_v]), *(fit.estimates[p] for p in "abce")))
+        model[label] = (log_v, law(np.vstack([np.full_like(log_v, d), 2.0**log_v]), *(fit.estimates[p] for p in PARAMETERS)))
     return plots.points_and_model(measured, model, "log2 V (codebook size)", metric, path,
                                   f"{metric}: runs and a/(log2 V)^b + c·D^e (R² {fit.r2:.2f})")
 

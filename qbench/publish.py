@@ -65,7 +65,7 @@ def _write(report: Report, out: Path, intro: str) -> None:
             lines += ["Not measured here:", ""] + [f"- {u}" for u in unavailable] + [""]
     for section in report.sections:
         lines += _section(section)
-        if "fit" in section and "grid" in section:
+        if "fit" in section:  # scaling_report sections carry their grid with the fit
             fig = figures.scaling_fit(section["grid"], section["fit"], section["metric"], out / f"{section['key']}.png")
             lines += [f"![{fig.stem}]({fig.name})", ""]
     if report.unfinished:
