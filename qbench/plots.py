@@ -94,12 +94,46 @@ def _band(ax, x, mean, low, high, label) -> None:
         ax.fill_between(x[finite], low[finite], high[finite], color=line.get_color(), alpha=0.2, linewidth=0)
 
 
+MAX_OVERLAID = 4  # beyond this many bands one panel is unreadable
+
+
 def rate_distortion(series: list[dict], ylabel: str, path: str | Path, title: str) -> Path:
     """Bits per position against a metric: one line per curve with its 95% band over seeds.
 
-    Each series has label, bits, mean, low, high (arrays along the curve).
+    Each series has label, bits, mean, low, high (arrays along the curve). More
+    than MAX_OVERLAID curves get one panel each, on shared axes, with the other
+    curves' means in grey behind it.
     """
-    return lines(series, "bits per position", ylabel, path, title, x="bits")
+    if len(series) <= MAX_OVERLAID:
+        return lines(series, "bits per position", ylabel, path, title, x="bits")
+    return _panels(series, "bits per position", ylabel, path, title, x="bits")
+
+
+def _panels(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title: str, *, x: str) -> Path:
+    plt = _figure()
+    columns = min(4, len(series))
+    rows = -(-len(series) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.3 * rows + 0.5), sharex=True, sharey=True,
+                             squeeze=False)
+    grey = "0.75"
+    colours = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c.lower() != "#7f7f7f"]  # not grey
+    for i, (ax, own) in enumerate(zip(axes.flat, series)):
+        for other in series:
+            if other is not own:
+                ax.plot(other[x], other["mean"], color=grey, linewidth=0.8, marker=".", markersize=3)
+        ax.set_prop_cycle(color=[colours[i % len(colours)]])
+        _band(ax, own[x], own["mean"], own["low"], own["high"], own["label"])
+        ax.set_title(own["label"], fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(series):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel, fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=8)
+    fig.suptitle(f"{title}; grey: the other curves", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def _finish_with_legend_outside(fig, ax, xlabel: str, ylabel: str, title: str, path: str | Path) -> Path:

@@ -120,7 +120,7 @@ def test_a_sweep_file_can_add_and_replace_ladder_rows(regs, tmp_path):
 
 def test_ten_bit_ladder_points_are_the_default_runs_and_the_seed_study_completes_them(regs, tmp_path):
     plans = {name: build_plan(load_sweep(SWEEPS / f"{name}.toml"), tmp_path, regs)
-             for name in ("rd-cpu", "rd-cpu-new", "rd-cpu-10bit", "rd-cpu-seeds")}
+             for name in ("rd-cpu", "rd-cpu-new", "rd-cpu-10bit", "rd-cpu-seeds", "rd-cpu-seeds-new")}
     default = load_recipe("cpu-default")
     ladder = [p for name in ("rd-cpu", "rd-cpu-new") for p in plans[name].points]
     for quantizer in ("gsq", "vq", "rvq", "fsq", "lfq", "bsq", "simvq", "ibq"):
@@ -129,15 +129,15 @@ def test_ten_bit_ladder_points_are_the_default_runs_and_the_seed_study_completes
         first = {(p.identity.config_hash, p.identity.seed) for p in plans["rd-cpu-10bit"].points
                  if p.identity.quantizer == quantizer}
         assert first == {(p.identity.config_hash, p.identity.seed) for p in ten}  # the slice is the ladder's 10 bits
-        more = [p for p in plans["rd-cpu-seeds"].points if p.identity.quantizer == quantizer]
-        if quantizer in ("gsq", "vq", "rvq", "fsq"):  # the seed study covers the four the issue names
-            assert {p.identity.config_hash for p in more} == {p.identity.config_hash for p in ten}
-            assert sorted({p.identity.seed for p in more} | {s for _, s in first}) == list(range(8))  # >= 8 seeds
+        more = [p for name in ("rd-cpu-seeds", "rd-cpu-seeds-new") for p in plans[name].points
+                if p.identity.quantizer == quantizer]
+        assert {p.identity.config_hash for p in more} == {p.identity.config_hash for p in ten}
+        assert sorted({p.identity.seed for p in more} | {s for _, s in first}) == list(range(8))  # >= 8 seeds
     assert len({plan.spec.name for plan in plans.values()}) == 1  # one study: one report
 
 
-@pytest.mark.parametrize("name", ["rd-cpu", "rd-cpu-new", "rd-cpu-10bit", "rd-cpu-seeds", "groups-cpu", "dxv-cpu",
-                                  "convergence-cpu"])
+@pytest.mark.parametrize("name", ["rd-cpu", "rd-cpu-new", "rd-cpu-10bit", "rd-cpu-seeds", "rd-cpu-seeds-new",
+                                  "groups-cpu", "dxv-cpu", "convergence-cpu"])
 def test_published_sweep_files_plan(regs, tmp_path, name):
     plan = build_plan(load_sweep(SWEEPS / f"{name}.toml"), tmp_path, regs)
     assert plan.points and all(math.isfinite(p.bits) for p in plan.points)
