@@ -98,11 +98,17 @@ def paired_table(runs: pd.DataFrame, metrics: list[Column], name: str) -> pd.Dat
     return frame
 
 
-def _per_seed(runs: pd.DataFrame, anchor: Curve, test: Curve, column: Column, method: str) -> tuple[list[float], list[float]]:
-    """BD-rate and BD-metric per seed, over the seeds both curves have at every rate."""
+def _shared_seeds(runs: pd.DataFrame, anchor: Curve, test: Curve, column: Column) -> set:
+    """The seeds both curves have at every rate: a rung with extra seeds must not tilt a curve."""
+    values = seed_values(runs, column.key)
+    return set.intersection(*(set(values.get(g, {})) for g in anchor.groups + test.groups))
+
+
+def _per_seed(runs: pd.DataFrame, anchor: Curve, test: Curve, column: Column, method: str,
+              seeds: set) -> tuple[list[float], list[float]]:
+    """BD-rate and BD-metric per seed."""
     values = seed_values(runs, column.key)
     by_group = {g: values.get(g, {}) for g in anchor.groups + test.groups}
-    seeds = set.intersection(*(set(v) for v in by_group.values()))
     bits = runs.groupby("group")["bits"].mean().to_dict()
     rates, metric = [], []
     for seed in sorted(seeds):
@@ -130,13 +136,15 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
                     single_rate.append(test.label)
                 continue  # a single rate is a paired comparison, not a curve
             for column in columns:
-                pa, pt = curve_points(ok, anchor, column.key), curve_points(ok, test, column.key)
+                seeds = _shared_seeds(ok, anchor, test, column)
+                shared = ok[ok["seed"].isin(seeds)]
+                pa, pt = curve_points(shared, anchor, column.key), curve_points(shared, test, column.key)
                 if not len(pa["bits"]) or not len(pt["bits"]):
                     continue
                 hib = column.higher_is_better is not False
                 rate = bd.bd_rate(pa["bits"], pa["mean"], pt["bits"], pt["mean"], method=method, higher_is_better=hib)
                 metric = bd.bd_metric(pa["bits"], pa["mean"], pt["bits"], pt["mean"], method=method)
-                seed_rates, seed_metric = _per_seed(ok, anchor, test, column, method)
+                seed_rates, seed_metric = _per_seed(ok, anchor, test, column, method, seeds)
                 rate_ci, _ = one_sample(seed_rates)
                 metric_ci, _ = one_sample(seed_metric)
                 notes = list(dict.fromkeys(rate.notes + metric.notes))

@@ -116,7 +116,8 @@ def _panels(series: list[dict], xlabel: str, ylabel: str, path: str | Path, titl
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.3 * rows + 0.5), sharex=True, sharey=True,
                              squeeze=False)
     grey = "0.75"
-    colours = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c.lower() != "#7f7f7f"]  # not grey
+    tab10 = plt.get_cmap("tab10").colors
+    colours = tab10[:7] + tab10[8:]  # tab10 without its grey, which the other curves wear
     for i, (ax, own) in enumerate(zip(axes.flat, series)):
         for other in series:
             if other is not own:

@@ -1,6 +1,7 @@
 """Rate-distortion figures: a few curves share one panel, many get a panel each."""
 
 import numpy as np
+from matplotlib.colors import to_hex
 import pytest
 
 from qbench import plots
@@ -29,6 +30,9 @@ def test_rate_distortion_panels(monkeypatch, tmp_path, count, panels):
         for ax in axes:
             assert len(ax.lines) == count and len(ax.collections) == 1
         assert len({ax.get_ylim() for ax in axes}) == 1  # shared axes, so panels compare by eye
+        own = [to_hex(ax.lines[-1].get_color()) for ax in axes]
+        grey = {to_hex(line.get_color()) for line in axes[0].lines[:-1]}
+        assert len(set(own)) == count and not grey & set(own) and "#7f7f7f" not in own  # no curve in grey
 
 
 def test_rate_distortion_writes_a_png(tmp_path):

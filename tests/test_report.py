@@ -304,6 +304,22 @@ def test_bd_in_the_report_matches_the_package(tmp_path):
     assert row["BD-rate 95% CI"] == f"[{low:+.2f}, {high:+.2f}]" and row["seeds"] == 3
 
 
+def test_extra_seeds_at_one_rung_do_not_tilt_the_bd_value(tmp_path):
+    ladder_runs(tmp_path / "runs")
+    before = build_report([tmp_path / "runs"], baseline="vq")
+    point = {"model.latent_dim": 4, "quantizers.gsq.codebook_size": 32, "rate": 10}
+    for seed in (3, 4, 5):  # seeds only one rung of one curve has, far off its other seeds
+        write_run(tmp_path / "runs", "gsq", {"dim": 4, "codebook_size": 32, "groups": 2}, seed, psnr_metrics(40.0),
+                  bits=10.0, recipe_hash="d4", sweep={"name": "ladder", "file": "ladder.toml", "point": point})
+    after = build_report([tmp_path / "runs"], baseline="vq")
+    row = {name: next(s for s in r.sections if "Bjøntegaard" in s["title"])["frame"].set_index("quantizer")
+           for name, r in (("before", before), ("after", after))}
+    label = next(q for q in row["before"].index if "latent_dim=4" in q)
+    assert row["after"].loc[label].equals(row["before"].loc[label])  # value, interval and seeds unchanged
+    paired = next(s for s in after.sections if "paired" in s["title"])["frame"]
+    assert paired[paired["at"] == "model.latent_dim=4, rate=10"].iloc[0]["pairs"] == 3  # vq has seeds 0-2 only
+
+
 def test_a_configuration_at_one_rate_gets_a_note_not_a_bd_row(tmp_path):
     ladder_runs(tmp_path / "runs", seeds=2)
     write_run(tmp_path / "runs", "fsq", {"dim": 4}, 0, psnr_metrics(22.0), bits=10.0, recipe_hash="d4",
