@@ -148,6 +148,10 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
                 rate_ci, _ = one_sample(seed_rates)
                 metric_ci, _ = one_sample(seed_metric)
                 notes = list(dict.fromkeys(rate.notes + metric.notes))
+                for what, ci in (("BD-rate", rate_ci), ("BD-metric", metric_ci)):
+                    defined = ci.n if ci else 0
+                    if defined < len(seeds):
+                        notes.append(f"{what} is defined for {defined} of the {len(seeds)} seeds")
                 rows.append({
                     "quantizer": test.label, "vs": anchor.label, "metric": column.title,
                     "BD-rate (%)": fmt(rate.value, "+.2f"),
@@ -156,7 +160,7 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
                     "BD-metric 95% CI": _interval(metric_ci.low, metric_ci.high, "+.3g") if metric_ci else "—",
                     "points": f"{len(pt['bits'])} vs {len(pa['bits'])}",
                     "overlap": f"{rate.overlap:.0%} / {metric.overlap:.0%}" if math.isfinite(rate.overlap) and math.isfinite(metric.overlap) else "—",
-                    "seeds": rate_ci.n if rate_ci else 0,
+                    "seeds": len(seeds),
                     "notes": "; ".join(notes) or "",
                 })
     return pd.DataFrame(rows), sorted(set(single_rate))

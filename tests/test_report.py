@@ -320,6 +320,14 @@ def test_extra_seeds_at_one_rung_do_not_tilt_the_bd_value(tmp_path):
     assert paired[paired["at"] == "model.latent_dim=4, rate=10"].iloc[0]["pairs"] == 3  # vq has seeds 0-2 only
 
 
+def test_a_bd_value_no_seed_defines_is_said_so(tmp_path):
+    ladder_runs(tmp_path / "runs", gain=30.0)  # the curves share no PSNR range: BD-rate is undefined, BD-PSNR is not
+    report = build_report([tmp_path / "runs"], baseline="vq")
+    row = next(s for s in report.sections if "Bjøntegaard" in s["title"])["frame"].iloc[0]
+    assert row["BD-rate 95% CI"] == "—" and row["BD-metric 95% CI"] != "—" and row["seeds"] == 3
+    assert "BD-rate is defined for 0 of the 3 seeds" in row["notes"] and "BD-metric is defined" not in row["notes"]
+
+
 def test_a_configuration_at_one_rate_gets_a_note_not_a_bd_row(tmp_path):
     ladder_runs(tmp_path / "runs", seeds=2)
     write_run(tmp_path / "runs", "fsq", {"dim": 4}, 0, psnr_metrics(22.0), bits=10.0, recipe_hash="d4",
