@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -101,10 +102,11 @@ def rate_distortion(series: list[dict], ylabel: str, path: str | Path, title: st
     """Bits per position against a metric: one line per curve with its 95% band over seeds.
 
     Each series has label, bits, mean, low, high (arrays along the curve). More
-    than MAX_OVERLAID curves get one panel each, on shared axes, with the other
-    curves' means in grey behind it.
+    than MAX_OVERLAID series, two or more of them curves, get one panel each,
+    on shared axes, with the other series' means in grey behind it.
     """
-    if len(series) <= MAX_OVERLAID:
+    curves = [s for s in series if len(s["bits"]) > 1]
+    if len(series) <= MAX_OVERLAID or len(curves) < 2:  # lone points (one rate) overlap little: one panel
         return lines(series, "bits per position", ylabel, path, title, x="bits")
     return _panels(series, "bits per position", ylabel, path, title, x="bits")
 
@@ -124,7 +126,7 @@ def _panels(series: list[dict], xlabel: str, ylabel: str, path: str | Path, titl
                 ax.plot(other[x], other["mean"], color=grey, linewidth=0.8, marker=".", markersize=3)
         ax.set_prop_cycle(color=[colours[i % len(colours)]])
         _band(ax, own[x], own["mean"], own["low"], own["high"], own["label"])
-        ax.set_title(own["label"], fontsize=8)
+        ax.set_title(textwrap.fill(own["label"], 34), fontsize=7)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(series):]:
         ax.set_visible(False)

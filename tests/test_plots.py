@@ -35,6 +35,15 @@ def test_rate_distortion_panels(monkeypatch, tmp_path, count, panels):
         assert len(set(own)) == count and not grey & set(own) and "#7f7f7f" not in own  # no curve in grey
 
 
+def test_points_at_one_rate_share_one_panel(monkeypatch, tmp_path):
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.setdefault("axes", fig.axes))
+    lone = [{"label": f"q{i}", "bits": np.array([10.0]), "mean": np.array([20.0 + i]), "low": np.array([19.0 + i]),
+             "high": np.array([21.0 + i])} for i in range(8)]
+    plots.rate_distortion(lone, "PSNR (dB)", tmp_path / "rd.png", "rd")
+    assert len(drawn["axes"]) == 1
+
+
 def test_rate_distortion_writes_a_png(tmp_path):
     path = plots.rate_distortion(_series(6), "PSNR (dB)", tmp_path / "rd.png", "rd")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
