@@ -2,7 +2,8 @@
 
 - rate-distortion: bits per position against PSNR, SSIM, LPIPS and rFID
   (where measured), one line per curve (qbench.curves) with its 95% band;
-- codebook usage per configuration;
+- codebook usage against bits per position along the same curves, or per
+  configuration where the table has no curve;
 - scaling, for D x V x G grids: a metric against log2 V with one line per
   latent width D, and against the group count G with one line per (D, V);
 - training loss curves and a sheet of every configuration's reconstruction
@@ -27,7 +28,7 @@ RD_METRICS = ("psnr", "ssim", "lpips", "rfid")
 SCALING_METRICS = ("rfid", "psnr")
 
 
-def rate_distortion(runs: pd.DataFrame, column: Column, path: Path) -> Path | None:
+def rate_distortion(runs: pd.DataFrame, column: Column, path: Path, what: str = "rate-distortion") -> Path | None:
     series = []
     for curve in curves(runs):
         points = curve_points(runs, curve, column.key)
@@ -35,10 +36,17 @@ def rate_distortion(runs: pd.DataFrame, column: Column, path: Path) -> Path | No
             series.append({"label": curve.label, **points})
     if not series:
         return None
-    return plots.rate_distortion(series, column.title, path, f"rate-distortion: {column.heading} (band: 95% CI over seeds)")
+    return plots.rate_distortion(series, column.title, path, f"{what}: {column.heading} (band: 95% CI over seeds)")
 
 
-def usage(runs: pd.DataFrame, path: Path) -> Path | None:
+def _has_curves(runs: pd.DataFrame) -> bool:
+    return any(len(c.groups) > 1 for c in curves(runs[runs["status"] == "ok"]))
+
+
+def usage(runs: pd.DataFrame, path: Path, column: Column | None = None) -> Path | None:
+    """Codebook usage against bits per position where the table has curves, else a bar per configuration."""
+    if column is not None and _has_curves(runs):
+        return rate_distortion(runs, column, path, what="codebook usage by rate")
     ok = runs[(runs["status"] == "ok") & (runs["usage_status"] == "ok")] if "usage_status" in runs else runs.iloc[:0]
     labels, values = [], []
     for _, group in ok.groupby("group", sort=False):
@@ -149,7 +157,7 @@ def table_figures(runs: pd.DataFrame, metrics: list[Column], out: Path, key: str
     for name in RD_METRICS:
         if name in by_key:
             figures.append(rate_distortion(runs, by_key[name], out / f"{key}-rd-{name}.png"))
-    figures.append(usage(runs, out / f"{key}-usage.png"))
+    figures.append(usage(runs, out / f"{key}-usage.png", by_key.get("usage")))
     for name in SCALING_METRICS:
         if name in by_key:
             figures += scaling(runs, by_key[name], out, key)

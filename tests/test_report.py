@@ -261,6 +261,23 @@ def test_sweep_runs_make_one_table_with_swept_columns(tmp_path):
     assert (tmp_path / "out" / "sweep-ladder-rd-psnr.png").exists()
 
 
+def test_usage_of_a_ladder_is_drawn_along_the_curves(tmp_path, monkeypatch):
+    from qbench import figures, plots
+
+    ladder_runs(tmp_path / "runs", seeds=2)
+    for path in (tmp_path / "runs").rglob("metrics.json"):  # give every run a usage
+        record = json.loads(path.read_text())
+        record["metrics"]["usage"] = entry(50.0, unit="%", heading="usage (%)")
+        path.write_text(json.dumps(record))
+    drawn = []
+    monkeypatch.setattr(plots, "bars", lambda *a, **k: pytest.fail("a ladder's usage should be lines, not bars"))
+    monkeypatch.setattr(plots, "rate_distortion", lambda series, ylabel, path, title: drawn.append((title, series)))
+    report = build_report([tmp_path / "runs"])
+    figures.table_figures(report.runs, report.metrics, tmp_path, "t")
+    usage = [series for title, series in drawn if title.startswith("codebook usage by rate")]
+    assert len(usage) == 1 and all(len(s["bits"]) == 4 for s in usage[0])
+
+
 def test_sweep_tables_follow_the_order_of_the_paths(tmp_path):
     for name in ("zeta", "alpha"):
         write_run(tmp_path / name, "gsq", {"dim": 4}, 0, psnr_metrics(22.0), recipe_hash=name,
