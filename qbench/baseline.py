@@ -98,22 +98,18 @@ def paired_table(runs: pd.DataFrame, metrics: list[Column], name: str) -> pd.Dat
     return frame
 
 
-def _shared_seeds(runs: pd.DataFrame, anchor: Curve, test: Curve, column: Column) -> set:
+def _shared_seeds(values: dict[str, dict], anchor: Curve, test: Curve) -> set:
     """The seeds both curves have at every rate: a rung with extra seeds must not tilt a curve."""
-    values = seed_values(runs, column.key)
     return set.intersection(*(set(values.get(g, {})) for g in anchor.groups + test.groups))
 
 
-def _per_seed(runs: pd.DataFrame, anchor: Curve, test: Curve, column: Column, method: str,
-              seeds: set) -> tuple[list[float], list[float]]:
-    """BD-rate and BD-metric per seed."""
-    values = seed_values(runs, column.key)
-    by_group = {g: values.get(g, {}) for g in anchor.groups + test.groups}
-    bits = runs.groupby("group")["bits"].mean().to_dict()
+def _per_seed(values: dict[str, dict], bits: dict[str, float], anchor: Curve, test: Curve, column: Column,
+              method: str, seeds: set) -> tuple[list[float], list[float]]:
+    """BD-rate and BD-metric per seed, from ``{group: {seed: value}}`` (qbench.curves.seed_values)."""
     rates, metric = [], []
     for seed in sorted(seeds):
-        ra, ma = [bits[g] for g in anchor.groups], [by_group[g][seed] for g in anchor.groups]
-        rt, mt = [bits[g] for g in test.groups], [by_group[g][seed] for g in test.groups]
+        ra, ma = [bits[g] for g in anchor.groups], [values[g][seed] for g in anchor.groups]
+        rt, mt = [bits[g] for g in test.groups], [values[g][seed] for g in test.groups]
         rates.append(bd.bd_rate(ra, ma, rt, mt, method=method, higher_is_better=column.higher_is_better is not False).value)
         metric.append(bd.bd_metric(ra, ma, rt, mt, method=method).value)
     return rates, metric
@@ -126,6 +122,8 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
     all_curves = curves(ok)
     anchors = [c for c in all_curves if all(_is_baseline(labels.loc[g], name) for g in c.groups)]
     columns = [c for c in metrics if c.key in RD_METRICS]
+    values = {c.key: seed_values(ok, c.key) for c in columns}
+    bits = ok.groupby("group")["bits"].mean().to_dict()
     rows, single_rate = [], []
     for test in all_curves:
         if test in anchors:
@@ -136,7 +134,7 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
                     single_rate.append(test.label)
                 continue  # a single rate is a paired comparison, not a curve
             for column in columns:
-                seeds = _shared_seeds(ok, anchor, test, column)
+                seeds = _shared_seeds(values[column.key], anchor, test)
                 shared = ok[ok["seed"].isin(seeds)]
                 pa, pt = curve_points(shared, anchor, column.key), curve_points(shared, test, column.key)
                 if not len(pa["bits"]) or not len(pt["bits"]):
@@ -144,7 +142,7 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
                 hib = column.higher_is_better is not False
                 rate = bd.bd_rate(pa["bits"], pa["mean"], pt["bits"], pt["mean"], method=method, higher_is_better=hib)
                 metric = bd.bd_metric(pa["bits"], pa["mean"], pt["bits"], pt["mean"], method=method)
-                seed_rates, seed_metric = _per_seed(ok, anchor, test, column, method, seeds)
+                seed_rates, seed_metric = _per_seed(values[column.key], bits, anchor, test, column, method, seeds)
                 rate_ci, _ = one_sample(seed_rates)
                 metric_ci, _ = one_sample(seed_metric)
                 notes = list(dict.fromkeys(rate.notes + metric.notes))
