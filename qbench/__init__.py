@@ -19,9 +19,10 @@ import importlib
 
 import pluggy
 
-from .errors import ConfigError, MetricUnavailable, PluginError, QbenchError, RunFailed
-from .plugins import Registries, registries
-from .specs import (
+from qbench._version import __version__
+from qbench.errors import ConfigError, MetricUnavailable, PluginError, QbenchError, RunFailed
+from qbench.platform.plugins import Registries, registries
+from qbench.specs import (
     BackboneSpec,
     DatasetSpec,
     LoggerSpec,
@@ -32,8 +33,6 @@ from .specs import (
     RecipeSpec,
     WeightsSpec,
 )
-
-__version__ = "0.2.0"
 
 hookimpl = pluggy.HookimplMarker("qbench")
 

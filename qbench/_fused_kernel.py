@@ -59,7 +59,8 @@ def fused_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, *, f
         return _search(_kernel(), x, codes, bias, fallback)
     except Exception as exc:  # compiler missing or broken: the eager path still works
         _failed = True
-        warnings.warn(f"fused nearest-code kernel unavailable ({type(exc).__name__}: {exc}); using matmul + argmax")
+        warnings.warn(f"fused nearest-code kernel unavailable ({type(exc).__name__}: {exc}); using matmul + argmax",
+                      stacklevel=2)
         return None
 
 

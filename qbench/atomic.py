@@ -57,6 +57,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    # deferred: loads torch only when this runs
     import torch
 
     return atomic_write(path, lambda fh: torch.save(obj, fh))

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import ConfigError, PluginError
+from qbench._version import __version__
+from qbench.commands import print_listing, print_plugins, report, rescore, run, sweep, weights
+from qbench.errors import ConfigError, PluginError
+from qbench.sweeps.spec import SLURM_KEYS
 
 # plugins.KINDS, without importing it
 KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes", "weights", "loggers")
@@ -57,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix a recipe key for every point, e.g. --set train.steps=20 for a quick check")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
     s = p.add_argument_group("slurm (also a [slurm] table in the sweep file; these win)")
-    from .sweep.spec import SLURM_KEYS
 
     for key, (kind, meaning) in SLURM_KEYS.items():
         s.add_argument(f"--{key.replace('_', '-')}", dest=f"slurm_{key}", type=kind, default=None, help=meaning,
@@ -89,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
-
     return __version__
 
 
@@ -99,22 +99,16 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def cmd_list(args) -> int:
-    from .commands import print_listing
-
     print_listing(args.kind, args.filter)
     return 0
 
 
 def cmd_plugins(args) -> int:
-    from .commands import print_plugins
-
     print_plugins()
     return 0
 
 
 def cmd_run(args) -> int:
-    from .commands import run
-
     return run(
         quantizers=args.quantizers,
         recipe=args.recipe,
@@ -129,28 +123,20 @@ def cmd_run(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .commands import sweep
-
     slurm = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
     return sweep(args.sweep_file, dry_run=args.dry_run, jobs=args.jobs, launcher=args.launcher, out=args.out,
                  slurm_options=slurm, progress=not args.no_progress, overrides=args.overrides)
 
 
 def cmd_report(args) -> int:
-    from .commands import report
-
     return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None, bd_method=args.bd_method)
 
 
 def cmd_eval(args) -> int:
-    from .commands import rescore
-
     return rescore(args.run_dir, _names(args.metrics))
 
 
 def cmd_weights(args) -> int:
-    from .commands import weights
-
     return weights(args.action, getattr(args, "names", None), getattr(args, "file", None))
 
 

@@ -10,9 +10,21 @@ import fnmatch
 import sys
 from pathlib import Path
 
-from .config import available_recipes, read_toml
-from .errors import ConfigError
-from .plugins import KINDS, registries
+from qbench import weights as w
+from qbench.comparison import runner
+from qbench.comparison.preflight import Problems, check_run, quantizer_name_problems
+from qbench.comparison.tracking import check_loggers, with_loggers
+from qbench.errors import ConfigError, suggest
+from qbench.platform.plugins import KINDS, registries
+from qbench.recipe import checks as recipe_checks
+from qbench.recipe.config import available_recipes, load_recipe_and_problems, read_toml
+from qbench.report.output import check_writable
+from qbench.rundir.directory import _slug
+from qbench.sweeps import build_plan, load_sweep
+from qbench.sweeps.launch import check_data, launch
+from qbench.sweeps.local import available_cores, default_jobs, threads_per_point
+from qbench.sweeps.render import render_plan
+from qbench.sweeps.spec import check_slurm, with_overrides
 
 
 def _table(rows: list[tuple[str, ...]], headings: tuple[str, ...]) -> str:
@@ -108,10 +120,10 @@ def run(
         resolved = checked_recipe(quantizers or DEFAULT_QUANTIZERS, recipe, overrides, seed, regs,
                                   strict_metrics=strict_metrics, out=out, log=log)
 
-    from . import runner
-    from .distributed import is_main_process
-    from .publish import render_text
-    from .report import build_report
+    # deferred: loads torch and pandas only when this runs
+    from qbench.engine.distributed import is_main_process
+    from qbench.report.publish import render_text
+    from qbench.report.tables import build_report
 
     if resume:
         outcomes = [runner.resume_run(Path(resume), progress=progress, registries=regs, loggers=log,
@@ -165,11 +177,6 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
     """
     import dataclasses
 
-    from . import recipe_checks
-    from .config import load_recipe_and_problems
-    from .preflight import Problems, quantizer_name_problems
-    from .tracking import check_loggers, with_loggers
-
     names = [n.strip() for n in quantizers.split(",") if n.strip()]
     problems = Problems()
     for line in quantizer_name_problems(names, regs):
@@ -187,7 +194,6 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
         resolved = dataclasses.replace(resolved, seed=seed)
     if problems:
         if values_are_the_users:
-            from .preflight import check_run
 
             problems.check(check_run, names, resolved, regs, strict_metrics=strict_metrics, out_root=out)
         problems.raise_if_any()
@@ -196,7 +202,6 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
 
 def check_quantizer_tables(overrides: list[str], base_recipe, regs) -> None:
     """``--set quantizers.X.KEY=...`` must name a registered quantizer or a table of the recipe file."""
-    from .errors import suggest
 
     for item in overrides:
         parts = item.partition("=")[0].strip().split(".")
@@ -213,8 +218,9 @@ def check_quantizer_tables(overrides: list[str], base_recipe, regs) -> None:
 
 def report(paths: list[str], out: str, intro: str | None = None, *, baseline: str | None = None,
            fit: str | None = None, bd_method: str = "cubic") -> int:
-    from .publish import render_text, write_report
-    from .report import build_report
+    # deferred: loads pandas and numpy only when this runs
+    from qbench.report.publish import render_text, write_report
+    from qbench.report.tables import build_report
 
     intro_text = ""
     if intro:
@@ -222,7 +228,6 @@ def report(paths: list[str], out: str, intro: str | None = None, *, baseline: st
             intro_text = Path(intro).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read --intro file {intro}: {exc.strerror}") from None
-    from .report_dir import check_writable
 
     check_writable(Path(out))  # before the work of building the report
     built = build_report(paths, baseline=baseline, fit=fit, bd_method=bd_method)
@@ -234,7 +239,8 @@ def report(paths: list[str], out: str, intro: str | None = None, *, baseline: st
 
 
 def rescore(run_dir: str, metrics: list[str] | None) -> int:
-    from .evaluate import rescore as rescore_run
+    # deferred: loads torch only when this runs
+    from qbench.engine.evaluate import rescore as rescore_run
 
     results = rescore_run(Path(run_dir), metrics)
     for name, result in results.items():
@@ -247,8 +253,6 @@ def rescore(run_dir: str, metrics: list[str] | None) -> int:
 
 
 def weights(action: str, names: list[str] | None, file: str | None) -> int:
-    from . import weights as w
-
     if action == "status":
         rows = [
             (r["name"], r.get("used_by", ""), "yes" if r["present"] else "no",
@@ -266,12 +270,6 @@ def weights(action: str, names: list[str] | None, file: str | None) -> int:
 def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
           slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm") -> int:
     """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
-    from .results import _slug
-    from .sweep import build_plan, load_sweep
-    from .sweep.launch import check_data, launch
-    from .sweep.local import available_cores, default_jobs, threads_per_point
-    from .sweep.render import render_plan
-    from .sweep.spec import check_slurm, with_overrides
 
     spec = with_overrides(load_sweep(path), list(overrides))
     options = check_slurm({**spec.slurm, **{k: v for k, v in slurm_options.items() if v is not None}},

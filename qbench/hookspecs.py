@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import pluggy
 
-from .specs import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, QuantizerSpec, RecipeSpec, WeightsSpec
+from qbench.specs import BackboneSpec, DatasetSpec, LoggerSpec, MetricSpec, QuantizerSpec, RecipeSpec, WeightsSpec
 
 PROJECT = "qbench"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -1,98 +1,12 @@
-"""What identifies a run: recipe, quantizer, effective options, plugin provenance.
+"""Deprecated path, kept for one release: ``qbench.identity`` moved to ``qbench.recipe.identity``.
 
-Computed once per run at the entry point and passed down.  Two runs belong
-to one configuration (and become seeds of one table row) exactly when their
-``config_hash`` is equal.  It covers:
-
-- the recipe hash (everything but the quantizer tables, seed and names);
-- the quantizer's name and its *effective* options: the factory's defaults,
-  the spec's defaults and the recipe's table, so a changed default splits
-  runs that passed no option;
-- the effective options of the backbone and dataset;
-- the distribution and version of every plugin the run used (quantizer,
-  backbone, dataset, metrics), so runs of two plugin versions never
-  aggregate.
-
-The seed is recorded beside the hash, never in it.
+Use the public API (``qbench.run``, ``qbench.load_tokenizer``, docs/python-api.md) or the new path.
 """
 
-from __future__ import annotations
+import warnings
 
-import hashlib
-import json
-from dataclasses import dataclass, field
-from typing import Any
+from qbench.recipe.identity import *  # noqa: F403
+from qbench.recipe.identity import RunIdentity, resolve  # noqa: F401
 
-from .config import Recipe
-
-
-def _digest(obj: Any) -> str:
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def provenance(spec, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Where a registered thing came from: its plugin, distribution and version."""
-    entry = {"name": spec.name, "plugin": spec.origin, "distribution": spec.distribution, "version": spec.version}
-    if options is not None:
-        entry["options"] = options
-    return entry
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """The identity of one quantizer's run under one recipe (seed included, but not hashed)."""
-
-    recipe: Recipe
-    quantizer: str
-    options: dict[str, Any]
-    plugins: dict[str, Any] = field(default_factory=dict)
-    given_options: dict[str, Any] = field(default_factory=dict)  # what the recipe set: for labels, not hashed
-
-    @property
-    def seed(self) -> int:
-        return self.recipe.seed
-
-    @property
-    def recipe_hash(self) -> str:
-        return self.recipe.hash()
-
-    @property
-    def config_hash(self) -> str:
-        return _digest({"recipe": self.recipe_hash, "quantizer": self.quantizer, "options": self.options,
-                        "plugins": self.plugins})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for checkpoints and records (``from_dict`` reads it back)."""
-        return {"recipe": self.recipe.to_dict(), "quantizer": self.quantizer, "options": dict(self.options),
-                "given_options": dict(self.given_options), "plugins": self.plugins,
-                "config_hash": self.config_hash, "recipe_hash": self.recipe_hash}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunIdentity:
-        from .config import recipe_from_dict
-
-        return cls(recipe_from_dict(dict(data["recipe"])), str(data["quantizer"]), dict(data["options"]),
-                   dict(data.get("plugins") or {}), dict(data.get("given_options") or {}))
-
-
-def resolve(recipe: Recipe, quantizer: str, registries) -> RunIdentity:
-    """The identity of ``quantizer``'s run under ``recipe``: options checked and filled in.
-
-    Raises ``ConfigError`` for an unknown name or a bad option value, before
-    anything is built.
-    """
-    regs = registries
-    given = recipe.quantizer_options(quantizer)
-    options = regs.quantizers.effective_options(quantizer, **given)
-    backbone = recipe.model.backbone
-    backbone_options = regs.backbones.effective_options(backbone, latent_dim=recipe.model.latent_dim,
-                                                        **recipe.model.options)
-    dataset = regs.datasets.get(recipe.data.dataset)
-    plugins = {
-        "quantizer": provenance(regs.quantizers.get(quantizer)),
-        "backbone": provenance(regs.backbones.get(backbone), backbone_options),
-        "dataset": provenance(dataset),
-        "metrics": {name: provenance(regs.metrics.get(name)) for name in recipe.eval.metrics},
-    }
-    return RunIdentity(recipe, quantizer, options, plugins, given)
+warnings.warn("Importing from qbench.identity is deprecated, please import via qbench.recipe.identity or the public API (qbench.run, "
+              "qbench.load_tokenizer)", FutureWarning, stacklevel=2)

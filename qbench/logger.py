@@ -112,6 +112,7 @@ def code_buckets(counts: Any, max_buckets: int = 512):
     (W&B at 512).  ``edges`` has one more entry than ``bucket_counts``:
     bucket ``j`` holds codes ``edges[j] <= i < edges[j + 1]``.
     """
+    # deferred: loads numpy only when this runs
     import numpy as np
 
     counts = np.asarray(counts, dtype=np.int64).reshape(-1)

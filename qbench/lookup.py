@@ -80,7 +80,8 @@ def nearest_code(
         if x.shape[0] == 0:
             return torch.empty(0, dtype=torch.long, device=x.device)
         if _use_fused(fused, x, codes.shape[0]):
-            from ._fused_kernel import fused_nearest
+            # deferred: loads torch only when this runs
+            from qbench._fused_kernel import fused_nearest
 
             found = fused_nearest(x, codes, bias, fallback=_eager_nearest)
             if found is not None:

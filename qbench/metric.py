@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
+from qbench.errors import ConfigError
 
 
 @dataclass
@@ -179,6 +179,7 @@ def reduce_states(metric: Metric, process_group=None) -> None:
     the backend's device (CUDA for NCCL) and come back on their own device and
     dtype; integer counts are reduced as int64 so that nothing is rounded.
     """
+    # deferred: loads torch only when this runs
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .codebook import usage_stats
-from .errors import ConfigError
+from qbench.codebook import usage_stats
+from qbench.errors import ConfigError
 
 
 class Quantizer(nn.Module):

@@ -25,9 +25,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, MetricUnavailable, suggest
-from .specs import WeightsSpec
-
+from qbench.errors import ConfigError, MetricUnavailable, suggest
+from qbench.platform import plugins
+from qbench.platform.registry import load_factory
+from qbench.specs import WeightsSpec
 
 # LPIPS backbone (the ``net`` of lpips.LPIPS) -> the weights file it needs; the
 # one table for the LPIPS metric and the LPIPS loss
@@ -36,9 +37,8 @@ LPIPS_NETWORKS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet"}
 
 def catalogue() -> dict[str, WeightsSpec]:
     """Every pretrained file the installed plugins declare (``qbench_register_weights``), by name."""
-    from .plugins import registries
 
-    return {spec.name: spec for spec in registries(strict=False).weights.list()}
+    return {spec.name: spec for spec in plugins.registries(strict=False).weights.list()}
 
 
 def path_of(spec: WeightsSpec) -> Path:
@@ -47,6 +47,7 @@ def path_of(spec: WeightsSpec) -> Path:
 
 def fetch_url(spec: WeightsSpec) -> None:
     """Download ``spec.url`` into the hub cache, as torch-fidelity and torchvision themselves do."""
+    # deferred: loads torch only when this runs
     import torch.hub
 
     torch.hub.load_state_dict_from_url(spec.url, map_location="cpu", check_hash=bool(spec.sha256_prefix),
@@ -67,6 +68,7 @@ DINOV2_FILE = "model.safetensors"
 def torch_home() -> Path:
     """``$TORCH_HOME`` as torch resolves it (``~/.cache/torch`` by default)."""
     if "torch" in sys.modules:  # honours torch.hub.set_dir when someone called it
+        # deferred: loads torch only when this runs
         import torch.hub
 
         return Path(torch.hub.get_dir()).parent
@@ -76,6 +78,7 @@ def torch_home() -> Path:
 
 def checkpoints_dir() -> Path:
     if "torch" in sys.modules:
+        # deferred: loads torch only when this runs
         import torch.hub
 
         return Path(torch.hub.get_dir()) / "checkpoints"
@@ -145,6 +148,7 @@ def _dinov2_status() -> dict[str, Any]:
         "check": "missing",
     }
     try:
+        # deferred: loads huggingface_hub only when this runs
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         row["check"] = "unknown (huggingface_hub not installed)"
@@ -216,9 +220,8 @@ def fetch(names: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 def _download(name: str) -> None:
-    from .registry import load_factory
-
     if name == "dinov2":
+        # deferred: loads timm only when this runs
         import timm
 
         timm.create_model(DINOV2_MODEL, pretrained=True)

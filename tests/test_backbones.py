@@ -64,8 +64,8 @@ def test_vit_backbone_shapes_and_position_resampling():
 
 
 def test_vit_backbone_trains_through_the_loop(tmp_path):
-    from qbench import runner
-    from qbench.config import load_recipe
+    from qbench.comparison import runner
+    from qbench.recipe.config import load_recipe
 
     recipe = load_recipe("smoke", ["model.backbone='vit'", "model.options={image_size=16, downsample=2, width=16, depth=1, heads=2}",
                                    "train.steps=2"])

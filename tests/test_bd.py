@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from qbench.bd import bd_metric, bd_rate
+from qbench.report.bd import bd_metric, bd_rate
 
 bjontegaard = pytest.importorskip("bjontegaard")
 

@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, make_distribution, run_cli
 
 import qbench
-
-from conftest import ROOT, make_distribution, run_cli
 
 
 def test_unknown_quantizer_exits_2_with_known_names_and_suggestion():
@@ -46,8 +45,8 @@ def test_user_errors_are_one_line_exit_2(args, message):
 def test_listing_does_not_import_torch(argv):
     code = (
         "import sys, qbench.cli\n"
-        "try:\n    qbench.cli.main(%r)\nexcept SystemExit:\n    pass\n"
-        "assert 'torch' not in sys.modules, 'torch imported'\n" % argv
+        f"try:\n    qbench.cli.main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr

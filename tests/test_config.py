@@ -7,7 +7,7 @@ import re
 import pytest
 
 from qbench import ConfigError
-from qbench.config import apply_overrides, available_recipes, load_recipe, parse_value, recipe_from_dict
+from qbench.recipe.config import apply_overrides, available_recipes, load_recipe, parse_value, recipe_from_dict
 
 
 def test_parse_value_reads_toml_scalars_and_lists():

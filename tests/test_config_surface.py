@@ -2,7 +2,7 @@
 
 Random ``--set`` keys and values, random option tables for every registered
 quantizer and random recipe tables go through the same validation pass as
-``qbench run`` (``qbench.preflight.check_run``), without training.  Any
+``qbench run`` (``qbench.comparison.preflight.check_run``), without training.  Any
 exception other than ``ConfigError`` is a bug: it would reach the user as a
 traceback, or as a run that fails after training started.
 
@@ -25,11 +25,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import qbench
-import qbench.data
-from qbench import ConfigError, commands, config
-from qbench.options import _signature
-from qbench.preflight import check_run
-from qbench.registry import load_factory
+import qbench.engine.data
+from qbench import ConfigError, commands
+from qbench.comparison.preflight import check_run
+from qbench.platform.options import _signature
+from qbench.platform.registry import load_factory
+from qbench.recipe import config
 
 REGS = qbench.registries()
 # CI: 50 fixed examples per property.  QBENCH_PROPERTY_EXAMPLES=2000 searches further, with fresh examples.
@@ -122,7 +123,7 @@ def override(key: str):
 OVERRIDES = st.lists(KEYS.flatmap(override), min_size=1, max_size=3)
 
 
-_real_build_dataset = qbench.data.build_dataset
+_real_build_dataset = qbench.engine.data.build_dataset
 _datasets: dict[str, object] = {}
 
 
@@ -138,7 +139,7 @@ def _cached_build_dataset(recipe, split, registries=None, seed=None):
 @pytest.fixture(autouse=True)
 def quick(monkeypatch, tmp_path):
     """Datasets built once per configuration; no pretrained weights here."""
-    monkeypatch.setattr(qbench.data, "build_dataset", _cached_build_dataset)
+    monkeypatch.setattr(qbench.engine.data, "build_dataset", _cached_build_dataset)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
 

@@ -17,12 +17,12 @@ SCRIPT = textwrap.dedent(
     import torch
 
     import qbench
-    from qbench import distributed
-    from qbench.identity import resolve
-    from qbench.config import load_recipe
-    from qbench.data import build_dataset
-    from qbench.model import build_tokenizer
-    from qbench.train import fit
+    from qbench.engine import distributed
+    from qbench.recipe.identity import resolve
+    from qbench.recipe.config import load_recipe
+    from qbench.engine.data import build_dataset
+    from qbench.engine.model import build_tokenizer
+    from qbench.engine.train import fit
 
     out = Path(sys.argv[1])
     torch.set_num_threads(1)
@@ -43,6 +43,7 @@ SCRIPT = textwrap.dedent(
                      run_dir=out / label, progress=False)
         torch.save({"model": result.model.state_dict(), "world": result.world_size, "steps": result.steps},
                    out / f"{label}-rank{rank}.pt")
+    distributed.shutdown()
     """
 )
 

@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 
 import qbench
 from qbench import QuantizerOutput
-from qbench.evaluate import check_metrics, evaluate, to_uint8
-from qbench.registry import Registry
+from qbench.engine.evaluate import check_metrics, evaluate, to_uint8
+from qbench.platform.registry import Registry
 from qbench.specs import MetricSpec
 
 
@@ -159,7 +159,7 @@ def test_two_gloo_ranks_reduce_to_the_single_process_result(tmp_path):
 
 
 def test_run_without_weights_reports_rfid_and_lpips_unavailable(tmp_path, empty_torch_home):
-    runner = pytest.importorskip("qbench.runner")
+    runner = pytest.importorskip("qbench.comparison.runner")
     if not hasattr(runner, "run_comparison"):
         pytest.skip("the training runner is not in this checkout yet")
     from conftest import run_cli

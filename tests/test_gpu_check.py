@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT
 
 SCRIPT = ROOT / "benchmarks" / "gpu" / "check_gpu.py"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qbench import runner
-from qbench.config import load_recipe
-from qbench.results import METRICS_FILE
+from qbench.comparison import runner
+from qbench.recipe.config import load_recipe
+from qbench.rundir.directory import METRICS_FILE
 from qbench_builtins.datasets import ImageFolderDataset
 
 

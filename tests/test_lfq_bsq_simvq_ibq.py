@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import qbench
-from qbench.config import load_recipe
+from qbench.recipe.config import load_recipe
 
 
 def create(name, **options):

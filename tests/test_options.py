@@ -6,12 +6,12 @@ import json
 from typing import Literal
 
 import pytest
+from conftest import make_distribution, run_cli
 
 import qbench
-from conftest import make_distribution, run_cli
-from qbench.config import load_recipe
-from qbench.identity import resolve
-from qbench.options import check_values, effective_options
+from qbench.platform.options import check_values, effective_options
+from qbench.recipe.config import load_recipe
+from qbench.recipe.identity import resolve
 from qbench.specs import QuantizerSpec
 
 TOY_HOOKS = """

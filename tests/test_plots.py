@@ -1,10 +1,10 @@
 """Rate-distortion figures: a few curves share one panel, many get a panel each."""
 
 import numpy as np
-from matplotlib.colors import to_hex
 import pytest
+from matplotlib.colors import to_hex
 
-from qbench import plots
+from qbench.report import plots
 
 
 def _series(n):

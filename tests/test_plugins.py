@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import install_example_plugin, make_distribution, run_cli
 
 import qbench
-from conftest import install_example_plugin, make_distribution, run_cli
 
 DUP_HOOKS = """
 import qbench

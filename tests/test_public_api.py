@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 import qbench
-from conftest import ROOT
 
 PLUGIN_TREES = [ROOT / "plugins", ROOT / "examples", ROOT / "benchmarks"]
 
@@ -50,8 +50,8 @@ def test_plugins_examples_and_benchmarks_use_only_the_public_api():
 
 def test_the_check_catches_a_private_import(tmp_path):
     plugin = tmp_path / "plugin.py"
-    plugin.write_text("from qbench.train import fit\nfrom qbench import registries, runner\nimport qbench.lookup\n")
-    assert private_uses(plugin) == [f"{plugin}:1: qbench.train", f"{plugin}:2: from qbench import runner"]
+    plugin.write_text("from qbench.engine.train import fit\nfrom qbench import registries, runner\nimport qbench.lookup\n")
+    assert private_uses(plugin) == [f"{plugin}:1: qbench.engine.train", f"{plugin}:2: from qbench import runner"]
 
 
 @pytest.mark.parametrize("name", qbench.__all__)

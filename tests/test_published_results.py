@@ -8,7 +8,6 @@ import subprocess
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT
 
 RESULTS = ROOT / "results"

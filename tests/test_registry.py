@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import qbench
-from qbench.registry import Registry
+from qbench.platform.registry import Registry
 from qbench.specs import QuantizerSpec
 
 

@@ -13,8 +13,8 @@ import tempfile
 
 import pytest
 import torch
-
 from conftest import run_cli
+
 from qbench import cli
 
 SMOKE = ["run", "--recipe", "smoke", "--no-progress"]

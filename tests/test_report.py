@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from qbench import results
-from qbench.columns import fmt
-from qbench.config import recipe_from_dict
-from qbench.identity import RunIdentity
-from qbench.publish import write_report
-from qbench.report import build_report, render_text
+from qbench.recipe.config import recipe_from_dict
+from qbench.recipe.identity import RunIdentity
+from qbench.report.columns import fmt
+from qbench.report.publish import write_report
+from qbench.report.tables import build_report, render_text
+from qbench.rundir import directory as results
 
 
 def metric(value, status="ok", reason="", protocol=None):
@@ -262,7 +262,7 @@ def test_sweep_runs_make_one_table_with_swept_columns(tmp_path):
 
 
 def test_usage_of_a_ladder_is_drawn_along_the_curves(tmp_path, monkeypatch):
-    from qbench import figures, plots
+    from qbench.report import figures, plots
 
     ladder_runs(tmp_path / "runs", seeds=2)
     for path in (tmp_path / "runs").rglob("metrics.json"):  # give every run a usage
@@ -356,7 +356,7 @@ def test_a_configuration_at_one_rate_gets_a_note_not_a_bd_row(tmp_path):
 
 
 def test_fit_recovers_a_grid_through_the_report(tmp_path):
-    from qbench.scaling import law
+    from qbench.report.scaling import law
 
     true = (411.63, 2.8375, 0.1601, 0.1956)
     for dim in (8, 16, 32, 64):

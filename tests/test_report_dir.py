@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import run_cli
 
 import qbench
-from conftest import run_cli
-from qbench import report_dir
-from qbench.report_dir import MANIFEST, ReportDirectory
+from qbench.report import output as report_dir
+from qbench.report.output import MANIFEST, ReportDirectory
 
 
 def test_files_move_in_together_and_stale_ones_are_removed(tmp_path):

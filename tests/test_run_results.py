@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from qbench import checkpoint, cli, runner
-from qbench.config import load_recipe
-from qbench.evaluate import dataset_key_for, evaluate
-from qbench.model import load_tokenizer
-from qbench.results import METRICS_FILE, RunDirectory
+from qbench import cli
+from qbench.comparison import runner
+from qbench.engine.evaluate import dataset_key_for, evaluate
+from qbench.engine.model import load_tokenizer
+from qbench.recipe.config import load_recipe
+from qbench.rundir import checkpoint
+from qbench.rundir.directory import METRICS_FILE, RunDirectory
 
 
 def strict_load(path):
@@ -142,7 +144,7 @@ def test_metrics_json_never_holds_bare_nan_or_infinity(tmp_path):
 
 
 def test_a_run_stopped_before_its_first_checkpoint_leaves_no_folder(tmp_path, monkeypatch):
-    import qbench.train as train_module
+    import qbench.engine.train as train_module
 
     real_fit = train_module.fit
 
@@ -161,7 +163,7 @@ def test_a_run_stopped_before_its_first_checkpoint_leaves_no_folder(tmp_path, mo
 
 CREATE = """
 import sys, time
-from qbench.results import RunDirectory
+from qbench.rundir.directory import RunDirectory
 while time.time() < float(sys.argv[2]):  # both processes start creating at the same moment
     time.sleep(0.001)
 print("\\n".join(RunDirectory.create(sys.argv[1], "race", "gsq", 0).path.name for _ in range(50)))

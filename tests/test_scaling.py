@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qbench.scaling import PARAMETERS, fit_scaling, law
+from qbench.report.scaling import PARAMETERS, fit_scaling, law
 
 # the GSQ paper's F8 fit, on its D x V grid
 TRUE = {"a": 411.63, "b": 2.8375, "c": 0.1601, "e": 0.1956}

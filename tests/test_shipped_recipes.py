@@ -20,11 +20,12 @@ import pytest
 import torch
 from PIL import Image
 
-import qbench.discriminators as discriminators
-import qbench.losses as losses
-import qbench.train as train_module
-from qbench import checkpoint, cli
-from qbench.config import available_recipes, load_recipe
+import qbench.engine.discriminators as discriminators
+import qbench.engine.losses as losses
+import qbench.engine.train as train_module
+from qbench import cli
+from qbench.recipe.config import available_recipes, load_recipe
+from qbench.rundir import checkpoint
 
 SHIPPED = sorted(available_recipes())
 TOY_SIZES = ["data.image_size=16", "data.batch_size=2", "data.num_workers=0", "model.options.channels=8",

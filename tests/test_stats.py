@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qbench.stats import mean_ci, one_sample, paired_difference
+from qbench.report.stats import mean_ci, one_sample, paired_difference
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10])

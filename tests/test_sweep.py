@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -10,17 +9,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_cli
 
 import qbench
-from conftest import ROOT, run_cli
 from qbench import commands
-from qbench.config import load_recipe
 from qbench.errors import ConfigError
-from qbench.identity import resolve
-from qbench.results import read_metrics
-from qbench.sweep import build_plan, load_sweep
-from qbench.sweep.ladder import read_ladder
-from qbench.sweep.points import expand
+from qbench.recipe.config import load_recipe
+from qbench.recipe.identity import resolve
+from qbench.rundir.directory import read_metrics
+from qbench.sweeps import build_plan, load_sweep
+from qbench.sweeps.ladder import read_ladder
+from qbench.sweeps.points import expand
 
 SWEEPS = ROOT / "benchmarks" / "sweeps"
 
@@ -177,7 +176,7 @@ def test_bad_sweep_files_fail_before_anything_runs(tmp_path, regs, case):
 
 
 def test_set_fixes_a_key_for_every_point_but_not_a_swept_one(tmp_path, regs):
-    from qbench.sweep.spec import with_overrides
+    from qbench.sweeps.spec import with_overrides
 
     spec = load_sweep(SWEEPS / "convergence-cpu.toml")
     with pytest.raises(ConfigError, match="--set train.steps: the sweep varies this key"):
@@ -212,10 +211,10 @@ def interrupt_point(planned, plan) -> Path:
     """A run of ``planned`` stopped after 2 of its 4 steps, as a killed worker leaves it."""
     import torch
 
-    from qbench.data import build_dataset
-    from qbench.model import build_tokenizer
-    from qbench.results import RunDirectory
-    from qbench.train import fit
+    from qbench.engine.data import build_dataset
+    from qbench.engine.model import build_tokenizer
+    from qbench.engine.train import fit
+    from qbench.rundir.directory import RunDirectory
 
     identity, block = planned.identity, planned.block(plan.spec)
     directory = RunDirectory.create(plan.out, identity.recipe.name, identity.quantizer, identity.seed)
@@ -310,7 +309,7 @@ def test_submitit_launcher_runs_a_smoke_sweep(tmp_path):
 
 
 def test_a_requeued_job_resubmits_the_same_point():
-    from qbench.sweep.slurm import PointJob
+    from qbench.sweeps.slurm import PointJob
 
     task = {"index": 1, "label": "gsq seed=0"}
     job = PointJob()
@@ -338,8 +337,8 @@ def test_a_preempted_job_is_requeued_and_resumes_its_run(tmp_path, regs):
 
     import submitit
 
-    from qbench.sweep.launch import tasks_for
-    from qbench.sweep.slurm import PointJob
+    from qbench.sweeps.launch import tasks_for
+    from qbench.sweeps.slurm import PointJob
 
     path = write(tmp_path, """
         name = "preempted"

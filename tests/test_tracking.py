@@ -12,15 +12,17 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, make_distribution, run_cli
 from PIL import Image
 
 import qbench
-from conftest import ROOT, make_distribution, run_cli
-from qbench import LoggerSpec, checkpoint, hookimpl, runner
-from qbench.config import load_recipe
-from qbench.identity import resolve
+from qbench import LoggerSpec, hookimpl
+from qbench.comparison import runner
+from qbench.comparison.tracking import open_loggers
 from qbench.logger import Logger, code_buckets
-from qbench.tracking import open_loggers
+from qbench.recipe.config import load_recipe
+from qbench.recipe.identity import resolve
+from qbench.rundir import checkpoint
 
 STARTED: list[Recording] = []  # loggers that were started, in order
 

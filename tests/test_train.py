@@ -8,12 +8,14 @@ import pytest
 import torch
 
 import qbench
-from qbench import QuantizerOutput, QuantizerSpec, checkpoint, hookimpl, runner
-from qbench.config import load_recipe
-from qbench.data import StepBatchSampler, build_dataset
-from qbench.identity import resolve
-from qbench.model import build_tokenizer
-from qbench.train import fit, learning_rate
+from qbench import QuantizerOutput, QuantizerSpec, hookimpl
+from qbench.comparison import runner
+from qbench.engine.data import StepBatchSampler, build_dataset
+from qbench.engine.model import build_tokenizer
+from qbench.engine.train import fit, learning_rate
+from qbench.recipe.config import load_recipe
+from qbench.recipe.identity import resolve
+from qbench.rundir import checkpoint
 
 
 class NaNAfter(torch.nn.Module):
@@ -149,8 +151,8 @@ def test_missing_pretrained_weights_fail_before_training(tmp_path, monkeypatch):
 
 def test_adversarial_patchgan_and_lpips_plumbing(tmp_path, monkeypatch):
     """Random-weight LPIPS and a PatchGAN: the loop trains both sides and checkpoints the discriminator."""
-    import qbench.train as train_module
-    from qbench.losses import PerceptualLoss
+    import qbench.engine.train as train_module
+    from qbench.engine.losses import PerceptualLoss
 
     monkeypatch.setattr(train_module, "PerceptualLoss", lambda net: PerceptualLoss(net, random_backbone=True))
     recipe = smoke("data.image_size=32", "loss.adversarial_weight=0.1", "loss.lpips_weight=0.5", "loss.lpips_net='alex'",
@@ -167,7 +169,7 @@ def test_adversarial_patchgan_and_lpips_plumbing(tmp_path, monkeypatch):
 
 
 def test_dino_discriminator_plumbing_with_random_weights():
-    from qbench.discriminators import DinoDiscriminator, hinge_d_loss, non_saturating_g_loss
+    from qbench.engine.discriminators import DinoDiscriminator, hinge_d_loss, non_saturating_g_loss
 
     disc = DinoDiscriminator(pretrained=False, input_size=28)
     logits = disc(torch.rand(2, 3, 16, 16) * 2 - 1)
@@ -178,7 +180,7 @@ def test_dino_discriminator_plumbing_with_random_weights():
 
 
 def test_diffaugment_keeps_shapes_and_cutout_removes_the_expected_area():
-    from qbench.diffaug import cutout, diff_augment, translation
+    from qbench.engine.diffaug import cutout, diff_augment, translation
 
     x = torch.rand(4, 3, 16, 16)
     assert diff_augment(x).shape == x.shape
@@ -193,7 +195,7 @@ def test_diffaugment_keeps_shapes_and_cutout_removes_the_expected_area():
 
 
 def test_load_tokenizer_rebuilds_the_trained_model(tmp_path):
-    from qbench.model import load_tokenizer
+    from qbench.engine.model import load_tokenizer
 
     [run] = runner.run_comparison(["vq"], smoke(), out_root=tmp_path, progress=False)
     tokenizer, identity, dataset = load_tokenizer(run.run_dir, use_ema=True)
@@ -216,7 +218,7 @@ def test_cpu_default_quantizers_share_the_rate():
 
 
 def test_worker_processes_give_the_same_batches_as_the_main_process():
-    from qbench.data import train_batches
+    from qbench.engine.data import train_batches
 
     dataset = build_dataset(smoke(), "train")
     inline = train_batches(dataset, 4, seed=7, start_step=2)
@@ -239,7 +241,7 @@ def test_bf16_autocast_is_opt_in_on_cpu(tmp_path):
 
 @pytest.mark.parametrize("size,layers", [(8, 1), (16, 2), (32, 3), (256, 3)])
 def test_patchgan_depth_fits_the_crop_size(size, layers):
-    from qbench.discriminators import build_discriminator
+    from qbench.engine.discriminators import build_discriminator
 
     disc = build_discriminator("patchgan", image_size=size)
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in disc.net) == layers

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
 
     import torch
 
-    from qbench import distributed
+    from qbench.engine import distributed
     from qbench_builtins.vq import VectorQuantizer
 
     CASES = {
@@ -46,6 +46,7 @@ SCRIPT = textwrap.dedent(
             vq(shard)
         results[label] = {k: v.clone() for k, v in vq.state_dict().items()}
     torch.save(results, f"{sys.argv[1]}/world{world}-rank{rank}.pt")
+    distributed.shutdown()
     """
 )
 

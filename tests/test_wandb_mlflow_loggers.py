@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from qbench import runner
-from qbench.config import load_recipe
+from qbench.comparison import runner
+from qbench.recipe.config import load_recipe
 
 
 @pytest.fixture(scope="module")

@@ -120,7 +120,7 @@ def test_install_copies_a_verified_file_into_the_cache(tmp_path, torch_home, mon
 
 
 def test_catalogue_comes_from_plugins_and_covers_every_lpips_network():
-    from qbench.config import LPIPS_NETS
+    from qbench.recipe.config import LPIPS_NETS
 
     known = weights.catalogue()
     assert {"inception", "alexnet", "vgg16", "squeezenet"} <= set(known)
@@ -137,7 +137,7 @@ def test_a_plugin_declares_its_own_weights(monkeypatch):
                                        sha256_prefix="0123abcd", used_by="my metric")]
 
     real = qbench.registries
-    monkeypatch.setattr("qbench.plugins.registries", lambda **kw: real(extra_plugins={"mine": Plugin()}, **kw))
+    monkeypatch.setattr("qbench.platform.plugins.registries", lambda **kw: real(extra_plugins={"mine": Plugin()}, **kw))
     row = weights.describe("mynet")
     assert row["present"] is False and row["used_by"] == "my metric"
     assert "mynet" in [r["name"] for r in weights.status()]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from qbench import ConfigError, QuantizerOutput
 from qbench.lookup import nearest_code
 from qbench.quantizer import (
     Quantizer,
@@ -40,7 +41,6 @@ from qbench.quantizer import (
     straight_through,
     to_rows,
 )
-from qbench import ConfigError, QuantizerOutput
 
 INITS = ("spherical", "uniform")
 

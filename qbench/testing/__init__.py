@@ -15,11 +15,13 @@ from __future__ import annotations
 def __getattr__(name):
     # imported lazily: the checks need torch, ``import qbench.testing`` does not
     if name in ("check_quantizer",):
-        from . import _quantizer
+        # deferred: loads torch only when this runs
+        from qbench.testing import _quantizer
 
         return getattr(_quantizer, name)
     if name in ("check_metric",):
-        from . import _metric
+        # deferred: loads torch only when this runs
+        from qbench.testing import _metric
 
         return getattr(_metric, name)
     raise AttributeError(name)

@@ -18,7 +18,8 @@ import math
 
 import torch
 
-from ..metric import EvalBatch, EvalContext, Metric, merge_states
+from qbench.metric import EvalBatch, EvalContext, Metric, merge_states
+from qbench.platform.plugins import registries as build
 
 
 class _StandInQuantizer:
@@ -61,7 +62,6 @@ def _close(a, b) -> bool:
 def check_metric(name: str, *, registries=None, image_size: int = 32, **options) -> dict:
     """Run the conformance checks for metric ``name``; returns the computed dict."""
     if registries is None:
-        from ..plugins import registries as build
 
         registries = build()
     spec = registries.metrics.get(name)

@@ -30,8 +30,9 @@ from collections.abc import Callable
 
 import torch
 
-from ..codebook import usage_stats
-from ..specs import QuantizerOutput
+from qbench.codebook import usage_stats
+from qbench.platform.plugins import registries as make_registries
+from qbench.specs import QuantizerOutput
 
 DEFAULT_DIM = 8
 SEED = 0  # every check starts from torch.manual_seed(SEED)
@@ -44,7 +45,6 @@ def _factory(name_or_module, registries, options) -> Callable[[], torch.nn.Modul
             raise TypeError("check_quantizer: options apply to a registered name, not a module instance")
         return lambda: copy.deepcopy(template)
     if registries is None:
-        from .. import registries as make_registries
 
         registries = make_registries()
     options = dict(options)

@@ -39,7 +39,7 @@ class LPIPSMetric(PerImageMean):
         self._setup(network, net, path.name, row["sha256"], row["check"])
 
     @classmethod
-    def from_network(cls, network: torch.nn.Module, net: str = "alex") -> "LPIPSMetric":
+    def from_network(cls, network: torch.nn.Module, net: str = "alex") -> LPIPSMetric:
         """Wrap an already built ``lpips.LPIPS`` (tests use a random backbone).
 
         Its numbers are not LPIPS unless the backbone is the pretrained one;

@@ -1,0 +1,299 @@
+"""The one validation pass before training: every user error, each on its own line.
+
+A command that trains for hours must not find a bad metric name, a missing
+weights file or an unwritable output folder after the first quantizer has
+trained.  ``check_run`` looks at everything a ``qbench run`` (or a resume)
+will use, before any run directory exists and before the first step:
+
+- the quantizer names (unknown, or the same name twice);
+- the recipe's values and ranges (``qbench.recipe.checks``), seed included;
+- every quantizer's options, the backbone's and the dataset's
+  (``qbench.recipe.identity.resolve``);
+- the metric names, and whether each metric can be built here: a metric
+  that cannot be built because of a user error (a corrupt weights file) is a
+  problem always, one that is merely unavailable (no weights) only under
+  ``--strict-metrics``;
+- the pretrained weights the losses need (always: training cannot do without);
+- the loggers (unknown names, missing packages, bad options);
+- the device (``train.device=cuda`` on a machine without a usable GPU);
+- the output folder (not a file, writable);
+- the datasets, the evaluation set's size, and one validation image through
+  every tokenizer (impossible shapes fail here, not at step 1);
+- on resume, that the checkpoint's tensors fit the model they are loaded into.
+
+Problems are collected, not raised one by one: the ``ConfigError`` holds one
+line per problem, and the CLI prints each as ``qbench: error: ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qbench.comparison.tracking import check_loggers
+from qbench.errors import ConfigError, MetricUnavailable
+from qbench.recipe import checks as recipe_checks
+from qbench.recipe.identity import RunIdentity, resolve
+from qbench.rundir.directory import recipe_folder
+
+
+class Problems:
+    """User errors found so far, one line each, in the order found, without repeats."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, message: str) -> None:
+        for line in str(message).splitlines():
+            if line.strip() and line not in self.lines:
+                self.lines.append(line)
+
+    def check(self, function, *args, **kwargs) -> Any:
+        """``function(*args, **kwargs)``, or ``None`` with its ``ConfigError`` recorded."""
+        try:
+            return function(*args, **kwargs)
+        except ConfigError as exc:
+            self.add(str(exc))
+            return None
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise ConfigError("\n".join(self.lines))
+
+
+@dataclass
+class CheckedRun:
+    """What the validation pass built and found sound: run identities and the two datasets."""
+
+    identities: list
+    train_set: Any
+    eval_set: Any
+
+
+def name_list_problems(names: list[str]) -> list[str]:
+    """An empty ``--quantizers`` list, or a name in it twice (imports nothing heavy)."""
+    if not names:
+        return ["--quantizers needs at least one name, e.g. --quantizers gsq,vq"]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        return [f"--quantizers names {', '.join(repeated)} more than once; each quantizer runs once per command "
+                "(more seeds: run again with --seed N)"]
+    return []
+
+
+def quantizer_name_problems(names: list[str], regs) -> list[str]:
+    """``name_list_problems`` plus every name no plugin registers."""
+    found = name_list_problems(names)
+    for name in dict.fromkeys(names):
+        try:
+            regs.quantizers.get(name)
+        except ConfigError as exc:
+            found.append(str(exc))
+    return found
+
+
+def check_device(recipe) -> None:
+    """``ConfigError`` when the recipe asks for a GPU this machine does not have."""
+    # deferred: loads torch only when this runs
+    import torch
+
+    wanted = recipe.train.device
+    cuda = torch.cuda.is_available()
+    if wanted == "cuda" and not cuda:
+        raise ConfigError("train.device=cuda, but torch sees no CUDA GPU here (torch.cuda.is_available() is false); "
+                          "use train.device=auto or cpu")
+    if wanted in ("cuda", "auto") and cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local_rank} needs GPU {local_rank}, but only "
+                              f"{torch.cuda.device_count()} are visible; start fewer processes per node")
+        # the capability query creates no CUDA context (is_bf16_supported may, on GPU 0, on every rank)
+        major, minor = torch.cuda.get_device_capability(local_rank)
+        if recipe.train.precision == "bf16" and major < 8:
+            raise ConfigError(f"train.precision=bf16 needs a GPU of compute capability 8.0 or newer (Ampere); "
+                              f"GPU {local_rank} is {major}.{minor}: use train.precision=fp32")
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str) -> Path:
+    """``ConfigError`` unless ``folder`` is (or can become) a folder this process can write in.
+
+    Tries a real write in the nearest existing folder: permission bits do not
+    tell the whole story (root, read-only mounts, ACLs).
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == folder else f": {existing}"
+        raise ConfigError(f"{what} {folder}{where} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".qbench-write-check-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{what} {folder}: cannot write in {existing} ({exc.strerror or exc})") from None
+    return folder
+
+
+def metric_problems(names: list[str], regs, strict: bool) -> list[str]:
+    """Unknown metric names, and metrics that cannot be built here (see the module docstring)."""
+    found = []
+    for name in dict.fromkeys(names):
+        try:
+            regs.metrics.get(name)
+        except ConfigError as exc:
+            found.append(str(exc))
+            continue
+        try:
+            regs.metrics.create(name)
+        except ConfigError as exc:
+            found.append(about(name, str(exc)))
+        except MetricUnavailable as exc:
+            if strict:
+                found.append(f"--strict-metrics: {about(name, str(exc))}")
+        except Exception as exc:  # would be recorded as failed after training; strict refuses now
+            if strict:
+                found.append(f"--strict-metrics: {about(name, f'cannot be built: {_first_line(exc)}')}")
+    return found
+
+
+def about(name: str, message: str) -> str:
+    """``message`` as one line that starts with ``name`` (plugins' messages may or may not name themselves)."""
+    text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    named = text.startswith((f"{name}:", f"{name} ", f"{name!r}")) or f" {name!r}" in text.split(":")[0]
+    return text if named else f"{name}: {text}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _probe_image(eval_set):
+    """The first validation image as a model input of batch 1."""
+    # deferred: loads torch only when this runs
+    import torch
+
+    item = eval_set[0]
+    image = item[0] if isinstance(item, (tuple, list)) else item
+    if not (torch.is_tensor(image) and image.dtype == torch.uint8 and image.dim() == 3 and image.shape[0] == 3):
+        got = f"{image.dtype} {tuple(image.shape)}" if torch.is_tensor(image) else type(image).__name__
+        raise ConfigError(f"dataset items must be uint8 (3, H, W) tensors, got {got}")
+    return image.unsqueeze(0).float().div(127.5).sub(1.0)
+
+
+def check_tokenizer(identity, regs, image) -> None:
+    """Build ``identity``'s tokenizer and pass one image through it (shapes, option combinations)."""
+    # deferred: loads torch only when this runs
+    import torch
+
+    from qbench.engine.model import build_tokenizer
+
+    name = identity.quantizer
+    try:
+        tokenizer = build_tokenizer(identity, registries=regs)  # the factories' own checks raise ConfigError
+    except ConfigError as exc:
+        raise ConfigError(about(name, str(exc))) from None
+    try:
+        with torch.no_grad():
+            tokenizer.eval()(image)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        shape = "x".join(str(s) for s in image.shape[-2:])
+        raise ConfigError(f"{identity.quantizer} with options {identity.options}: the tokenizer fails on one "
+                          f"{shape} image: {_first_line(exc)}") from None
+
+
+def check_checkpoint_fits(state: dict[str, Any], identity, regs, run_dir) -> None:
+    """The checkpoint's model (and EMA) tensors load into the model its identity builds."""
+    # deferred: loads torch only when this runs
+    from qbench.engine.model import build_tokenizer
+    from qbench.rundir.checkpoint import mismatch
+
+    tokenizer = build_tokenizer(identity, registries=regs)
+    for key in ("model", "ema"):
+        weights = state.get(key)
+        if weights is None:
+            continue
+        try:
+            tokenizer.load_state_dict(weights)
+        except Exception as exc:
+            raise ConfigError(f"checkpoint in {run_dir} does not fit its own config ({key} weights): "
+                              f"{mismatch(exc)}") from None
+
+
+def _evaluation_size_problem(eval_set, recipe) -> str:
+    # deferred: loads torch only when this runs
+    from qbench.engine.distributed import env_world_size
+
+    if recipe.eval.max_images < 0:  # already reported as a recipe value
+        return ""
+    total = len(eval_set) if not recipe.eval.max_images else min(recipe.eval.max_images, len(eval_set))
+    if total == 0:
+        return f"the evaluation split {recipe.eval.split!r} is empty"
+    if total < env_world_size():
+        return f"the evaluation split has {total} images, fewer than the {env_world_size()} ranks"
+    return ""
+
+
+def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = False,
+              out_root: str | os.PathLike | None = None, resume_state: dict[str, Any] | None = None,
+              run_dir: str | os.PathLike | None = None) -> CheckedRun:
+    """Every problem of a run configuration at once (see the module docstring), or what it builds.
+
+    ``out_root``: the folder new run directories go into; ``run_dir`` and
+    ``resume_state``: the run being resumed and its checkpoint.
+    """
+    # deferred: loads torch only when this runs
+    from qbench.engine.data import build_dataset
+    from qbench.engine.losses import check_pretrained
+
+    problems = Problems()
+    for line in quantizer_name_problems(list(quantizers), regs):
+        problems.add(line)
+    for line in recipe_checks.problems(recipe):
+        problems.add(line)
+    known = [n for n in dict.fromkeys(quantizers) if n in regs.quantizers]
+    options = {name: problems.check(regs.quantizers.effective_options, name, **recipe.quantizer_options(name))
+               for name in known}
+    # options that shadow the recipe's own arguments are reported above; building with them cannot work
+    backbone_ok = "latent_dim" not in recipe.model.options and problems.check(
+        regs.backbones.effective_options, recipe.model.backbone, latent_dim=recipe.model.latent_dim,
+        **recipe.model.options) is not None
+    data_ok = not set(recipe_checks.DATASET_ARGUMENTS) & set(recipe.data.options)
+    problems.check(regs.datasets.get, recipe.data.dataset)
+    for line in metric_problems(list(recipe.eval.metrics), regs, strict_metrics):
+        problems.add(line)
+    problems.check(check_pretrained, recipe)
+    problems.check(check_loggers, recipe, regs)
+    problems.check(check_device, recipe)
+    if out_root is not None and problems.check(check_writable_folder, out_root, "--out") is not None:
+        inside = recipe_folder(out_root, recipe.name)
+        if inside.exists() and not inside.is_dir():
+            problems.add(f"--out {out_root}: {inside} is a file, not a folder")
+    if run_dir is not None:
+        problems.check(check_writable_folder, run_dir, "run folder")
+
+    train_set = problems.check(build_dataset, recipe, "train", registries=regs) if data_ok else None
+    eval_set = problems.check(build_dataset, recipe, recipe.eval.split, registries=regs) if data_ok else None
+    image = None
+    if eval_set is not None:
+        problems.add(_evaluation_size_problem(eval_set, recipe))
+        image = problems.check(_probe_image, eval_set)
+    if image is not None and backbone_ok:
+        for name, effective in options.items():  # shapes and option combinations, even beside other problems
+            if effective is not None:
+                problems.check(check_tokenizer, RunIdentity(recipe, name, effective), regs, image)
+    identities = [] if problems else [problems.check(resolve, recipe, name, regs) for name in known]
+    if resume_state is not None and not problems:
+        problems.check(check_checkpoint_fits, resume_state, identities[0], regs, run_dir)
+    problems.raise_if_any()
+    return CheckedRun(identities, train_set, eval_set)

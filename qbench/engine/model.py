@@ -1,0 +1,124 @@
+"""The tokenizer: encoder -> quantizer -> decoder, assembled from the registries.
+
+The GSQ paper (arXiv 2412.02632) and its baselines share this shape; only the
+quantizer differs between the runs of one recipe.  Images enter in [-1, 1].
+The quantizer runs in float32 even under autocast (its lookups must not be
+rounded to bf16; vector-quantize-pytorch issues #114/#116 show why).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qbench.errors import ConfigError
+from qbench.platform.plugins import registries as build
+
+
+class Tokenizer(nn.Module):
+    """``forward(x) -> (x_hat, QuantizerOutput)``; ``encode(x) -> codes``; ``decode(codes) -> x_hat``."""
+
+    def __init__(self, backbone: nn.Module, quantizer: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.quantizer = quantizer
+
+    @property
+    def downsample(self) -> int:
+        return int(getattr(self.backbone, "downsample", 1))
+
+    def _quantize(self, z: torch.Tensor):
+        # float32 lookups even under autocast; the decoder then sees the dtype it is run in
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return self.quantizer(z.float())
+
+    def forward(self, x: torch.Tensor):
+        z = self.backbone.encode(x)
+        out = self._quantize(z)
+        x_hat = self.backbone.decode(out.z_q.to(z.dtype))
+        return x_hat, out
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.backbone.encode(x)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return self.quantizer.encode(z.float())
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        z_q = self.quantizer.decode(codes)
+        return self.backbone.decode(z_q)
+
+    def parameter_counts(self) -> dict[str, int]:
+        def count(module: nn.Module | None) -> int:
+            return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+        encoder = count(getattr(self.backbone, "encoder", None))
+        decoder = count(getattr(self.backbone, "decoder", None))
+        backbone_total = count(self.backbone)
+        if encoder + decoder != backbone_total:  # a backbone without encoder/decoder attributes
+            encoder, decoder = backbone_total, 0
+        quantizer = count(self.quantizer)
+        return {"encoder": encoder, "decoder": decoder, "quantizer": quantizer, "total": encoder + decoder + quantizer}
+
+    def model_info(self) -> dict[str, Any]:
+        q = self.quantizer
+        return {
+            "bits_per_position": float(getattr(q, "bits_per_position", 0.0)),
+            "tokens_per_position": int(getattr(q, "tokens_per_position", 1)),
+            "codebook_size": int(getattr(q, "codebook_size", 0)),
+            "downsample": self.downsample,
+            "parameters": self.parameter_counts(),
+        }
+
+
+def _registries(registries):
+    if registries is not None:
+        return registries
+
+    return build()
+
+
+def build_tokenizer(identity, registries=None) -> Tokenizer:
+    """Backbone ``recipe.model.backbone`` (latent_dim + model options) + the quantizer of ``identity``.
+
+    ``identity`` is a ``qbench.recipe.identity.RunIdentity``: the quantizer is built
+    with its effective options, exactly what the run records.
+    """
+    regs = _registries(registries)
+    recipe = identity.recipe
+    backbone = regs.backbones.create(recipe.model.backbone, latent_dim=recipe.model.latent_dim, **recipe.model.options)
+    quantizer = regs.quantizers.create(identity.quantizer, **identity.options)
+    return Tokenizer(backbone, quantizer)
+
+
+def load_tokenizer(run_dir: str | Path, use_ema: bool | None = None, registries=None):
+    """Rebuild a finished (or interrupted) run for re-scoring.
+
+    Returns ``(tokenizer, identity, dataset)``: the tokenizer in eval mode
+    with the weights the run was scored with (the EMA weights when the run
+    kept them and its recipe says ``eval.use_ema``; ``use_ema`` overrides
+    that), the run's identity, and its evaluation split.
+    """
+    # deferred: loads torch only when this runs
+    from qbench.engine.data import build_dataset
+    from qbench.rundir import checkpoint
+
+    run_dir = Path(run_dir)
+    state = checkpoint.load(run_dir)
+    identity = checkpoint.run_identity(state)
+    recipe = identity.recipe
+    tokenizer = build_tokenizer(identity, registries=registries)
+    if use_ema is None:
+        use_ema = recipe.eval.use_ema
+    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    try:
+        tokenizer.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ConfigError(f"checkpoint in {run_dir} does not fit its own config: {checkpoint.mismatch(exc)}") from None
+    tokenizer.eval()
+    dataset = build_dataset(recipe, recipe.eval.split, registries=registries)
+    return tokenizer, identity, dataset

@@ -1,0 +1,18 @@
+"""The report floor: tables, statistics and figures from finished run directories.
+
+Torch-free: ``qbench report`` reads files, it never builds a model.
+
+  tables    ``qbench report``: runs grouped into comparison tables, ``build_report``
+  rows      one run directory -> one table row (also behind ``qbench.load_runs``)
+  columns   which metric columns a table shows, number formats
+  curves    runs -> rate-distortion curves and comparable cells
+  stats     seed means with t intervals, paired differences
+  baseline  ``--baseline``: paired differences and Bjøntegaard deltas against one quantizer
+  bd        the Bjøntegaard delta itself
+  scaling   the GSQ paper's scaling law and its fit
+  fit       ``--fit``: the law fitted to each D x V grid
+  figures   which figures a table gets; plots draws them (matplotlib, Agg)
+  publish   summary.csv, README.md and the figures; output stages them atomically
+
+Imports ``qbench.rundir``, ``qbench.recipe`` and ``qbench.platform``; never the engine.
+"""

@@ -1,0 +1,63 @@
+"""From a plan to running points: data checked once, tasks built, handed to a launcher."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qbench.errors import ConfigError
+from qbench.sweeps.local import run_local, threads_per_point
+from qbench.sweeps.plan import Plan
+from qbench.sweeps.progress import SweepProgress
+from qbench.sweeps.worker import PointResult, PointTask
+
+LAUNCHERS = ("local", "slurm")
+
+
+def check_data(plan: Plan, regs) -> None:
+    """Build each distinct dataset of the pending points once: a missing root fails the sweep, not each point."""
+    # deferred: loads torch only when this runs
+    from qbench.engine.data import build_dataset
+
+    seen = set()
+    for p in plan.pending():
+        recipe = p.identity.recipe
+        for split in ("train", recipe.eval.split):
+            key = json.dumps([recipe.data.__dict__, split], sort_keys=True, default=str)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                build_dataset(recipe, split, registries=regs)
+            except ConfigError as exc:
+                raise plan.spec.error(f"point {p.index} ({p.label}): {exc}") from None
+
+
+def tasks_for(plan: Plan, threads: int) -> list[PointTask]:
+    return [
+        PointTask(index=p.index, label=p.label, quantizer=p.identity.quantizer, recipe=p.identity.recipe.to_dict(),
+                  config_hash=p.identity.config_hash, seed=p.identity.seed, out=str(plan.out),
+                  sweep=p.block(plan.spec), threads=threads)
+        for p in plan.pending()
+    ]
+
+
+def launch(plan: Plan, *, launcher: str, jobs: int, slurm_options: dict[str, Any], show_progress: bool,
+           cluster: str = "slurm", poll_s: float | None = None) -> list[PointResult]:
+    """Run the plan's pending points; one ``PointResult`` each (failed points included)."""
+    if launcher == "local":
+        tasks = tasks_for(plan, threads_per_point(jobs))
+        parallel = jobs
+    else:
+        tasks = tasks_for(plan, int(slurm_options.get("cpus_per_task") or 0))
+        parallel = int(slurm_options.get("array_parallelism") or len(tasks))
+    done = len(plan.points) - len(tasks)
+    progress = SweepProgress(len(plan.points), done, parallel, {t.index: p.estimate_s for t, p in
+                                                                zip(tasks, plan.pending())}, enabled=show_progress)
+    if launcher == "local":
+        return run_local(tasks, jobs, progress)
+    from qbench.sweeps.slurm import POLL_S, run_slurm  # imports submitit
+
+    if poll_s is None:  # sacct is not to be hammered; a local test cluster answers at once
+        poll_s = POLL_S if cluster == "slurm" else 1.0
+    return run_slurm(tasks, slurm_options, plan.spec.name, plan.out, progress, cluster=cluster, poll_s=poll_s)
