@@ -37,6 +37,9 @@ class Quantizer(nn.Module):
     codebook_size: int
     tokens_per_position: int = 1
     codebook_shared: bool = True
+    # True for a ceiling that does not quantize (the built-in ``identity``): no codes
+    # (T = 0), infinite bits_per_position; reports keep it off rate axes and out of BD
+    continuous: bool = False
 
     @property
     def bits_per_position(self) -> float:

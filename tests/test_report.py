@@ -271,7 +271,7 @@ def test_usage_of_a_ladder_is_drawn_along_the_curves(tmp_path, monkeypatch):
         path.write_text(json.dumps(record))
     drawn = []
     monkeypatch.setattr(plots, "bars", lambda *a, **k: pytest.fail("a ladder's usage should be lines, not bars"))
-    monkeypatch.setattr(plots, "rate_distortion", lambda series, ylabel, path, title: drawn.append((title, series)))
+    monkeypatch.setattr(plots, "rate_distortion", lambda series, ylabel, path, title, **kw: drawn.append((title, series)))
     report = build_report([tmp_path / "runs"])
     figures.table_figures(report.runs, report.metrics, tmp_path, "t")
     usage = [series for title, series in drawn if title.startswith("codebook usage by rate")]

@@ -43,6 +43,12 @@ def qbench_register_quantizers():
             paper="Finite Scalar Quantization, arXiv 2309.15505",
         ),
         QuantizerSpec(
+            name="identity",
+            factory="qbench_builtins.identity:IdentityQuantizer",
+            description="the unquantized ceiling: the latent passes through, no codes, continuous rate",
+            paper="the continuous-bottleneck upper bound of learned-compression ablations",
+        ),
+        QuantizerSpec(
             name="lfq",
             factory="qbench_builtins.lfq:LookupFreeQuantizer",
             description="Lookup-free quantization: one sign bit per channel, entropy penalty",

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from qbench.codebook import code_histogram
+from qbench.errors import MetricUnavailable
 from qbench.metric import EvalBatch, EvalContext, Metric
 
 
@@ -25,6 +26,8 @@ class CodeCounts(Metric):
     def begin(self, context: EvalContext) -> None:
         # sized from the quantizer, not from the first batch, so every rank holds the same shape
         quantizer = context.tokenizer.quantizer
+        if getattr(quantizer, "continuous", False):
+            raise MetricUnavailable("continuous latent: no codes to count")
         self.shared = bool(getattr(quantizer, "codebook_shared", True))
         self.counts = torch.zeros(int(quantizer.tokens_per_position), int(quantizer.codebook_size), dtype=torch.int64)
 

@@ -161,9 +161,19 @@ def evaluate(
     device = torch.device(device)
     context = EvalContext(dataset_key=dataset_key, num_images=total, device=str(device), tokenizer=tokenizer)
     failures: dict[str, str] = {}
-    for name, metric in watched.items():
+    continuous = bool(getattr(tokenizer, "continuous", False))
+    for name, metric in list(watched.items()):
         try:
             metric.begin(context)
+        except MetricUnavailable as exc:  # e.g. codebook usage of a quantizer without codes
+            del watched[name]
+            if name in metrics:
+                # the protocol is recorded all the same, so a ceiling run shares its quantizers' table
+                results[name] = _result("unavailable", registries.metrics.get(name), reason=str(exc),
+                                        protocol=_protocol(metric, context))
+                del metrics[name]
+            else:
+                observers.pop(name[1], None)
         except Exception as exc:
             failures[name] = f"begin: {type(exc).__name__}: {exc}"
 
@@ -180,10 +190,13 @@ def evaluate(
                 x = originals.to(torch.float32) / 127.5 - 1.0
                 _sync(device)
                 t0 = time.perf_counter()
-                codes = tokenizer.encode(x)
+                if continuous:  # a ceiling: no codes to decode, the latent goes to the decoder
+                    latent, codes = tokenizer.encode_latent(x)
+                else:
+                    codes = tokenizer.encode(x)
                 _sync(device)
                 t1 = time.perf_counter()
-                x_hat = tokenizer.decode(codes)
+                x_hat = tokenizer.decode_latent(latent) if continuous else tokenizer.decode(codes)
                 _sync(device)
                 t2 = time.perf_counter()
                 batch = EvalBatch(

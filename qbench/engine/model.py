@@ -52,6 +52,23 @@ class Tokenizer(nn.Module):
         z_q = self.quantizer.decode(codes)
         return self.backbone.decode(z_q)
 
+    @property
+    def continuous(self) -> bool:
+        """True for a ceiling quantizer (``identity``): no codes, evaluation goes through the latent."""
+        return bool(getattr(self.quantizer, "continuous", False))
+
+    @torch.no_grad()
+    def encode_latent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_q, codes) of a continuous quantizer: the latent the decoder sees, and its empty codes."""
+        z = self.backbone.encode(x)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            out = self.quantizer(z.float())
+        return out.z_q, out.codes
+
+    @torch.no_grad()
+    def decode_latent(self, z_q: torch.Tensor) -> torch.Tensor:
+        return self.backbone.decode(z_q)
+
     def parameter_counts(self) -> dict[str, int]:
         def count(module: nn.Module | None) -> int:
             return sum(p.numel() for p in module.parameters()) if module is not None else 0
@@ -70,6 +87,7 @@ class Tokenizer(nn.Module):
             "bits_per_position": float(getattr(q, "bits_per_position", 0.0)),
             "tokens_per_position": int(getattr(q, "tokens_per_position", 1)),
             "codebook_size": int(getattr(q, "codebook_size", 0)),
+            "continuous": bool(getattr(q, "continuous", False)),
             "downsample": self.downsample,
             "parameters": self.parameter_counts(),
         }

@@ -9,6 +9,7 @@ Torch-free: ``qbench report`` reads files, it never builds a model.
   stats     seed means with t intervals, paired differences
   baseline  ``--baseline``: paired differences and Bjøntegaard deltas against one quantizer
   bd        the Bjøntegaard delta itself
+  ceiling   the gap from the unquantized ceiling (``identity``) to each curve
   scaling   the GSQ paper's scaling law and its fit
   fit       ``--fit``: the law fitted to each D x V grid
   figures   which figures a table gets; plots draws them (matplotlib, Agg)

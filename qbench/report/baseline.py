@@ -24,7 +24,17 @@ import pandas as pd
 from qbench.errors import ConfigError, suggest
 from qbench.report import bd
 from qbench.report.columns import Column, fmt
-from qbench.report.curves import Curve, cell, coordinates, curve_points, curves, is_option, seed_values, short_key
+from qbench.report.curves import (
+    Curve,
+    cell,
+    coordinates,
+    curve_points,
+    curves,
+    is_option,
+    quantized,
+    seed_values,
+    short_key,
+)
 from qbench.report.rows import row_labels
 from qbench.report.stats import one_sample, paired_difference
 
@@ -63,7 +73,7 @@ def _option_keys(runs: pd.DataFrame, quantizer: str) -> set[str]:
 
 
 def paired_table(runs: pd.DataFrame, metrics: list[Column], name: str) -> pd.DataFrame:
-    ok = runs[runs["status"] == "ok"]
+    ok = quantized(runs[runs["status"] == "ok"])  # a continuous ceiling is in no paired test or BD
     firsts = ok.drop_duplicates("group")
     anchors = firsts[[_is_baseline(r, name) for _, r in firsts.iterrows()]]
     labels = row_labels(runs)
@@ -117,7 +127,7 @@ def _per_seed(values: dict[str, dict], bits: dict[str, float], anchor: Curve, te
 
 def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) -> tuple[pd.DataFrame, list[str]]:
     """BD rows of every curve against the baseline's, and the configurations measured at one rate only."""
-    ok = runs[runs["status"] == "ok"]
+    ok = quantized(runs[runs["status"] == "ok"])  # a continuous ceiling is in no paired test or BD
     labels = ok.drop_duplicates("group").set_index("group")
     all_curves = curves(ok)
     anchors = [c for c in all_curves if all(_is_baseline(labels.loc[g], name) for g in c.groups)]

@@ -98,9 +98,24 @@ def _describe(quantizer: str, fixed: dict[str, Any]) -> str:
     return f"{quantizer} ({shown})" if shown else quantizer
 
 
+def quantized(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that have a rate: every run but the continuous ceilings."""
+    return runs[~runs["continuous"].astype(bool)] if "continuous" in runs else runs
+
+
+def ceilings(runs: pd.DataFrame) -> pd.DataFrame:
+    """The successful continuous runs (the ``identity`` ceiling), which reports show as an upper bound."""
+    if "continuous" not in runs:
+        return runs.iloc[:0]
+    return runs[runs["continuous"].astype(bool) & (runs["status"] == "ok")]
+
+
 def curves(runs: pd.DataFrame) -> list[Curve]:
-    """The curves of one table's successful runs, each with its groups ordered by rate."""
-    ok = runs[runs["status"] == "ok"]
+    """The curves of one table's successful runs, each with its groups ordered by rate.
+
+    A continuous run (the ``identity`` ceiling) has no rate: it is never on a curve.
+    """
+    ok = quantized(runs[runs["status"] == "ok"])
     firsts = ok.drop_duplicates("group").set_index("group")
     bits = ok.groupby("group")["bits"].mean()
     found: list[Curve] = []

@@ -19,7 +19,7 @@ import pandas as pd
 
 from qbench.report import plots
 from qbench.report.columns import Column
-from qbench.report.curves import curve_points, curves
+from qbench.report.curves import ceilings, curve_points, curves
 from qbench.report.fit import grid_points
 from qbench.report.stats import mean_ci
 from qbench.rundir import directory as results
@@ -38,7 +38,21 @@ def rate_distortion(runs: pd.DataFrame, column: Column, path: Path, what: str = 
             series.append({"label": curve.label, **points})
     if not series:
         return None
-    return plots.rate_distortion(series, column.title, path, f"{what}: {column.heading} (band: 95% CI over seeds)")
+    return plots.rate_distortion(series, column.title, path, f"{what}: {column.heading} (band: 95% CI over seeds)",
+                                 ceilings=ceiling_levels(runs, column.key))
+
+
+def ceiling_levels(runs: pd.DataFrame, key: str) -> list[dict]:
+    """Each continuous configuration's mean and 95% interval of ``key``: horizontal reference lines."""
+    levels = []
+    ceiling_runs = ceilings(runs)
+    if f"{key}_status" in ceiling_runs:
+        ceiling_runs = ceiling_runs[ceiling_runs[f"{key}_status"] == "ok"]
+    for _, group in ceiling_runs.groupby("group", sort=False):
+        ci = mean_ci(group[key].astype(float).tolist())
+        levels.append({"label": f"{group.iloc[0]['label']} (ceiling, n={ci.n})", "mean": ci.mean,
+                       "low": ci.low, "high": ci.high})
+    return levels
 
 
 def _has_curves(runs: pd.DataFrame) -> bool:

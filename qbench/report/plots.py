@@ -6,6 +6,7 @@ matplotlib's non-interactive Agg backend; every figure is written atomically.
 from __future__ import annotations
 
 import io
+import math
 import textwrap
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def _band(ax, x, mean, low, high, label) -> None:
 MAX_OVERLAID = 4  # beyond this many bands one panel is unreadable
 
 
-def rate_distortion(series: list[dict], ylabel: str, path: str | Path, title: str) -> Path:
+def rate_distortion(series: list[dict], ylabel: str, path: str | Path, title: str,
+                    ceilings: list[dict] = ()) -> Path:
     """Bits per position against a metric: one line per curve with its 95% band over seeds.
 
     Each series has label, bits, mean, low, high (arrays along the curve). More
@@ -57,11 +59,21 @@ def rate_distortion(series: list[dict], ylabel: str, path: str | Path, title: st
     """
     curves = [s for s in series if len(s["bits"]) > 1]
     if len(series) <= MAX_OVERLAID or len(curves) < 2:  # lone points (one rate) overlap little: one panel
-        return lines(series, "bits per position", ylabel, path, title, x="bits")
-    return _panels(series, "bits per position", ylabel, path, title, x="bits")
+        return lines(series, "bits per position", ylabel, path, title, x="bits", ceilings=ceilings)
+    return _panels(series, "bits per position", ylabel, path, title, x="bits", ceilings=ceilings)
 
 
-def _panels(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title: str, *, x: str) -> Path:
+def _ceiling_lines(ax, ceilings: list[dict], legend: bool = True) -> None:
+    """The unquantized ceiling: a dashed horizontal line at its mean, its interval shaded."""
+    for level in ceilings:
+        ax.axhline(level["mean"], color="black", linestyle="--", linewidth=1,
+                   label=level["label"] if legend else None)
+        if math.isfinite(level["low"]) and math.isfinite(level["high"]):
+            ax.axhspan(level["low"], level["high"], color="black", alpha=0.08, linewidth=0)
+
+
+def _panels(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title: str, *, x: str,
+            ceilings: list[dict] = ()) -> Path:
     plt = _figure()
     columns = min(4, len(series))
     rows = -(-len(series) // columns)
@@ -76,6 +88,7 @@ def _panels(series: list[dict], xlabel: str, ylabel: str, path: str | Path, titl
                 ax.plot(other[x], other["mean"], color=grey, linewidth=0.8, marker=".", markersize=3)
         ax.set_prop_cycle(color=[colours[i % len(colours)]])
         _band(ax, own[x], own["mean"], own["low"], own["high"], own["label"])
+        _ceiling_lines(ax, ceilings, legend=False)
         ax.set_title(textwrap.fill(own["label"], 34), fontsize=7)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(series):]:
@@ -84,7 +97,8 @@ def _panels(series: list[dict], xlabel: str, ylabel: str, path: str | Path, titl
         ax.set_xlabel(xlabel, fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize=8)
-    fig.suptitle(f"{title}; grey: the other curves", fontsize=10)
+    ceiling = "; dashed: the unquantized ceiling" if ceilings else ""
+    fig.suptitle(f"{title}; grey: the other curves{ceiling}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -98,12 +112,14 @@ def _finish_with_legend_outside(fig, ax, xlabel: str, ylabel: str, title: str, p
     return save_figure(fig, path)
 
 
-def lines(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title: str, *, x: str = "x", log2_x: bool = False) -> Path:
-    """One line (with its band) per series; series have label, ``x``, mean, low, high."""
+def lines(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title: str, *, x: str = "x", log2_x: bool = False,
+          ceilings: list[dict] = ()) -> Path:
+    """One line (with its band) per series; series have label, ``x``, mean, low, high; ceilings: dashed levels."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for s in series:  # a legend, not annotations: configurations often share one rate
         _band(ax, s[x], s["mean"], s["low"], s["high"], s["label"])
+    _ceiling_lines(ax, ceilings)
     if log2_x:
         # deferred: loads matplotlib only when this runs
         from matplotlib.ticker import FuncFormatter

@@ -98,6 +98,7 @@ def run_row(run_dir: Path, record: dict[str, Any], metrics: list[Column]) -> dic
         "options": json.dumps(options, sort_keys=True),
         "given_options": json.dumps(given, sort_keys=True),
         "plugins": json.dumps(plugin_versions(run), sort_keys=True),
+        "continuous": bool((record.get("model") or {}).get("continuous", False)),  # the unquantized ceiling
     }
     names = {metric_key(n): n for n in recorded}
     for column in metrics:
@@ -152,7 +153,8 @@ def swept_options(runs: pd.DataFrame) -> dict[str, set[str]]:
 
 def row_label(run: pd.Series, swept: dict[str, set[str]]) -> str:
     options = {k: v for k, v in json.loads(run["given_options"]).items() if k not in swept.get(run["quantizer"], set())}
-    return config_label(run["quantizer"], options) + run["version_suffix"]
+    ceiling = " (ceiling)" if run.get("continuous", False) else ""
+    return config_label(run["quantizer"], options) + ceiling + run["version_suffix"]
 
 
 def row_labels(runs: pd.DataFrame) -> dict[str, str]:

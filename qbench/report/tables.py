@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from qbench.errors import ConfigError
+from qbench.report.ceiling import ceiling_sections
 from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, fmt, metric_columns
 from qbench.report.curves import short_key
 from qbench.report.rows import find_run_dirs, row_label, run_row, swept_options, version_labels
@@ -77,9 +78,13 @@ def comparison_table(runs: pd.DataFrame, columns: list[Column], point_keys: list
         return row
 
     ok = runs[runs["status"] == "ok"]
-    for _, group in ok.groupby("group", sort=False):
+    continuous = ok["continuous"].astype(bool) if "continuous" in ok else pd.Series(False, index=ok.index)
+    # the unquantized ceilings last: an upper bound below the quantizers it bounds
+    for _, group in pd.concat([ok[~continuous], ok[continuous]]).groupby("group", sort=False):
         row = head(group.iloc[0]) | {"seeds": len(group)}
         row.update({c.title: _cell(group, c) for c in columns})
+        if bool(group.iloc[0].get("continuous", False)):
+            row.update({c.title: "continuous" for c in columns if c.key == BITS.key})
         rows.append(row)
     for _, run in runs[runs["status"] != "ok"].iterrows():
         row = head(run) | {"seeds": 1}
@@ -91,6 +96,8 @@ def comparison_table(runs: pd.DataFrame, columns: list[Column], point_keys: list
         frame["status"] = frame["status"].fillna("ok")
     if point_keys and not frame.empty:
         frame = frame.sort_values(["quantizer", *point_keys], key=_sortable, kind="stable").reset_index(drop=True)
+        ceiling = frame["quantizer"].str.contains(" (ceiling)", regex=False)
+        frame = pd.concat([frame[~ceiling], frame[ceiling]]).reset_index(drop=True)
     return frame
 
 
@@ -187,6 +194,7 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
     report.runs = runs
     columns = report.columns
     report.tables = _recipe_tables(runs[runs["sweep"] == ""], columns) + _sweep_tables(runs[runs["sweep"] != ""], columns)
+    report.sections += ceiling_sections(report)
     if baseline:
         # deferred: loads pandas and numpy only when this runs
         from qbench.report.baseline import baseline_sections

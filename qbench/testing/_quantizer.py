@@ -20,6 +20,10 @@ first broken rule.  Checked:
 - two runs from the same seed give identical outputs, codes and updated state;
 - a ``state_dict`` round trip reproduces the codes;
 - under CPU bf16 autocast the codes stay valid and ``z_q`` finite.
+
+A quantizer with ``continuous = True`` (a ceiling such as the built-in
+``identity``) is checked for what it promises instead: no tokens, an
+infinite rate, (B, h, w, 0) codes, a finite loss and a gradient reaching ``z``.
 """
 
 from __future__ import annotations
@@ -92,6 +96,22 @@ def _check_output(module, out, z) -> None:
         _assert_close(float(got), float(value), f"stats[{key!r}]")
 
 
+def _check_continuous(module, z) -> None:
+    """A ceiling (``continuous = True``): the latent passes through with its gradient, no codes, no rate."""
+    assert module.tokens_per_position == 0, "a continuous quantizer has no tokens per position"
+    assert module.bits_per_position == math.inf, "a continuous quantizer has an infinite rate"
+    b, _, h, w = z.shape
+    z = z.detach().clone().requires_grad_(True)
+    out = module.train()(z)
+    assert isinstance(out, QuantizerOutput), f"forward must return QuantizerOutput, got {type(out).__name__}"
+    assert out.codes.dtype == torch.int64 and out.codes.shape == (b, h, w, 0), "codes must be (B, h, w, 0) int64"
+    assert torch.is_tensor(out.loss) and out.loss.dim() == 0 and torch.isfinite(out.loss), "loss: finite 0-d"
+    assert out.z_q.shape == z.shape and out.z_q.dtype == z.dtype, "z_q must have the shape and dtype of z"
+    out.z_q.sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0, "no gradient reaches z"
+    assert torch.equal(module.encode(z.detach()), out.codes), "encode(z) differs from forward(z).codes"
+
+
 def _state(module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -120,9 +140,12 @@ def check_quantizer(name_or_module, *, registries=None, batch=2, height=4, width
     seed = SEED
     torch.manual_seed(seed)
     module = make()
-    _check_properties(module)
     dim = getattr(module, "dim", options.get("dim", DEFAULT_DIM))
     z = torch.randn(batch, dim, height, width)
+    if getattr(module, "continuous", False):
+        _check_continuous(module, z)
+        return
+    _check_properties(module)
 
     # training-mode forward: output contract
     module.train()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from qbench import ConfigError
+from qbench import ConfigError, MetricUnavailable
 from qbench.codebook import code_histogram, perplexity, usage
 from qbench.metric import EvalBatch, EvalContext, Metric
 
@@ -30,6 +30,8 @@ def _quantizer(tokenizer):
     quantizer = getattr(tokenizer, "quantizer", None)
     if quantizer is None:
         raise ConfigError("codebook metrics need tokenizer.quantizer (codebook_size, bits_per_position)")
+    if getattr(quantizer, "continuous", False):
+        raise MetricUnavailable("continuous latent: the quantizer has no codes and no rate (an unquantized ceiling)")
     return quantizer
 
 
@@ -99,6 +101,10 @@ class Perplexity(_CodeHistogram):
 
 class Bits(Metric):
     """Bits per position (value), bits per image and compression ratio vs 24-bit RGB."""
+
+    def begin(self, context: EvalContext) -> None:
+        if context.tokenizer is not None:
+            _quantizer(context.tokenizer)  # unavailable for a continuous latent
 
     def __init__(self) -> None:
         self.images = torch.zeros((), dtype=torch.int64)
