@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from test_report import ladder_runs, psnr_metrics, write_run
 
 import qbench
 from qbench.report import figures, plots
 from qbench.report.columns import fmt
 from qbench.report.tables import build_report
 from qbench.testing import check_quantizer
-from test_report import ladder_runs, psnr_metrics, write_run
 
 
 def test_identity_passes_the_latent_through_with_no_codes_and_no_rate():
