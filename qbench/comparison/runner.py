@@ -87,6 +87,20 @@ def recon_samples(model, dataset, count: int, device="cpu"):
     return originals.numpy(), to_uint8(x_hat.float().cpu()).numpy()
 
 
+HELD_OUT_METRICS = ("psnr", "ssim", "usage")  # cheap, and all a validation curve needs
+
+
+def heldout_subset(dataset, count: int, max_images: int = 0):
+    """A fixed subset of ``count`` of the images the final evaluation scores (the first ``max_images``,
+    0: all), evenly spaced so that every photo is in it."""
+    # deferred: loads torch only when this runs
+    import torch
+
+    total = min(len(dataset), max_images) if max_images else len(dataset)
+    picks = torch.linspace(0, total - 1, min(count, total)).round().long().unique().tolist()
+    return torch.utils.data.Subset(dataset, picks)
+
+
 def recon_grid(model, dataset, count: int, device="cpu"):
     """The picture ``recon.png`` holds, as a uint8 (H, W, 3) array (what the loggers are sent)."""
     # deferred: loads numpy and PIL only when this runs
@@ -139,6 +153,12 @@ def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir,
     model_info = tokenizer.model_info()
     device = distributed.local_device(recipe.train.device)
 
+    def held_out(model) -> dict[str, float]:
+        values = evaluate(model, heldout_subset(eval_set, recipe.eval.heldout_images, recipe.eval.max_images), HELD_OUT_METRICS,
+                          registries=regs, batch_size=recipe.eval.batch_size, device=str(device),
+                          dataset_key=dataset_key_for(recipe), progress=False)
+        return {f"heldout_{name}": float(r["value"]) for name, r in values.items() if r["status"] == "ok"}
+
     def show(step, model):
         tracker.log_images(step, "reconstructions", recon_grid(model, eval_set, recipe.eval.grid_images, device))
 
@@ -156,7 +176,8 @@ def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir,
     try:
         trained = fit(tokenizer, recipe, train_set, identity={**identity.to_dict(), "sweep": sweep}, run_dir=directory,
                       resume_state=resume_state, progress=progress, on_log=lambda rows: tracker.log_row(rows[-1]),
-                      on_image=show if recipe.eval.grid_images > 0 else None, device=device)
+                      on_image=show if recipe.eval.grid_images > 0 else None,
+                      held_out=held_out if recipe.eval.every > 0 else None, device=device)
     except RunFailed as exc:
         info = {"steps": (exc.step or 1) - 1, "wall_time_s": round(time.perf_counter() - started, 2),
                 "final_loss": None, "device": str(device), "world_size": distributed.world_size()}

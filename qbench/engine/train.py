@@ -215,6 +215,24 @@ class _Trainer:
             finally:
                 model.train(was_training)
 
+    def held_out(self, measure: Callable[[nn.Module], dict[str, float]]) -> dict[str, float]:
+        """``measure`` of the evaluation model, in eval mode, on every rank; training is not disturbed.
+
+        The RNG state is restored afterwards, so a run that measures held-out
+        rows ends with the weights of one that does not.
+        """
+        model = self.eval_model()
+        was_training = model.training
+        devices = [self.device] if self.device.type == "cuda" else []
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            try:
+                values = dict(measure(model))
+            finally:
+                model.train(was_training)
+        return {**values, "heldout_seconds": time.perf_counter() - started}
+
     def discriminator_step(self, x: torch.Tensor, x_hat: torch.Tensor, lr: float) -> float:
         # deferred: loads torch only when this runs
         from qbench.engine.diffaug import diff_augment
@@ -249,6 +267,7 @@ def fit(
     progress: bool = True,
     on_log: Callable[[list[dict[str, Any]]], None] | None = None,
     on_image: Callable[[int, nn.Module], None] | None = None,
+    held_out: Callable[[nn.Module], dict[str, float]] | None = None,
     device: torch.device | None = None,
     stop_after: int | None = None,
 ) -> TrainResult:
@@ -258,7 +277,9 @@ def fit(
     every checkpoint.  ``on_log(rows)`` is called on rank 0 at each log step
     with all rows so far; ``on_image(step, model)`` every ``train.image_every``
     steps and at the last step, with the model evaluation would score (rank
-    0 only; nothing collective may happen in it).  ``stop_after`` ends the loop early after that many
+    0 only; nothing collective may happen in it).  ``held_out(model)`` every
+    ``eval.every`` steps and at the last step, on every rank (it may be
+    collective), returns scalars that become a log row of their own.  ``stop_after`` ends the loop early after that many
     steps of this call, writing a checkpoint first (simulates an interruption).
     Raises ``RunFailed`` on a non-finite loss.
     """
@@ -301,6 +322,12 @@ def fit(
                 row["loss"] = distributed.all_reduce_mean(row["loss"], device)
                 trainer.log.append(row)
                 window_start, window_steps = time.perf_counter(), 0
+                if main and on_log is not None:
+                    on_log(trainer.log)
+            eval_every = recipe.eval.every
+            if held_out is not None and eval_every > 0 and (
+                    trainer.step % eval_every == 0 or trainer.step == total_steps):
+                trainer.log.append({"step": trainer.step, **trainer.held_out(held_out)})
                 if main and on_log is not None:
                     on_log(trainer.log)
             image_every = recipe.train.image_every

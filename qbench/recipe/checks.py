@@ -62,6 +62,8 @@ def problems(recipe) -> list[str]:
         (e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}"),
         (e.max_images >= 0, f"eval.max_images must be >= 0 (0: the whole split), got {e.max_images}"),
         (e.grid_images >= 0, f"eval.grid_images must be >= 0, got {e.grid_images}"),
+        (e.every >= 0, f"eval.every must be >= 0 (0: off), got {e.every}"),
+        (e.heldout_images >= 1, f"eval.heldout_images must be >= 1, got {e.heldout_images}"),
         (bool(e.metrics), "eval.metrics must name at least one metric"),
     ]
     found = [message for ok, message in checks if not ok]

@@ -30,7 +30,7 @@ RECIPE_PATH_ENV = "QBENCH_RECIPE_PATH"
 # recipe keys that cannot change a result: left out of the recipe hash, so that
 # watching a run more closely never splits it from its seeds
 UNHASHED = ("train.log_every", "train.checkpoint_every", "train.loggers", "train.image_every", "train.threads",
-            "data.num_workers", "eval.grid_images")
+            "data.num_workers", "eval.grid_images", "eval.every", "eval.heldout_images")
 DEFAULT_RECIPE = "cpu-default"
 
 
@@ -102,6 +102,8 @@ class EvalConfig:
     batch_size: int = 64
     use_ema: bool = True
     grid_images: int = 16
+    every: int = 0  # held-out PSNR, SSIM and usage every N training steps (log.csv rows); 0: off
+    heldout_images: int = 64  # the fixed held-out subset those rows are measured on
 
 
 @dataclass

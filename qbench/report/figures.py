@@ -6,7 +6,7 @@
   configuration where the table has no curve;
 - scaling, for D x V x G grids: a metric against log2 V with one line per
   latent width D, and against the group count G with one line per (D, V);
-- training loss curves and a sheet of every configuration's reconstruction
+- training loss curves, held-out PSNR against step (``eval.every``), and a sheet of every configuration's reconstruction
   of the same validation crops.
 """
 
@@ -141,8 +141,40 @@ def training_curves(runs: pd.DataFrame, path: Path) -> Path | None:
         except (pd.errors.ParserError, pd.errors.EmptyDataError):
             continue
         if {"step", "loss"} <= set(frame.columns):
+            frame = frame.dropna(subset=["loss"])  # held-out rows carry no training loss
             series[label] = (frame["step"].tolist(), frame["loss"].tolist())
     return plots.curves(series, "training loss", path, "training loss") if series else None
+
+
+def _heldout_values(run_dir: Path, column: str) -> dict[int, float]:
+    try:
+        frame = pd.read_csv(run_dir / results.LOG_FILE)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return {}
+    if column not in frame:
+        return {}
+    rows = frame.dropna(subset=[column])
+    return dict(zip(rows["step"].astype(int), rows[column].astype(float)))
+
+
+def heldout_curves(runs: pd.DataFrame, path: Path, column: str = "heldout_psnr",
+                   ylabel: str = "held-out PSNR (dB)") -> Path | None:
+    """``eval.every`` rows: the held-out metric against step, one line per configuration, band over seeds."""
+    series = []
+    for _, group in runs[runs["status"] == "ok"].groupby("group", sort=False):
+        per_seed = [_heldout_values(Path(d), column) for d in group["run_dir"]]
+        steps = sorted(set().union(*per_seed))
+        points = [(step, mean_ci([v[step] for v in per_seed if step in v])) for step in steps]
+        points = [(step, ci) for step, ci in points if ci is not None]
+        if len(points) < 2:
+            continue
+        series.append({"label": f"{group.iloc[0]['label']} (n={len(per_seed)})",
+                       "x": np.array([p[0] for p in points], dtype=float),
+                       "mean": np.array([p[1].mean for p in points]), "low": np.array([p[1].low for p in points]),
+                       "high": np.array([p[1].high for p in points])})
+    if not series:
+        return None
+    return plots.lines(series, "training step", ylabel, path, f"{ylabel} during training (band: 95% CI over seeds)")
 
 
 def recon_sheet(runs: pd.DataFrame, path: Path) -> tuple[Path, list[str]] | None:
@@ -179,4 +211,5 @@ def table_figures(runs: pd.DataFrame, metrics: list[Column], out: Path, key: str
         if name in by_key:
             figures += scaling(runs, by_key[name], out, key)
     figures.append(training_curves(runs, out / f"{key}-curves.png"))
+    figures.append(heldout_curves(runs, out / f"{key}-heldout-psnr.png"))
     return [f for f in figures if f is not None]
