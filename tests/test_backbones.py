@@ -80,3 +80,22 @@ def test_vit_backbone_bad_options():
         ViTBackbone(latent_dim=4, image_size=18, downsample=4)
     with pytest.raises(qbench.ConfigError, match="heads"):
         ViTBackbone(latent_dim=4, width=10, heads=4)
+
+
+@pytest.mark.parametrize("patch_size", [2, 4])
+def test_patchify_stem_multiplies_the_downsample_factor_and_keeps_shapes(patch_size):
+    backbone = qbench.registries().backbones.create("conv", latent_dim=4, channels=8, channel_mult=[1, 2],
+                                                    patch_size=patch_size)
+    assert backbone.downsample == 2 * patch_size
+    x = torch.randn(2, 3, 16, 16)
+    z = backbone.encode(x)
+    assert z.shape == (2, 4, 16 // (2 * patch_size), 16 // (2 * patch_size))
+    assert backbone.decode(z).shape == x.shape
+    # the stem sees each p x p patch as channels: a first convolution over the unshuffled image
+    stem = backbone.encoder.conv_in
+    assert stem.in_channels == 3 * patch_size**2
+
+
+def test_a_bad_patch_size_is_a_config_error():
+    with pytest.raises(qbench.ConfigError, match="patch_size"):
+        qbench.registries().backbones.create("conv", latent_dim=4, patch_size=0)

@@ -313,12 +313,13 @@ def test_bd_in_the_report_matches_the_package(tmp_path):
     mean = {q: [np.mean([truth[(q, 4, r, s)] for s in range(3)]) for r in (8, 10, 12, 14)] for q in ("gsq", "vq")}
     expected = bjontegaard.bd_rate(rates, mean["vq"], rates, mean["gsq"], method="pchip")
     row = bd[bd["quantizer"].str.contains("latent_dim=4")].iloc[0]
-    assert row["BD-rate (%)"] == f"{expected:+.2f}" and expected < 0
+    assert row["BD-rate (%), mean curves"] == f"{expected:+.2f}" and expected < 0
     per_seed = [bjontegaard.bd_rate(rates, [truth[("vq", 4, r, s)] for r in rates.astype(int)],
                                     rates, [truth[("gsq", 4, r, s)] for r in rates.astype(int)], method="pchip")
                 for s in range(3)]
     low, high = stats.t.interval(0.95, 2, loc=np.mean(per_seed), scale=stats.sem(per_seed))
     assert row["BD-rate 95% CI"] == f"[{low:+.2f}, {high:+.2f}]" and row["seeds"] == 3
+    assert row["BD-rate (%), per seed"] == f"{np.mean(per_seed):+.2f}"  # the centre of its own interval
 
 
 def test_extra_seeds_at_one_rung_do_not_tilt_the_bd_value(tmp_path):
@@ -420,3 +421,39 @@ def test_configurations_alike_in_label_and_versions_are_told_apart_by_hash(tmp_p
     write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(23.0), config="bbbbbbbb2222")
     frame = build_report([tmp_path / "runs"]).tables[0]["frame"]
     assert sorted(frame["quantizer"]) == ["gsq [config aaaaaaaa]", "gsq [config bbbbbbbb]"]
+
+
+def test_a_run_repeated_with_the_same_identity_and_seed_counts_once(tmp_path):
+    # the same seed-0 point in two studies, and two more seeds in the first
+    for study, seeds in (("a", (0, 1, 2)), ("b", (0,))):
+        for seed in seeds:
+            write_run(tmp_path / study, "gsq", {"dim": 4}, seed, psnr_metrics(20.0 + seed + (0.5 if study == "b" else 0)),
+                      config="same")
+    report = build_report([tmp_path / "a", tmp_path / "b"])
+    runs = report.runs
+    assert len(runs) == 4  # summary.csv still lists every run
+    assert set(runs["psnr_n"]) == {3}  # ...but its statistics count seed 0 once
+    assert runs["psnr_mean"].iloc[0] == pytest.approx(21.0)  # the first found (study a), not their mean
+    assert report.tables[0]["frame"]["seeds"].tolist() == [3]
+
+
+def test_usage_bands_stay_within_0_and_100_and_labels_say_how_many_seeds(tmp_path, monkeypatch):
+    from qbench.report import figures, plots
+
+    ladder_runs(tmp_path / "runs", seeds=3)
+    for path in (tmp_path / "runs").rglob("metrics.json"):  # usage near 100 with a wide spread
+        record = json.loads(path.read_text())
+        record["metrics"]["usage"] = entry(99.0 + record["run"]["seed"] * 0.9, unit="%", heading="usage (%)")
+        path.write_text(json.dumps(record))
+    write_run(tmp_path / "runs", "gsq", {"dim": 4, "codebook_size": 32, "groups": 2}, 7, psnr_metrics(30.0),
+              bits=10.0, recipe_hash="d4", sweep={"name": "ladder", "file": "ladder.toml", "point": {
+                  "model.latent_dim": 4, "quantizers.gsq.codebook_size": 32, "rate": 10}})  # a 4th seed at one rung
+    drawn = {}
+    monkeypatch.setattr(plots, "rate_distortion", lambda series, ylabel, path, title, **kw: drawn.setdefault(
+        title.split(":")[0] + ylabel, series))
+    report = build_report([tmp_path / "runs"])
+    figures.table_figures(report.runs, report.metrics, tmp_path, "t")
+    usage = next(v for k, v in drawn.items() if "usage" in k)
+    assert all(np.nanmax(s["high"]) <= 100.0 for s in usage)
+    labels = [s["label"] for s in next(v for k, v in drawn.items() if "PSNR" in k)]
+    assert any(label.endswith("(n=3-4 by point)") for label in labels) and any(label.endswith("(n=3)") for label in labels)

@@ -127,6 +127,9 @@ def test_learning_rate_schedules():
     assert learning_rate(recipe, 9) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert learning_rate(recipe, 14) == pytest.approx(0.1)
     assert learning_rate(smoke("optim.lr=0.5"), 100) == 0.5
+    linear = smoke("optim.lr=1.0", "optim.warmup_steps=4", "train.steps=14", "optim.schedule='linear'",
+                   "optim.min_lr_ratio=0.0")
+    assert [learning_rate(linear, s) for s in (4, 9, 14)] == [pytest.approx(1.0), pytest.approx(0.5), 0.0]
 
 
 def test_batches_are_disjoint_across_ranks_and_resume_where_they_stopped():

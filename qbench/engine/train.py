@@ -59,7 +59,7 @@ class TrainResult:
 
 
 def learning_rate(recipe: Recipe, step: int) -> float:
-    """LR at (0-based) ``step``: linear warm-up, then constant or cosine to ``min_lr_ratio``."""
+    """LR at (0-based) ``step``: linear warm-up, then constant, or cosine or linear decay to ``min_lr_ratio``."""
     o = recipe.optim
     if o.warmup_steps > 0 and step < o.warmup_steps:
         return o.lr * (step + 1) / o.warmup_steps
@@ -67,6 +67,10 @@ def learning_rate(recipe: Recipe, step: int) -> float:
         span = max(1, recipe.train.steps - o.warmup_steps)
         progress = min(1.0, (step - o.warmup_steps) / span)
         return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    if o.schedule == "linear":
+        span = max(1, recipe.train.steps - o.warmup_steps)
+        progress = min(1.0, (step - o.warmup_steps) / span)
+        return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * (1 - progress))
     return o.lr
 
 

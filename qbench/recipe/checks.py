@@ -40,7 +40,7 @@ def problems(recipe) -> list[str]:
         (_finite(o.lr) and o.lr > 0, "optim.lr must be positive"),
         (_finite(o.eps) and o.eps >= 0, f"optim.eps must be >= 0, got {o.eps}"),
         (_finite(o.weight_decay) and o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}"),
-        (o.schedule in ("constant", "cosine"), "optim.schedule must be constant or cosine"),
+        (o.schedule in ("constant", "cosine", "linear"), "optim.schedule must be constant, cosine or linear"),
         (o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps}"),
         (_finite(o.min_lr_ratio) and 0.0 <= o.min_lr_ratio <= 1.0, f"optim.min_lr_ratio must be in [0, 1], got {o.min_lr_ratio}"),
         (_finite(o.grad_clip) and o.grad_clip >= 0, f"optim.grad_clip must be >= 0 (0: off), got {o.grad_clip}"),

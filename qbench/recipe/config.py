@@ -57,7 +57,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     eps: float = 1e-8
     weight_decay: float = 0.05
-    schedule: str = "constant"  # constant | cosine
+    schedule: str = "constant"  # constant | cosine | linear (decay to min_lr_ratio over the budget)
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     grad_clip: float = 2.0

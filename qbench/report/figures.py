@@ -27,15 +27,19 @@ from qbench.rundir.grid import image_rows, save_png
 
 SHEET_IMAGES = 8
 RD_METRICS = ("psnr", "ssim", "lpips", "rfid")
+BOUNDS = {"usage": (0.0, 100.0), "ssim": (None, 1.0)}  # the range a metric's value (and interval) can take
 SCALING_METRICS = ("rfid", "psnr")
 
 
 def rate_distortion(runs: pd.DataFrame, column: Column, path: Path, what: str = "rate-distortion") -> Path | None:
     series = []
+    low, high = BOUNDS.get(column.key, (None, None))
     for curve in curves(runs):
         points = curve_points(runs, curve, column.key)
         if len(points["bits"]):
-            series.append({"label": curve.label, **points})
+            if low is not None or high is not None:  # an interval never leaves the metric's range
+                points["low"], points["high"] = (np.clip(points[k], low, high) for k in ("low", "high"))
+            series.append({"label": f"{curve.label} {_seed_counts(points['n'])}", **points})
     if not series:
         return None
     return plots.rate_distortion(series, column.title, path, f"{what}: {column.heading} (band: 95% CI over seeds)",
@@ -53,6 +57,12 @@ def ceiling_levels(runs: pd.DataFrame, key: str) -> list[dict]:
         levels.append({"label": f"{group.iloc[0]['label']} (ceiling, n={ci.n})", "mean": ci.mean,
                        "low": ci.low, "high": ci.high})
     return levels
+
+
+def _seed_counts(n) -> str:
+    """'(n=3)', or '(n=3-8)' where the points of one curve average different numbers of seeds."""
+    counts = sorted({int(c) for c in n})
+    return f"(n={counts[0]})" if len(counts) == 1 else f"(n={counts[0]}-{counts[-1]} by point)"
 
 
 def _has_curves(runs: pd.DataFrame) -> bool:

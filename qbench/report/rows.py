@@ -161,3 +161,14 @@ def row_labels(runs: pd.DataFrame) -> dict[str, str]:
     """Group -> its row label in this table (a sweep's swept options are columns, not part of it)."""
     swept = swept_options(runs) if (runs["sweep"] != "").any() else {}
     return {run["group"]: row_label(run, swept) for _, run in runs.drop_duplicates("group").iterrows()}
+
+
+def counted(runs: pd.DataFrame) -> pd.DataFrame:
+    """Successful runs, each (configuration, seed) once: the first found in path order.
+
+    The same identity and seed run again (a seed-0 point two studies share)
+    is one measurement of that seed, not another seed; counting it twice
+    would narrow the interval.  summary.csv still lists every run.
+    """
+    ok = runs[runs["status"] == "ok"]
+    return ok[~ok.duplicated(["group", "seed"], keep="first")]

@@ -30,7 +30,7 @@ from qbench.errors import ConfigError
 from qbench.report.ceiling import ceiling_sections
 from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, fmt, metric_columns
 from qbench.report.curves import short_key
-from qbench.report.rows import find_run_dirs, row_label, run_row, swept_options, version_labels
+from qbench.report.rows import counted, find_run_dirs, row_label, run_row, swept_options, version_labels
 from qbench.report.stats import mean_ci
 from qbench.rundir import directory as results
 
@@ -77,7 +77,7 @@ def comparison_table(runs: pd.DataFrame, columns: list[Column], point_keys: list
             row[key] = ",".join(map(str, value)) if isinstance(value, list) else value
         return row
 
-    ok = runs[runs["status"] == "ok"]
+    ok = counted(runs)
     continuous = ok["continuous"].astype(bool) if "continuous" in ok else pd.Series(False, index=ok.index)
     # the unquantized ceilings last: an upper bound below the quantizers it bounds
     for _, group in pd.concat([ok[~continuous], ok[continuous]]).groupby("group", sort=False):
@@ -157,7 +157,7 @@ def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, A
 def _add_config_statistics(runs: pd.DataFrame, metrics: list[Column]) -> pd.DataFrame:
     """Each run row gets its configuration's mean, 95% interval and n per metric (for summary.csv)."""
     extra = {}
-    ok = runs["status"] == "ok"
+    ok = runs.index.isin(counted(runs).index)
     for column in metrics:
         key = column.key
         stats = {}
