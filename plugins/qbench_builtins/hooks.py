@@ -145,7 +145,7 @@ def qbench_register_datasets():
     ]
 
 
-RECIPES = ("smoke", "cpu-default", "imagenet128-vae", "imagenet256-gan")
+RECIPES = ("smoke", "cpu-default", "cpu-converged", "imagenet128-vae", "imagenet256-gan")
 
 
 @hookimpl
