@@ -139,6 +139,10 @@ def run(
     if run_dirs:
         print()
         print(render_text(build_report(run_dirs)))
+        note = "" if resume else resolved.note
+        if note:
+            print()
+            print(f"note: {note}")
         print()
         print("run directories:")
         for o in outcomes:

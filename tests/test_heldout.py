@@ -69,3 +69,20 @@ def test_a_negative_eval_every_is_one_line_and_exit_2(tmp_path):
                             cwd=ROOT)
     assert result.returncode == 2 and "eval.every must be >= 0" in result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_a_recipes_note_is_printed_under_the_table(tmp_path):
+    smoke = (ROOT / "plugins" / "qbench_builtins" / "recipes" / "smoke.toml").read_text()
+    recipe = tmp_path / "short.toml"
+    recipe.write_text('note = "short training: not a ranking"\n' + smoke)
+    result = subprocess.run([sys.executable, "-m", "qbench.cli", "run", "--recipe", str(recipe), "--quantizers", "fsq",
+                             "--set", "train.steps=1", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    table_end = result.stdout.index("run directories:")
+    assert "note: short training: not a ranking" in result.stdout[:table_end]
+
+
+def test_cpu_default_says_it_is_short_training_and_points_to_the_converged_recipe():
+    note = load_recipe("cpu-default", []).note
+    assert "short training" in note and "cpu-converged" in note and "results/README.md" in note

@@ -110,6 +110,7 @@ class EvalConfig:
 class Recipe:
     name: str = "custom"
     description: str = ""
+    note: str = ""  # printed under qbench run's table: what the results of this recipe are (and are not)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -141,7 +142,7 @@ class Recipe:
         changes it.  The ``[loggers.*]`` option tables, like ``train.loggers``,
         only say where the run is watched.
         """
-        ignored = ("quantizers", "seed", "name", "description", "loggers")
+        ignored = ("quantizers", "seed", "name", "description", "note", "loggers")
         shared = {k: v for k, v in self.to_dict().items() if k not in ignored}
         for dotted in UNHASHED:
             section, _, key = dotted.partition(".")
