@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from qbench import weights as w
@@ -20,11 +21,12 @@ from qbench.recipe import checks as recipe_checks
 from qbench.recipe.config import available_recipes, load_recipe_and_problems, read_toml
 from qbench.report.output import check_writable
 from qbench.rundir.directory import _slug
-from qbench.sweeps import build_plan, load_sweep
+from qbench.sweeps import Plan, build_plan, load_sweep
 from qbench.sweeps.launch import check_data, launch
 from qbench.sweeps.local import available_cores, default_jobs, threads_per_point
 from qbench.sweeps.render import render_plan
 from qbench.sweeps.spec import check_slurm, with_overrides
+from qbench.sweeps.worker import PointResult
 
 
 def _table(rows: list[tuple[str, ...]], headings: tuple[str, ...]) -> str:
@@ -267,17 +269,34 @@ def weights(action: str, names: list[str] | None, file: str | None) -> int:
     return 0
 
 
-def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
-          slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm") -> int:
-    """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
+@dataclass
+class SweepOutcome:
+    """What ``qbench sweep`` did: the checked plan, and one result per point it ran (none for a dry run)."""
 
-    spec = with_overrides(load_sweep(path), list(overrides))
-    options = check_slurm({**spec.slurm, **{k: v for k, v in slurm_options.items() if v is not None}},
-                          lambda message: ConfigError(f"sweep {path}: {message}"))
+    plan: Plan
+    results: list[PointResult]
+
+    @property
+    def out(self) -> Path:
+        return self.plan.out
+
+    @property
+    def failed(self) -> list[PointResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = None, launcher: str = "local",
+              out: str | Path | None = None, slurm_options: dict | None = None, progress: bool = True,
+              overrides: list[str] = (), cluster: str = "slurm") -> SweepOutcome:
+    """Plan every point (``ConfigError`` on the first problem), print the plan, run what is not done."""
+
+    spec = with_overrides(load_sweep(str(path)), list(overrides))
+    given = {k: v for k, v in (slurm_options or {}).items() if v is not None}
+    options = check_slurm({**spec.slurm, **given}, lambda message: ConfigError(f"sweep {path}: {message}"))
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     jobs = jobs or default_jobs()
-    out_dir = out or str(Path("results") / "sweeps" / _slug(spec.name))
+    out_dir = str(out) if out else str(Path("results") / "sweeps" / _slug(spec.name))
     regs = registries()
     plan = build_plan(spec, out_dir, regs)
     if launcher == "local":
@@ -288,19 +307,30 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
         how = f"with {parallel} Slurm jobs at a time"
     print(render_plan(plan, parallel, how), flush=True)
     if dry_run or not plan.pending():
-        return 0
+        return SweepOutcome(plan, [])
     check_data(plan, regs)
     print(flush=True)
-    results = launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
-                     cluster=cluster)
-    failed = [r for r in results if r.status == "failed"]
+    return SweepOutcome(plan, launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
+                                     cluster=cluster))
+
+
+def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
+          slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm") -> int:
+    """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
+
+    outcome = run_sweep(path, dry_run=dry_run, jobs=jobs, launcher=launcher, out=out, slurm_options=slurm_options,
+                        progress=progress, overrides=overrides, cluster=cluster)
+    plan, results = outcome.plan, outcome.results
+    if not results:
+        return 0
+    failed = outcome.failed
     counts = {status: sum(r.status == status for r in results) for status in ("ok", "failed", "skipped", "busy")}
-    print(f"\nsweep {spec.name}: {counts['ok']} points ran, {counts['failed']} failed; "
+    print(f"\nsweep {plan.spec.name}: {counts['ok']} points ran, {counts['failed']} failed; "
           f"{plan.counts.get('done', 0) + counts['skipped']} were done already"
           + (f"; {plan.counts.get('running', 0) + counts['busy']} run in another process"
              if plan.counts.get("running", 0) + counts["busy"] else ""))
     for r in failed:
         label = next(p.label for p in plan.points if p.index == r.index)
         print(f"  failed: point {r.index} ({label}): {r.reason}" + (f" [{r.run_dir}]" if r.run_dir else ""))
-    print(f"tables and plots: qbench report {out_dir} --out {Path(out_dir) / 'report'}")
+    print(f"tables and plots: qbench report {outcome.out} --out {Path(outcome.out) / 'report'}")
     return 1 if failed else 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pandas as pd
+
 from qbench import atomic
 from qbench.report import figures
 from qbench.report.output import ReportDirectory
@@ -28,6 +30,11 @@ def _section(section: dict) -> list[str]:
     return lines + ([f"- {n}" for n in notes] + [""] if notes else [])
 
 
+def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """The run frame as ``summary.csv`` has it: one row per run, without the tables' helper columns."""
+    return runs.drop(columns=[c for c in runs.columns if c.endswith("_reason") or c in INTERNAL])
+
+
 def write_report(report: Report, out_dir: str | Path, intro: str = "") -> Path:
     """Write the report; ``intro`` (Markdown) replaces the default heading.
 
@@ -42,8 +49,7 @@ def write_report(report: Report, out_dir: str | Path, intro: str = "") -> Path:
 def _write(report: Report, out: Path, intro: str) -> None:
     lines = [intro.rstrip(), ""] if intro.strip() else ["# qbench comparison", ""]
     if report.runs is not None:
-        drop = [c for c in report.runs.columns if c.endswith("_reason") or c in INTERNAL]
-        frame = report.runs.drop(columns=drop)
+        frame = summary_frame(report.runs)
         atomic.write_text(out / "summary.csv", frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL))
         lines += [
             "Every run is listed in [summary.csv](summary.csv). ↑: higher is better, ↓: lower is better; "
@@ -80,4 +86,4 @@ def _write(report: Report, out: Path, intro: str) -> None:
     atomic.write_text(out / "README.md", "\n".join(lines))
 
 
-__all__ = ["write_report", "render_text"]
+__all__ = ["write_report", "render_text", "summary_frame"]
