@@ -40,7 +40,7 @@ def run(quantizers: str | Iterable[str], recipe: str | Path = DEFAULT_RECIPE, ov
     names = parse_quantizers(quantizers if isinstance(quantizers, str) else ",".join(quantizers))
     regs = registries()
     resolved = checked_recipe(",".join(names), str(recipe), list(overrides), seed, regs, out=str(out))
-    return run_comparison(names, resolved, out_root=out, progress=progress, registries=regs)
+    return run_comparison(names, resolved, out_root=out, progress=progress, regs=regs)
 
 
 def sweep(path: str | Path, out: str | Path | None = None, jobs: int | None = None, overrides: Iterable[str] = (),

@@ -31,7 +31,7 @@ from qbench.comparison.preflight import check_run, name_list_problems
 from qbench.comparison.tracking import with_loggers
 from qbench.errors import ConfigError, RunFailed
 from qbench.logger import RunInfo
-from qbench.platform.plugins import registries as build
+from qbench.platform.plugins import Registries, given_or_built
 from qbench.recipe.config import Recipe
 from qbench.recipe.identity import resolve
 from qbench.rundir import directory as results
@@ -59,13 +59,6 @@ def parse_quantizers(text: str) -> list[str]:
     if problems:
         raise ConfigError("\n".join(problems))
     return names
-
-
-def _registries(registries):
-    if registries is not None:
-        return registries
-
-    return build()
 
 
 def recon_samples(model, dataset, count: int, device="cpu"):
@@ -106,7 +99,7 @@ def _run_info(identity, run_dir: Path, resume_state=None):
                    history=tuple(dict(row) for row in (resume_state or {}).get("log", ())))
 
 
-def _train_and_score(identity, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True,
+def _train_and_score(identity, regs: Registries, train_set, eval_set, run_dir, *, resume_state=None, progress=True,
                      sweep=None):
     """One run, watched by the recipe's loggers (on rank 0), which hear how it ended even if it raised."""
     # deferred: loads torch only when this runs
@@ -118,7 +111,7 @@ def _train_and_score(identity, regs, train_set, eval_set, run_dir, *, resume_sta
                                      resume_state=resume_state, progress=progress, sweep=sweep)
 
 
-def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir, *, resume_state=None,
+def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_set, run_dir, *, resume_state=None,
                           progress=True, sweep=None):
     # deferred: loads torch and numpy only when this runs
     import torch
@@ -135,7 +128,7 @@ def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir,
     if main and resume_state is None:
         directory.write_config(identity, sweep)
     torch.manual_seed(recipe.seed)
-    tokenizer = build_tokenizer(identity, registries=regs)
+    tokenizer = build_tokenizer(identity, regs=regs)
     model_info = tokenizer.model_info()
     device = distributed.local_device(recipe.train.device)
 
@@ -169,7 +162,7 @@ def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir,
         return finish("failed", f"{type(exc).__name__}: {exc}", train_info=info)
     model = trained.eval_model
     observers = {"codes": CodeCounts()}
-    metrics = evaluate(model, eval_set, recipe.eval.metrics, registries=regs, batch_size=recipe.eval.batch_size,
+    metrics = evaluate(model, eval_set, recipe.eval.metrics, regs=regs, batch_size=recipe.eval.batch_size,
                        max_images=recipe.eval.max_images, device=str(device), dataset_key=dataset_key_for(recipe),
                        progress=progress, observers=observers)
     if "codes" in observers:
@@ -191,7 +184,7 @@ def data_notes(train_set, eval_set) -> dict[str, str]:
     return notes
 
 
-def _run_in_new_directory(identity, regs, checked, out_root, *, progress, sweep) -> RunOutcome:
+def _run_in_new_directory(identity, regs: Registries, checked, out_root, *, progress, sweep) -> RunOutcome:
     """Create the run's directory and train there; a run stopped before its first checkpoint leaves none."""
     # deferred: loads torch only when this runs
     from qbench.engine import distributed
@@ -217,7 +210,7 @@ def run_comparison(
     out_root: str | Path = "results/runs",
     strict_metrics: bool = False,
     progress: bool = True,
-    registries=None,
+    regs: Registries | None = None,
     sweep: dict[str, Any] | None = None,
 ) -> list[RunOutcome]:
     """Train and score each quantizer under ``recipe``; one run directory each.
@@ -234,7 +227,7 @@ def run_comparison(
     # deferred: loads torch only when this runs
     from qbench.engine import distributed
 
-    regs = _registries(registries)
+    regs = given_or_built(regs)
     if seed is not None:
         recipe = dataclasses.replace(recipe, seed=int(seed))
     checked = check_run(quantizers, recipe, regs, strict_metrics=strict_metrics, out_root=out_root)
@@ -243,7 +236,7 @@ def run_comparison(
             for identity in checked.identities]
 
 
-def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None,
+def resume_run(run_dir: str | Path, *, progress: bool = True, regs: Registries | None = None,
                loggers: list[str] | None = None, strict_metrics: bool = False) -> RunOutcome:
     """Continue an interrupted run from its checkpoint, then score it as usual.
 
@@ -266,7 +259,7 @@ def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None,
     stored = dataclasses.replace(stored, recipe=with_loggers(stored.recipe, loggers or []))  # not in the hash
     if stored.config_hash != state["config_hash"]:
         raise ConfigError(f"checkpoint in {run_dir} does not match its own config hash (edited or from another version)")
-    regs = _registries(registries)
+    regs = given_or_built(regs)
     current = resolve(stored.recipe, stored.quantizer, regs)
     if current.config_hash != stored.config_hash:
         raise ConfigError(

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from qbench.errors import ConfigError
-from qbench.platform.plugins import registries as build
+from qbench.platform.plugins import Registries, given_or_built
 
 
 class Tokenizer(nn.Module):
@@ -77,27 +77,20 @@ class Tokenizer(nn.Module):
         }
 
 
-def _registries(registries):
-    if registries is not None:
-        return registries
-
-    return build()
-
-
-def build_tokenizer(identity, registries=None) -> Tokenizer:
+def build_tokenizer(identity, regs: Registries | None = None) -> Tokenizer:
     """Backbone ``recipe.model.backbone`` (latent_dim + model options) + the quantizer of ``identity``.
 
     ``identity`` is a ``qbench.recipe.identity.RunIdentity``: the quantizer is built
     with its effective options, exactly what the run records.
     """
-    regs = _registries(registries)
+    regs = given_or_built(regs)
     recipe = identity.recipe
     backbone = regs.backbones.create(recipe.model.backbone, latent_dim=recipe.model.latent_dim, **recipe.model.options)
     quantizer = regs.quantizers.create(identity.quantizer, **identity.options)
     return Tokenizer(backbone, quantizer)
 
 
-def load_trained(run_dir: str | Path, use_ema: bool | None = None, registries=None) -> tuple[Tokenizer, Any]:
+def load_trained(run_dir: str | Path, use_ema: bool | None = None, regs: Registries | None = None) -> tuple[Tokenizer, Any]:
     """The tokenizer of a finished (or interrupted) run, in eval mode, and the run's identity.
 
     Its weights are the ones the run was scored with: the EMA weights when the
@@ -110,7 +103,7 @@ def load_trained(run_dir: str | Path, use_ema: bool | None = None, registries=No
     run_dir = Path(run_dir)
     state = checkpoint.load(run_dir)
     identity = checkpoint.run_identity(state)
-    tokenizer = build_tokenizer(identity, registries=registries)
+    tokenizer = build_tokenizer(identity, regs=regs)
     if use_ema is None:
         use_ema = identity.recipe.eval.use_ema
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
@@ -122,7 +115,7 @@ def load_trained(run_dir: str | Path, use_ema: bool | None = None, registries=No
     return tokenizer, identity
 
 
-def load_tokenizer(run_dir: str | Path, use_ema: bool | None = None, registries=None):
+def load_tokenizer(run_dir: str | Path, use_ema: bool | None = None, regs: Registries | None = None):
     """Rebuild a finished (or interrupted) run for re-scoring.
 
     Returns ``(tokenizer, identity, dataset)``: the tokenizer of
@@ -131,7 +124,7 @@ def load_tokenizer(run_dir: str | Path, use_ema: bool | None = None, registries=
     # deferred: loads torch only when this runs
     from qbench.engine.data import build_dataset
 
-    tokenizer, identity = load_trained(run_dir, use_ema, registries)
+    tokenizer, identity = load_trained(run_dir, use_ema, regs)
     recipe = identity.recipe
-    dataset = build_dataset(recipe, recipe.eval.split, registries=registries)
+    dataset = build_dataset(recipe, recipe.eval.split, regs=regs)
     return tokenizer, identity, dataset

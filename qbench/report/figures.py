@@ -19,14 +19,13 @@ import pandas as pd
 
 from qbench.report import plots
 from qbench.report.columns import Column
-from qbench.report.curves import curve_points, curves
+from qbench.report.curves import RD_METRICS, curve_points, curves
 from qbench.report.fit import grid_points
 from qbench.report.stats import mean_ci
 from qbench.rundir import directory as results
 from qbench.rundir.grid import image_rows, save_png
 
 SHEET_IMAGES = 8
-RD_METRICS = ("psnr", "ssim", "lpips", "rfid")
 SCALING_METRICS = ("rfid", "psnr")
 
 

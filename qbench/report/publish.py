@@ -16,17 +16,18 @@ import pandas as pd
 from qbench import atomic
 from qbench.report import figures
 from qbench.report.output import ReportDirectory
+from qbench.report.sections import FitSection, Section
 from qbench.report.tables import Report, render_text, to_markdown
 
 # run-frame columns that only serve the tables
 INTERNAL = ("version_suffix",)
 
 
-def _section(section: dict) -> list[str]:
-    lines = [f"## {section['title']}", ""]
-    if len(section["frame"]):
-        lines += [to_markdown(section["frame"]), ""]
-    notes = section.get("notes", [])
+def _section(section: Section) -> list[str]:
+    lines = [f"## {section.title}", ""]
+    if len(section.frame):
+        lines += [to_markdown(section.frame), ""]
+    notes = section.notes
     return lines + ([f"- {n}" for n in notes] + [""] if notes else [])
 
 
@@ -57,7 +58,7 @@ def _write(report: Report, out: Path, intro: str) -> None:
             "",
         ]
     for table in report.tables:
-        key, runs = table["key"], table["runs"]
+        key, runs = table.key, table.runs
         lines += _section(table)
         for fig in figures.table_figures(runs, report.metrics, out, key):
             lines += [f"![{fig.stem}]({fig.name})", ""]
@@ -72,8 +73,8 @@ def _write(report: Report, out: Path, intro: str) -> None:
             lines += ["Not measured here:", ""] + [f"- {u}" for u in unavailable] + [""]
     for section in report.sections:
         lines += _section(section)
-        if "fit" in section:  # scaling_report sections carry their grid with the fit
-            fig = figures.scaling_fit(section["grid"], section["fit"], section["metric"], out / f"{section['key']}.png")
+        if isinstance(section, FitSection):  # a scaling fit carries its grid: drawn with the fitted law
+            fig = figures.scaling_fit(section.grid, section.fit, section.metric, out / f"{section.key}.png")
             lines += [f"![{fig.stem}]({fig.name})", ""]
     if report.unfinished:
         lines += ["## Unfinished runs", "", "No metrics.json yet: running, or stopped before evaluation "
