@@ -261,3 +261,14 @@ def test_lookup_is_float32_under_bf16_autocast(name, options):
     assert torch.equal(got.codes, expected.codes)
     assert got.loss.dtype == torch.float32
     assert torch.allclose(got.z_q.float(), expected.z_q, atol=1e-6)
+
+
+def test_the_old_registries_keyword_of_the_checks_still_works_with_a_warning():
+    from qbench.testing import check_metric
+
+    with pytest.warns(FutureWarning, match="now regs="):
+        check_quantizer("gsq", registries=qbench.registries(), dim=8, groups=2, codebook_size=8)
+    regs = qbench.registries()
+    with pytest.warns(FutureWarning, match="now regs="):
+        old = check_metric("psnr", registries=regs)
+    assert old == check_metric("psnr", regs=regs) and set(old) == {"value"}
