@@ -7,9 +7,13 @@ on first use.
     import qbench
     vq = qbench.registries().quantizers.create("gsq", dim=16, groups=4, codebook_size=512)
 
+From a notebook, ``qbench.run``, ``qbench.sweep``, ``qbench.load_runs`` and
+``qbench.load_tokenizer`` do what the CLI does, with Python values in and
+out (docs/python-api.md).
+
 What a plugin may use is everything in ``__all__`` below and the modules in
 ``PUBLIC_MODULES``; every other module (the training and evaluation engine,
-the CLI, reports) is private and may change without notice.  The plugin
+the CLI, reports, ``qbench.api``) is private and may change without notice.  The plugin
 author's guide is docs/plugins.md.
 """
 
@@ -63,6 +67,8 @@ _LAZY = {
     **dict.fromkeys(("code_histogram", "perplexity", "usage", "usage_stats"), "qbench.codebook"),
     **dict.fromkeys(("EvalBatch", "EvalContext", "Metric", "PerImageMean"), "qbench.metric"),
     **dict.fromkeys(("atomic", "weights"), "qbench"),
+    # the notebook API (docs/python-api.md)
+    **dict.fromkeys(("load_runs", "load_tokenizer", "run", "sweep"), "qbench.api"),
 }
 
 

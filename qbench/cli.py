@@ -1,7 +1,8 @@
 """The ``qbench`` command: parses arguments, calls the library, maps errors to exit codes.
 
-Exit status: 0 success, 1 a run failed (the others finished), 2 a user error
-(one line on stderr, no traceback).  ``--help``, ``list`` and ``plugins`` do
+Exit status (``qbench.errors.ExitCode``): 0 success, 1 a run failed (the
+others finished), 2 a user error (one line on stderr, no traceback), 130
+interrupted.  ``--help``, ``list`` and ``plugins`` do
 not import torch.
 """
 
@@ -12,11 +13,9 @@ import sys
 
 from qbench._version import __version__
 from qbench.commands import print_listing, print_plugins, report, rescore, run, sweep, weights
-from qbench.errors import ConfigError, PluginError
+from qbench.errors import ConfigError, ExitCode, PluginError
+from qbench.platform.plugins import KINDS
 from qbench.sweeps.spec import SLURM_KEYS
-
-# plugins.KINDS, without importing it
-KINDS = ("quantizers", "backbones", "metrics", "datasets", "recipes", "weights", "loggers")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered quantizers, backbones, metrics, datasets, recipes, weights, "
                                     "loggers")
-    p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: everything)")
+    p.add_argument("kind", nargs="?", choices=tuple(KINDS), help="what to list (default: everything)")
     p.add_argument("--filter", default=None, metavar="PATTERN", help="fnmatch pattern on names, e.g. 'g*'")
 
     sub.add_parser("plugins", help="show every plugin, its distribution and version, and load errors")
@@ -98,17 +97,17 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
 
-def cmd_list(args) -> int:
+def cmd_list(args) -> ExitCode:
     print_listing(args.kind, args.filter)
-    return 0
+    return ExitCode.OK
 
 
-def cmd_plugins(args) -> int:
+def cmd_plugins(args) -> ExitCode:
     print_plugins()
-    return 0
+    return ExitCode.OK
 
 
-def cmd_run(args) -> int:
+def cmd_run(args) -> ExitCode:
     return run(
         quantizers=args.quantizers,
         recipe=args.recipe,
@@ -122,21 +121,21 @@ def cmd_run(args) -> int:
     )
 
 
-def cmd_sweep(args) -> int:
+def cmd_sweep(args) -> ExitCode:
     slurm = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
     return sweep(args.sweep_file, dry_run=args.dry_run, jobs=args.jobs, launcher=args.launcher, out=args.out,
                  slurm_options=slurm, progress=not args.no_progress, overrides=args.overrides)
 
 
-def cmd_report(args) -> int:
+def cmd_report(args) -> ExitCode:
     return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None, bd_method=args.bd_method)
 
 
-def cmd_eval(args) -> int:
+def cmd_eval(args) -> ExitCode:
     return rescore(args.run_dir, _names(args.metrics))
 
 
-def cmd_weights(args) -> int:
+def cmd_weights(args) -> ExitCode:
     return weights(args.action, getattr(args, "names", None), getattr(args, "file", None))
 
 
@@ -151,7 +150,7 @@ HANDLERS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> ExitCode:
     try:
         args, extra = build_parser().parse_known_args(argv)
         if extra:  # argparse would blame the top-level parser; point to the subcommand's help instead
@@ -161,15 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PluginError) as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:  # one problem per line
             print(f"qbench: error: {line}", file=sys.stderr)
-        return 2
+        return ExitCode.USER_ERROR
     except KeyboardInterrupt:
         print("qbench: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:  # output piped into `head` and the like
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return ExitCode.OK
 
 
 if __name__ == "__main__":

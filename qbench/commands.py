@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import fnmatch
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from qbench import weights as w
 from qbench.comparison import runner
 from qbench.comparison.preflight import Problems, check_run, quantizer_name_problems
 from qbench.comparison.tracking import check_loggers, with_loggers
-from qbench.errors import ConfigError, suggest
-from qbench.platform.plugins import KINDS, registries
+from qbench.errors import ConfigError, ExitCode, suggest
+from qbench.platform.plugins import KINDS, Registries, registries
 from qbench.recipe import checks as recipe_checks
 from qbench.recipe.config import available_recipes, load_recipe_and_problems, read_toml
 from qbench.report.output import check_writable
-from qbench.rundir.directory import _slug
-from qbench.sweeps import build_plan, load_sweep
+from qbench.rundir.directory import slug
+from qbench.sweeps import Plan, build_plan, load_sweep
 from qbench.sweeps.launch import check_data, launch
 from qbench.sweeps.local import available_cores, default_jobs, threads_per_point
 from qbench.sweeps.render import render_plan
 from qbench.sweeps.spec import check_slurm, with_overrides
+from qbench.sweeps.worker import PointResult
 
 
 def _table(rows: list[tuple[str, ...]], headings: tuple[str, ...]) -> str:
@@ -35,7 +37,7 @@ def _table(rows: list[tuple[str, ...]], headings: tuple[str, ...]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _recipe_rows(regs, pattern: str | None) -> list[tuple[str, ...]]:
+def _recipe_rows(regs: Registries, pattern: str | None) -> list[tuple[str, ...]]:
     origins = {s.name: f"{s.origin} {s.version}".strip() for s in regs.recipes.list()}
     rows = []
     for name, path in available_recipes(regs).items():
@@ -48,7 +50,7 @@ def _recipe_rows(regs, pattern: str | None) -> list[tuple[str, ...]]:
     return rows
 
 
-def listing(kind: str | None = None, pattern: str | None = None, regs=None) -> str:
+def listing(kind: str | None = None, pattern: str | None = None, regs: Registries | None = None) -> str:
     regs = regs or registries()
     parts = []
     for k in [kind] if kind else list(KINDS):
@@ -65,7 +67,7 @@ def listing(kind: str | None = None, pattern: str | None = None, regs=None) -> s
     return "\n\n".join(parts)
 
 
-def load_warnings(regs) -> list[str]:
+def load_warnings(regs: Registries) -> list[str]:
     """One line per plugin that failed to load, for commands that list or use plugins."""
     return [f"warning: plugin {p.name!r} failed to load: {p.error} (see: qbench plugins)" for p in regs.failed()]
 
@@ -110,7 +112,7 @@ def run(
     strict_metrics: bool,
     progress: bool,
     log: list[str] | None = None,
-) -> int:
+) -> ExitCode:
     regs = registries()  # built once for the whole command
     if resume:
         _check_resume_flags(quantizers, recipe, overrides, seed, out)
@@ -126,15 +128,15 @@ def run(
     from qbench.report.tables import build_report
 
     if resume:
-        outcomes = [runner.resume_run(Path(resume), progress=progress, registries=regs, loggers=log,
+        outcomes = [runner.resume_run(Path(resume), progress=progress, regs=regs, loggers=log,
                                       strict_metrics=strict_metrics)]
     else:
         outcomes = runner.run_comparison(
             runner.parse_quantizers(quantizers or DEFAULT_QUANTIZERS), resolved, out_root=out,
-            strict_metrics=strict_metrics, progress=progress, registries=regs,
+            strict_metrics=strict_metrics, progress=progress, regs=regs,
         )
     if not is_main_process():
-        return 0 if all(o.status == "ok" for o in outcomes) else 1
+        return ExitCode.OK if all(o.status == "ok" for o in outcomes) else ExitCode.RUN_FAILED
     run_dirs = [o.run_dir for o in outcomes if o.run_dir is not None]
     if run_dirs:
         print()
@@ -154,8 +156,8 @@ def run(
     failed = [o for o in outcomes if o.status != "ok"]
     if failed:
         print(f"{len(failed)} of {len(outcomes)} runs failed: " + ", ".join(f"{o.quantizer} ({o.reason})" for o in failed))
-        return 1
-    return 0
+        return ExitCode.RUN_FAILED
+    return ExitCode.OK
 
 
 def _check_resume_flags(quantizers, recipe, overrides, seed, out) -> None:
@@ -169,7 +171,7 @@ def _check_resume_flags(quantizers, recipe, overrides, seed, out) -> None:
         )
 
 
-def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], seed: int | None, regs, *,
+def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], seed: int | None, regs: Registries, *,
                    strict_metrics: bool = False, out: str = DEFAULT_OUT, log: list[str] | None = None):
     """The recipe of ``qbench run`` with ``--set``, ``--seed`` and ``--log`` applied; names and values checked first.
 
@@ -191,7 +193,7 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
     values_are_the_users = set(recipe_problems) <= set(recipe_checks.problems(resolved))
     resolved = with_loggers(resolved, log or [])
     problems.check(check_loggers, resolved, regs)
-    problems.check(check_quantizer_tables, overrides, load_recipe_and_problems(recipe, registries=regs)[0], regs)
+    problems.check(check_quantizer_tables, overrides, load_recipe_and_problems(recipe, regs=regs)[0], regs)
     if seed is not None and not 0 <= seed <= recipe_checks.MAX_SEED:
         problems.add(f"--seed must be in 0..{recipe_checks.MAX_SEED}, got {seed}")
     elif seed is not None:
@@ -204,7 +206,7 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
     return resolved
 
 
-def check_quantizer_tables(overrides: list[str], base_recipe, regs) -> None:
+def check_quantizer_tables(overrides: list[str], base_recipe, regs: Registries) -> None:
     """``--set quantizers.X.KEY=...`` must name a registered quantizer or a table of the recipe file."""
 
     for item in overrides:
@@ -221,7 +223,7 @@ def check_quantizer_tables(overrides: list[str], base_recipe, regs) -> None:
 
 
 def report(paths: list[str], out: str, intro: str | None = None, *, baseline: str | None = None,
-           fit: str | None = None, bd_method: str = "cubic") -> int:
+           fit: str | None = None, bd_method: str = "cubic") -> ExitCode:
     # deferred: loads pandas and numpy only when this runs
     from qbench.report.publish import render_text, write_report
     from qbench.report.tables import build_report
@@ -239,10 +241,10 @@ def report(paths: list[str], out: str, intro: str | None = None, *, baseline: st
     print(render_text(built))
     written = f"{readme} and {Path(out) / 'summary.csv'}" if built.runs is not None else str(readme)
     print(f"\nwritten: {written}")
-    return 0
+    return ExitCode.OK
 
 
-def rescore(run_dir: str, metrics: list[str] | None) -> int:
+def rescore(run_dir: str, metrics: list[str] | None) -> ExitCode:
     # deferred: loads torch only when this runs
     from qbench.engine.evaluate import rescore as rescore_run
 
@@ -253,10 +255,10 @@ def rescore(run_dir: str, metrics: list[str] | None) -> int:
         print(f"{name:12s} {shown}")
         if result.get("kept"):
             print(f"{'':12s} {result['kept']}")
-    return 0
+    return ExitCode.OK
 
 
-def weights(action: str, names: list[str] | None, file: str | None) -> int:
+def weights(action: str, names: list[str] | None, file: str | None) -> ExitCode:
     if action == "status":
         rows = [
             (r["name"], r.get("used_by", ""), "yes" if r["present"] else "no",
@@ -268,20 +270,37 @@ def weights(action: str, names: list[str] | None, file: str | None) -> int:
         w.fetch(names or None)
     elif action == "install":
         print(f"installed: {w.install(Path(file))}")
-    return 0
+    return ExitCode.OK
 
 
-def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
-          slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm") -> int:
-    """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
+@dataclass
+class SweepOutcome:
+    """What ``qbench sweep`` did: the checked plan, and one result per point it ran (none for a dry run)."""
 
-    spec = with_overrides(load_sweep(path), list(overrides))
-    options = check_slurm({**spec.slurm, **{k: v for k, v in slurm_options.items() if v is not None}},
-                          lambda message: ConfigError(f"sweep {path}: {message}"))
+    plan: Plan
+    results: list[PointResult]
+
+    @property
+    def out(self) -> Path:
+        return self.plan.out
+
+    @property
+    def failed(self) -> list[PointResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = None, launcher: str = "local",
+              out: str | Path | None = None, slurm_options: dict | None = None, progress: bool = True,
+              overrides: list[str] = (), cluster: str = "slurm") -> SweepOutcome:
+    """Plan every point (``ConfigError`` on the first problem), print the plan, run what is not done."""
+
+    spec = with_overrides(load_sweep(str(path)), list(overrides))
+    given = {k: v for k, v in (slurm_options or {}).items() if v is not None}
+    options = check_slurm({**spec.slurm, **given}, lambda message: ConfigError(f"sweep {path}: {message}"))
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     jobs = jobs or default_jobs()
-    out_dir = out or str(Path("results") / "sweeps" / _slug(spec.name))
+    out_dir = str(out) if out else str(Path("results") / "sweeps" / slug(spec.name))
     regs = registries()
     plan = build_plan(spec, out_dir, regs)
     if launcher == "local":
@@ -292,19 +311,30 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
         how = f"with {parallel} Slurm jobs at a time"
     print(render_plan(plan, parallel, how), flush=True)
     if dry_run or not plan.pending():
-        return 0
+        return SweepOutcome(plan, [])
     check_data(plan, regs)
     print(flush=True)
-    results = launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
-                     cluster=cluster)
-    failed = [r for r in results if r.status == "failed"]
+    return SweepOutcome(plan, launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
+                                     cluster=cluster))
+
+
+def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
+          slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm") -> ExitCode:
+    """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
+
+    outcome = run_sweep(path, dry_run=dry_run, jobs=jobs, launcher=launcher, out=out, slurm_options=slurm_options,
+                        progress=progress, overrides=overrides, cluster=cluster)
+    plan, results = outcome.plan, outcome.results
+    if not results:
+        return ExitCode.OK
+    failed = outcome.failed
     counts = {status: sum(r.status == status for r in results) for status in ("ok", "failed", "skipped", "busy")}
-    print(f"\nsweep {spec.name}: {counts['ok']} points ran, {counts['failed']} failed; "
+    print(f"\nsweep {plan.spec.name}: {counts['ok']} points ran, {counts['failed']} failed; "
           f"{plan.counts.get('done', 0) + counts['skipped']} were done already"
           + (f"; {plan.counts.get('running', 0) + counts['busy']} run in another process"
              if plan.counts.get("running", 0) + counts["busy"] else ""))
     for r in failed:
         label = next(p.label for p in plan.points if p.index == r.index)
         print(f"  failed: point {r.index} ({label}): {r.reason}" + (f" [{r.run_dir}]" if r.run_dir else ""))
-    print(f"tables and plots: qbench report {out_dir} --out {Path(out_dir) / 'report'}")
-    return 1 if failed else 0
+    print(f"tables and plots: qbench report {outcome.out} --out {Path(outcome.out) / 'report'}")
+    return ExitCode.RUN_FAILED if failed else ExitCode.OK

@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The ``qbench`` command's exit statuses."""
+
+    OK = 0
+    RUN_FAILED = 1  # a run failed; the others finished
+    USER_ERROR = 2  # a ConfigError or PluginError: one line on stderr, nothing trained
+    INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 class QbenchError(Exception):
@@ -31,6 +41,12 @@ class RunFailed(QbenchError):
         super().__init__(reason if step is None else f"step {step}: {reason}")
         self.reason = reason
         self.step = step
+
+
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"`` (``"TypeName"`` when it has none), for one-line reports."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def suggest(name: str, known: Iterable[str]) -> str:

@@ -60,6 +60,22 @@ class Quantizer(nn.Module):
                 f"got {tuple(z.shape)}"
             )
 
+    def check_codes(self, codes: torch.Tensor) -> tuple[int, int, int]:
+        """``codes`` as ``encode`` returns them, (B, h, w, T) with T = ``tokens_per_position``; returns (B, h, w).
+
+        What ``decode`` checks first: codes of another quantizer (or another
+        configuration of this one) are a ``ConfigError`` naming this one
+        (its ``name`` attribute, else its class), not a shape error later.
+        """
+        label = getattr(self, "name", "") or type(self).__name__
+        if codes.dim() != 4:
+            raise ConfigError(f"{label} expects codes of shape (B, h, w, {self.tokens_per_position}), "
+                              f"got {tuple(codes.shape)}")
+        batch, height, width, tokens = codes.shape
+        if tokens != self.tokens_per_position:
+            raise ConfigError(f"{label}: codes carry {tokens} tokens per position, expected {self.tokens_per_position}")
+        return batch, height, width
+
 
 # -- option validation (raise before any tensor is made) ---------------------------
 

@@ -49,19 +49,19 @@ def _with_ceiling(root, psnrs):
 def test_a_ceiling_is_the_last_row_out_of_bd_and_paired_tests(tmp_path):
     _with_ceiling(tmp_path / "runs", [40.0, 41.0, 42.0])
     report = build_report([tmp_path / "runs"], baseline="vq")
-    frame = report.tables[0]["frame"]
+    frame = report.tables[0].frame
     last = frame.iloc[-1]
     assert last["quantizer"] == "identity (ceiling)" and last["bits/pos"] == "continuous"
     for section in report.sections:
-        if "paired" in section["title"] or "Bjøntegaard" in section["title"]:
-            assert not section["frame"].astype(str).apply(lambda c: c.str.contains("identity")).any().any()
+        if "paired" in section.title or "Bjøntegaard" in section.title:
+            assert not section.frame.astype(str).apply(lambda c: c.str.contains("identity")).any().any()
 
 
 def test_the_gap_to_the_ceiling_is_paired_by_seed(tmp_path):
     ceiling = [40.0, 41.5, 42.0]
     truth = _with_ceiling(tmp_path / "runs", ceiling)
     report = build_report([tmp_path / "runs"])
-    gap = next(s for s in report.sections if "ceiling" in s["title"])["frame"]
+    gap = next(s for s in report.sections if "ceiling" in s.title).frame
     row = gap[gap["curve"].str.startswith("gsq") & gap["curve"].str.contains("latent_dim=4")].iloc[0]
     lowest = np.subtract(ceiling, [truth[("gsq", 4, 8, s)] for s in range(3)])
     interval = stats.ttest_1samp(lowest, 0).confidence_interval(0.95)

@@ -106,3 +106,13 @@ def test_list_quantizers_names_each_paper():
     papers = {"lfq": "2310.05737", "bsq": "2406.07548", "simvq": "2411.02038", "ibq": "2412.02692", "gsq": "2412.02632"}
     for name, arxiv in papers.items():
         assert arxiv in lines[name], lines.get(name)
+
+
+def test_main_returns_exit_code_members(capsys):
+    from qbench import cli
+    from qbench.errors import ExitCode
+
+    assert cli.main(["list", "quantizers"]) is ExitCode.OK
+    assert cli.main(["list", "quantizerz"]) is ExitCode.USER_ERROR
+    assert "invalid choice: 'quantizerz'" in capsys.readouterr().err
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 130]

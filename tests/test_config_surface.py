@@ -127,12 +127,12 @@ _real_build_dataset = qbench.engine.data.build_dataset
 _datasets: dict[str, object] = {}
 
 
-def _cached_build_dataset(recipe, split, registries=None, seed=None):
+def _cached_build_dataset(recipe, split, regs=None, seed=None):
     """``build_dataset``, remembered per data section, seed and split (datasets are read-only)."""
     key = json.dumps([dataclasses.asdict(recipe.data), recipe.seed if seed is None else seed, split],
                      sort_keys=True, default=str)
     if key not in _datasets:
-        _datasets[key] = _real_build_dataset(recipe, split, registries=registries, seed=seed)
+        _datasets[key] = _real_build_dataset(recipe, split, regs=regs, seed=seed)
     return _datasets[key]
 
 

@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent(
         if options:
             recipe = load_recipe("smoke", ["train.steps=4", "train.checkpoint_every=2", "quantizers.vq.dead_code_threshold=1.0"])
         identity = resolve(recipe, name, regs)
-        tokenizer = build_tokenizer(identity, registries=regs)
+        tokenizer = build_tokenizer(identity, regs=regs)
         result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), identity=identity.to_dict(),
                      run_dir=out / label, progress=False)
         torch.save({"model": result.model.state_dict(), "world": result.world_size, "steps": result.steps},

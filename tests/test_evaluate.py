@@ -103,7 +103,7 @@ def test_a_raising_metric_is_failed_and_the_others_go_on():
     broken = MetricSpec(name="broken", factory="qbench.metric:Metric", higher_is_better=True)
     metrics = Registry("metric", [*regs.metrics, broken])
     out = evaluate(
-        StandInTokenizer(), dataset(n=4), ["broken", "psnr"], registries=types.SimpleNamespace(metrics=metrics),
+        StandInTokenizer(), dataset(n=4), ["broken", "psnr"], regs=types.SimpleNamespace(metrics=metrics),
         progress=False,
     )
     assert out["broken"]["status"] == "failed"

@@ -91,3 +91,17 @@ def test_misspelt_hook_is_an_error_naming_it(site):
     listed = run_cli("list", "quantizers")
     assert listed.returncode == 0
     assert "plugin 'typo' failed to load" in listed.stderr
+
+
+NOTEBOOK_API = ("run", "sweep", "load_runs", "load_tokenizer")
+
+
+def test_the_notebook_api_is_public_functions_that_import_no_torch():
+    assert set(NOTEBOOK_API) <= set(qbench.__all__)
+    code = ("import sys, inspect, qbench\n"
+            f"api = [getattr(qbench, n) for n in {NOTEBOOK_API!r}]\n"
+            "print(all(inspect.isfunction(f) and f.__module__ == 'qbench.api' for f in api), 'torch' in sys.modules)\n"
+            "import qbench.sweeps, qbench.comparison\n"
+            "print(inspect.isfunction(qbench.sweep), inspect.isfunction(qbench.run))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.split() == ["True", "False", "True", "True"], out.stderr

@@ -210,6 +210,20 @@ def test_wrong_latent_shape_is_a_config_error():
         q(torch.randn(1, 6, 2, 2))
 
 
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_codes_with_the_wrong_token_count_are_a_config_error_naming_the_quantizer(name):
+    q = qbench.registries().quantizers.create(name, **VARIANTS[name][0])
+    codes = q.encode(torch.randn(2, q.dim, 3, 3))
+    tokens = q.tokens_per_position
+    assert codes.shape == (2, 3, 3, tokens)
+    assert q.decode(codes).shape == (2, q.dim, 3, 3)
+    wrong = torch.cat([codes, codes[..., :1]], dim=-1)
+    with pytest.raises(ConfigError, match=rf"^{name}: codes carry {tokens + 1} tokens per position, expected {tokens}$"):
+        q.decode(wrong)
+    with pytest.raises(ConfigError, match=rf"^{name} expects codes of shape \(B, h, w, {tokens}\), got \(2, 3, 3\)$"):
+        q.decode(codes[..., 0])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("QBENCH_SLOW"), reason="compiles a kernel (30-40 s on 2 cores); set QBENCH_SLOW=1")
 def test_fused_lookup_finds_the_nearest_code():
@@ -247,3 +261,14 @@ def test_lookup_is_float32_under_bf16_autocast(name, options):
     assert torch.equal(got.codes, expected.codes)
     assert got.loss.dtype == torch.float32
     assert torch.allclose(got.z_q.float(), expected.z_q, atol=1e-6)
+
+
+def test_the_old_registries_keyword_of_the_checks_still_works_with_a_warning():
+    from qbench.testing import check_metric
+
+    with pytest.warns(FutureWarning, match="now regs="):
+        check_quantizer("gsq", registries=qbench.registries(), dim=8, groups=2, codebook_size=8)
+    regs = qbench.registries()
+    with pytest.warns(FutureWarning, match="now regs="):
+        old = check_metric("psnr", registries=regs)
+    assert old == check_metric("psnr", regs=regs) and set(old) == {"value"}

@@ -55,7 +55,7 @@ def test_two_recipes_give_two_tables(tmp_path, recipes):
     make_run(tmp_path, b, "gsq", {"dim": 8, "groups": 1}, 0)
     report = build_report([tmp_path])
     assert len(report.tables) == 2
-    assert {t["runs"]["recipe"].iloc[0] for t in report.tables} == {"a", "b"}
+    assert {t.runs["recipe"].iloc[0] for t in report.tables} == {"a", "b"}
 
 
 def test_same_name_different_hash_is_not_mixed(tmp_path):
@@ -68,7 +68,7 @@ def test_seeds_aggregate_to_mean_and_std(tmp_path, recipes):
     a, _ = recipes
     for seed, psnr in enumerate([24.0, 26.0, 28.0]):
         make_run(tmp_path, a, "vq", {"dim": 8, "codebook_size": 1024}, seed, psnr=psnr)
-    frame = build_report([tmp_path]).tables[0]["frame"]
+    frame = build_report([tmp_path]).tables[0].frame
     assert len(frame) == 1
     assert frame.iloc[0]["seeds"] == 3
     half = stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3)  # the 95% t interval's half-width, s = 2
@@ -79,7 +79,7 @@ def test_failed_run_and_unavailable_metric_are_not_numbers(tmp_path, recipes):
     a, _ = recipes
     make_run(tmp_path, a, "gsq", {"dim": 8}, 0)
     make_run(tmp_path, a, "fsq", {"dim": 8}, 0, status="failed", reason="non-finite loss at step 7")
-    frame = build_report([tmp_path]).tables[0]["frame"]
+    frame = build_report([tmp_path]).tables[0].frame
     gsq = frame[frame["quantizer"] == "gsq"].iloc[0]
     fsq = frame[frame["quantizer"] == "fsq"].iloc[0]
     assert gsq["rFID ↓"] == "unavailable"
@@ -96,7 +96,7 @@ def test_truncated_metrics_json_is_reported_as_broken(tmp_path, recipes):
     report = build_report([tmp_path])
     assert [d for d, _ in report.broken] == [bad]
     assert "not valid JSON" in report.broken[0][1]
-    assert list(report.tables[0]["runs"]["run_dir"]) == [str(good)]
+    assert list(report.tables[0].runs["run_dir"]) == [str(good)]
     assert "broken run" in render_text(report)
 
 
@@ -107,7 +107,7 @@ def test_run_without_metrics_is_unfinished_not_broken(tmp_path, recipes):
     (running / "metrics.json").unlink()
     report = build_report([tmp_path])
     assert report.unfinished == [running] and report.broken == []
-    assert list(report.tables[0]["runs"]["run_dir"]) == [str(good)]
+    assert list(report.tables[0].runs["run_dir"]) == [str(good)]
     assert "unfinished run" in render_text(report)
     write_report(report, tmp_path / "out")
     text = (tmp_path / "out" / "README.md").read_text()
@@ -223,7 +223,7 @@ def test_plugin_version_shows_when_one_configuration_differs_in_it(tmp_path):
     for config, version in (("old", "0.1.0"), ("new", "0.2.0")):
         write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(24.0), config=config, plugins=plugins(version))
     write_run(tmp_path / "runs", "vq", {"dim": 8}, 0, psnr_metrics(23.0))
-    frame = build_report([tmp_path / "runs"]).tables[0]["frame"]
+    frame = build_report([tmp_path / "runs"]).tables[0].frame
     assert sorted(frame["quantizer"]) == ["gsq [qbench 0.1.0]", "gsq [qbench 0.2.0]", "vq"]
 
 
@@ -249,9 +249,9 @@ def test_sweep_runs_make_one_table_with_swept_columns(tmp_path):
     ladder_runs(tmp_path / "runs", seeds=2)
     write_run(tmp_path / "runs", "fsq", {"dim": 4}, 0, psnr_metrics(22.0))  # outside the sweep
     report = build_report([tmp_path / "runs"])
-    sweeps = [t for t in report.tables if t["sweep"]]
+    sweeps = [t for t in report.tables if t.sweep]
     assert len(sweeps) == 1 and len(report.tables) == 2
-    frame = sweeps[0]["frame"]
+    frame = sweeps[0].frame
     assert list(frame.columns[:4]) == ["quantizer", "rate", "model.latent_dim", "codebook_size"]
     assert len(frame) == 2 * 2 * 4 and set(frame["seeds"]) == {2}
     assert set(frame["quantizer"]) == {"gsq (groups=2)", "vq"}  # swept options are columns, not labels
@@ -283,14 +283,14 @@ def test_sweep_tables_follow_the_order_of_the_paths(tmp_path):
         write_run(tmp_path / name, "gsq", {"dim": 4}, 0, psnr_metrics(22.0), recipe_hash=name,
                   sweep={"name": name, "file": f"{name}.toml", "point": {"rate": 10}})
     first = build_report([tmp_path / "zeta", tmp_path / "alpha"])
-    assert [t["sweep"] for t in first.tables] == ["zeta", "alpha"]
-    assert [t["sweep"] for t in build_report([tmp_path / "alpha", tmp_path / "zeta"]).tables] == ["alpha", "zeta"]
+    assert [t.sweep for t in first.tables] == ["zeta", "alpha"]
+    assert [t.sweep for t in build_report([tmp_path / "alpha", tmp_path / "zeta"]).tables] == ["alpha", "zeta"]
 
 
 def test_baseline_pairs_by_seed_and_rung_as_scipy_does(tmp_path):
     truth = ladder_runs(tmp_path / "runs")
     report = build_report([tmp_path / "runs"], baseline="vq")
-    paired = next(s for s in report.sections if "paired" in s["title"])["frame"]
+    paired = next(s for s in report.sections if "paired" in s.title).frame
     assert len(paired) == 2 * 4  # gsq at each latent width and rung, PSNR only
     row = paired[paired["at"] == "model.latent_dim=8, rate=12"].iloc[0]
     test = [truth[("gsq", 8, 12, s)] for s in range(3)]
@@ -307,7 +307,7 @@ def test_bd_in_the_report_matches_the_package(tmp_path):
     bjontegaard = pytest.importorskip("bjontegaard")
     truth = ladder_runs(tmp_path / "runs")
     report = build_report([tmp_path / "runs"], baseline="vq", bd_method="pchip")
-    bd = next(s for s in report.sections if "Bjøntegaard" in s["title"])["frame"]
+    bd = next(s for s in report.sections if "Bjøntegaard" in s.title).frame
     assert len(bd) == 2  # gsq against vq at each latent width
     rates = np.array([8, 10, 12, 14], dtype=float)
     mean = {q: [np.mean([truth[(q, 4, r, s)] for s in range(3)]) for r in (8, 10, 12, 14)] for q in ("gsq", "vq")}
@@ -330,18 +330,18 @@ def test_extra_seeds_at_one_rung_do_not_tilt_the_bd_value(tmp_path):
         write_run(tmp_path / "runs", "gsq", {"dim": 4, "codebook_size": 32, "groups": 2}, seed, psnr_metrics(40.0),
                   bits=10.0, recipe_hash="d4", sweep={"name": "ladder", "file": "ladder.toml", "point": point})
     after = build_report([tmp_path / "runs"], baseline="vq")
-    row = {name: next(s for s in r.sections if "Bjøntegaard" in s["title"])["frame"].set_index("quantizer")
+    row = {name: next(s for s in r.sections if "Bjøntegaard" in s.title).frame.set_index("quantizer")
            for name, r in (("before", before), ("after", after))}
     label = next(q for q in row["before"].index if "latent_dim=4" in q)
     assert row["after"].loc[label].equals(row["before"].loc[label])  # value, interval and seeds unchanged
-    paired = next(s for s in after.sections if "paired" in s["title"])["frame"]
+    paired = next(s for s in after.sections if "paired" in s.title).frame
     assert paired[paired["at"] == "model.latent_dim=4, rate=10"].iloc[0]["pairs"] == 3  # vq has seeds 0-2 only
 
 
 def test_a_bd_value_no_seed_defines_is_said_so(tmp_path):
     ladder_runs(tmp_path / "runs", gain=30.0)  # the curves share no PSNR range: BD-rate is undefined, BD-PSNR is not
     report = build_report([tmp_path / "runs"], baseline="vq")
-    row = next(s for s in report.sections if "Bjøntegaard" in s["title"])["frame"].iloc[0]
+    row = next(s for s in report.sections if "Bjøntegaard" in s.title).frame.iloc[0]
     assert row["BD-rate 95% CI"] == "—" and row["BD-metric 95% CI"] != "—" and row["seeds"] == 3
     assert "BD-rate is defined for 0 of the 3 seeds" in row["notes"] and "BD-metric is defined" not in row["notes"]
 
@@ -351,9 +351,9 @@ def test_a_configuration_at_one_rate_gets_a_note_not_a_bd_row(tmp_path):
     write_run(tmp_path / "runs", "fsq", {"dim": 4}, 0, psnr_metrics(22.0), bits=10.0, recipe_hash="d4",
               sweep={"name": "ladder", "file": "ladder.toml", "point": {"model.latent_dim": 4, "rate": 10}})
     report = build_report([tmp_path / "runs"], baseline="vq")
-    section = next(s for s in report.sections if "Bjøntegaard" in s["title"])
-    assert not section["frame"]["quantizer"].str.startswith("fsq").any()
-    assert any("one rate only" in n and "fsq" in n for n in section["notes"])
+    section = next(s for s in report.sections if "Bjøntegaard" in s.title)
+    assert not section.frame["quantizer"].str.startswith("fsq").any()
+    assert any("one rate only" in n and "fsq" in n for n in section.notes)
 
 
 def test_fit_recovers_a_grid_through_the_report(tmp_path):
@@ -366,7 +366,7 @@ def test_fit_recovers_a_grid_through_the_report(tmp_path):
             write_run(tmp_path / "runs", "gsq", {"dim": dim, "codebook_size": 2**log_v, "groups": 1}, 0,
                       {"rfid": entry(y, hib=False, heading="rFID")}, bits=float(log_v))
     report = build_report([tmp_path / "runs"], fit="auto")
-    fit = report.sections[0]["fit"]
+    fit = report.sections[0].fit
     assert fit.estimates["b"] == pytest.approx(true[1], rel=1e-3) and fit.cells == 16
     write_report(report, tmp_path / "out")
     names = {p.name for p in (tmp_path / "out").iterdir()}
@@ -391,7 +391,7 @@ def test_bad_baseline_and_fit_without_grid_are_one_line_errors(tmp_path):
 def test_a_table_shows_only_the_metrics_its_runs_recorded(tmp_path):
     write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(24.0, sharpness=entry(0.5)), recipe_hash="a")
     write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(23.0), recipe_hash="b")
-    frames = {t["runs"]["recipe_hash"].iloc[0]: t["frame"] for t in build_report([tmp_path / "runs"]).tables}
+    frames = {t.runs["recipe_hash"].iloc[0]: t.frame for t in build_report([tmp_path / "runs"]).tables}
     assert "sharpness ↑" in frames["a"].columns and "sharpness ↑" not in frames["b"].columns
 
 
@@ -419,7 +419,7 @@ def test_codebook_sizes_at_one_width_get_no_plot_against_v(tmp_path):
 def test_configurations_alike_in_label_and_versions_are_told_apart_by_hash(tmp_path):
     write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(24.0), config="aaaaaaaa1111")
     write_run(tmp_path / "runs", "gsq", {"dim": 8}, 0, psnr_metrics(23.0), config="bbbbbbbb2222")
-    frame = build_report([tmp_path / "runs"]).tables[0]["frame"]
+    frame = build_report([tmp_path / "runs"]).tables[0].frame
     assert sorted(frame["quantizer"]) == ["gsq [config aaaaaaaa]", "gsq [config bbbbbbbb]"]
 
 
@@ -434,7 +434,7 @@ def test_a_run_repeated_with_the_same_identity_and_seed_counts_once(tmp_path):
     assert len(runs) == 4  # summary.csv still lists every run
     assert set(runs["psnr_n"]) == {3}  # ...but its statistics count seed 0 once
     assert runs["psnr_mean"].iloc[0] == pytest.approx(21.0)  # the first found (study a), not their mean
-    assert report.tables[0]["frame"]["seeds"].tolist() == [3]
+    assert report.tables[0].frame["seeds"].tolist() == [3]
 
 
 def test_usage_bands_stay_within_0_and_100_and_labels_say_how_many_seeds(tmp_path, monkeypatch):

@@ -94,7 +94,7 @@ def watched(tmp_path_factory):
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         [outcome] = runner.run_comparison(["gsq"], recipe, out_root=tmp_path_factory.mktemp("watched"),
-                                          progress=False, registries=regs)
+                                          progress=False, regs=regs)
     [logger] = STARTED
     return outcome, logger, stderr.getvalue(), recipe
 
@@ -161,7 +161,7 @@ def test_a_failed_run_ends_in_the_loggers_with_its_reason(tmp_path):
     STARTED.clear()
     regs = qbench.registries(extra_plugins={"test-loggers": Plugin(), "nan": NaNPlugin()})
     recipe = smoke("train.loggers=['recording']")
-    [failed] = runner.run_comparison(["nan_after"], recipe, out_root=tmp_path, progress=False, registries=regs)
+    [failed] = runner.run_comparison(["nan_after"], recipe, out_root=tmp_path, progress=False, regs=regs)
     [logger] = STARTED
     assert failed.status == "failed"
     [(status, reason)] = logger.of("finish")
@@ -181,7 +181,7 @@ def test_a_failed_run_ends_in_the_loggers_with_its_reason(tmp_path):
 def test_logger_errors_are_config_errors_before_training(tmp_path, overrides, message):
     regs = qbench.registries(extra_plugins={"test-loggers": Plugin()})
     with pytest.raises(qbench.ConfigError, match=re.escape(message)):
-        runner.run_comparison(["gsq"], smoke(*overrides), out_root=tmp_path, progress=False, registries=regs)
+        runner.run_comparison(["gsq"], smoke(*overrides), out_root=tmp_path, progress=False, regs=regs)
     assert not any(tmp_path.iterdir())
 
 

@@ -71,7 +71,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     run_dir.mkdir()
     identity = resolve(recipe, "gsq", regs)
     torch.manual_seed(recipe.seed)
-    tokenizer = build_tokenizer(identity, registries=regs)
+    tokenizer = build_tokenizer(identity, regs=regs)
     fit(tokenizer, recipe, build_dataset(recipe, "train", regs), identity=identity.to_dict(),
         run_dir=run_dir, progress=False, stop_after=4)
     assert checkpoint.load(run_dir)["step"] == 4
@@ -92,7 +92,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
 
 def test_nan_run_is_marked_failed_and_the_next_one_completes(tmp_path):
     regs = qbench.registries(extra_plugins={"nan": Plugin()})
-    outcomes = runner.run_comparison(["nan_after", "gsq"], smoke(), out_root=tmp_path, progress=False, registries=regs)
+    outcomes = runner.run_comparison(["nan_after", "gsq"], smoke(), out_root=tmp_path, progress=False, regs=regs)
     failed, ok = outcomes
     assert failed.status == "failed" and "non-finite loss" in failed.reason
     assert failed.record["run"]["failed_step"] == 5 and failed.record["run"]["status"] == "failed"
@@ -163,7 +163,7 @@ def test_adversarial_patchgan_and_lpips_plumbing(tmp_path, monkeypatch):
     regs = qbench.registries()
     torch.manual_seed(0)
     identity = resolve(recipe, "gsq", regs)
-    tokenizer = build_tokenizer(identity, registries=regs)
+    tokenizer = build_tokenizer(identity, regs=regs)
     result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), progress=False, run_dir=tmp_path,
                  identity=identity.to_dict())
     state = checkpoint.load(tmp_path)
@@ -235,7 +235,7 @@ def test_bf16_autocast_is_opt_in_on_cpu(tmp_path):
     regs = qbench.registries()
     torch.manual_seed(0)
     identity = resolve(recipe, "gsq", regs)
-    tokenizer = build_tokenizer(identity, registries=regs)
+    tokenizer = build_tokenizer(identity, regs=regs)
     result = fit(tokenizer, recipe, build_dataset(recipe, "train", regs), progress=False,
                  identity=identity.to_dict())
     assert result.steps == 2 and math.isfinite(result.final_loss)

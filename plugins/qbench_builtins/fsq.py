@@ -39,6 +39,8 @@ def _check_levels(levels) -> list[int]:
 
 
 class FiniteScalarQuantizer(Quantizer):
+    name = "fsq"  # what its errors call it
+
     def __init__(self, dim: int, levels: Sequence[int] = (8, 5, 5, 5)):
         super().__init__()
         require_int("dim", dim, 1)
@@ -100,8 +102,6 @@ class FiniteScalarQuantizer(Quantizer):
         return self._quantize(z)[1].view(batch, height, width, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        batch, height, width, tokens = codes.shape
-        if tokens != 1:
-            raise ConfigError(f"fsq: codes carry {tokens} tokens per position, expected 1")
+        batch, height, width = self.check_codes(codes)
         values = self._values_of(codes.reshape(-1).long())
         return from_rows(self.project_out(values), batch, height, width)

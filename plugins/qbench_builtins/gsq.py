@@ -53,6 +53,8 @@ def init_codebook(init: str, books: int, size: int, dim: int) -> torch.Tensor:
 
 
 class GroupedSphericalQuantizer(Quantizer):
+    name = "gsq"  # what its errors call it
+
     def __init__(
         self,
         dim: int,
@@ -144,8 +146,6 @@ class GroupedSphericalQuantizer(Quantizer):
         return codes.view(batch, height, width, self.groups)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        batch, height, width, tokens = codes.shape
-        if tokens != self.groups:
-            raise ConfigError(f"gsq: codes carry {tokens} tokens per position, expected {self.groups}")
-        rows = self._rows(codes.reshape(-1, tokens).long()).reshape(-1, self.dim)
+        batch, height, width = self.check_codes(codes)
+        rows = self._rows(codes.reshape(-1, self.tokens_per_position).long()).reshape(-1, self.dim)
         return from_rows(rows, batch, height, width)

@@ -62,6 +62,8 @@ INITS = ("normal", "spherical")
 
 
 class IndexBackpropQuantizer(Quantizer):
+    name = "ibq"  # what its errors call it
+
     def __init__(
         self,
         dim: int,
@@ -127,8 +129,6 @@ class IndexBackpropQuantizer(Quantizer):
         return logits.argmax(dim=1).view(batch, height, width, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        batch, height, width, tokens = codes.shape
-        if tokens != 1:
-            raise ConfigError(f"ibq: codes carry {tokens} tokens per position, expected 1")
+        batch, height, width = self.check_codes(codes)
         rows = F.embedding(codes.reshape(-1).long(), self.codebook)
         return from_rows(rows, batch, height, width)

@@ -176,9 +176,7 @@ class LookupFreeQuantizer(Quantizer):
         return indices.view(batch, height, width, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        batch, height, width, tokens = codes.shape
-        if tokens != 1:
-            raise ConfigError(f"{self.name}: codes carry {tokens} tokens per position, expected 1")
+        batch, height, width = self.check_codes(codes)
         with float32_lookup():
             values = self.project_out(self._values_of(codes.reshape(-1).long()))
         return from_rows(values, batch, height, width)

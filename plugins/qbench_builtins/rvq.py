@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from qbench import ConfigError, QuantizerOutput
+from qbench import QuantizerOutput
 from qbench.lookup import nearest_code
 from qbench.quantizer import (
     Quantizer,
@@ -32,6 +32,8 @@ from qbench.quantizer import (
 
 
 class ResidualVectorQuantizer(Quantizer):
+    name = "rvq"  # what its errors call it
+
     def __init__(self, dim: int, stages: int = 2, codebook_size: int = 32, beta: float = 0.25):
         super().__init__()
         require_int("dim", dim, 1)
@@ -85,9 +87,7 @@ class ResidualVectorQuantizer(Quantizer):
         return codes.view(batch, height, width, self.stages)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        batch, height, width, tokens = codes.shape
-        if tokens != self.stages:
-            raise ConfigError(f"rvq: codes carry {tokens} tokens per position, expected {self.stages}")
-        flat = codes.reshape(-1, tokens).long()
+        batch, height, width = self.check_codes(codes)
+        flat = codes.reshape(-1, self.tokens_per_position).long()
         total = sum(F.embedding(flat[:, s], self.codebooks[s]) for s in range(self.stages))
         return from_rows(total, batch, height, width)

@@ -42,6 +42,8 @@ from qbench.quantizer import (
 
 
 class SimVQ(Quantizer):
+    name = "simvq"  # what its errors call it
+
     def __init__(self, dim: int, codebook_size: int = 1024, beta: float = 0.25, projection_bias: bool = True):
         super().__init__()
         require_int("dim", dim, 1)
@@ -91,9 +93,7 @@ class SimVQ(Quantizer):
         return codes.view(batch, height, width, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        batch, height, width, tokens = codes.shape
-        if tokens != 1:
-            raise ConfigError(f"simvq: codes carry {tokens} tokens per position, expected 1")
+        batch, height, width = self.check_codes(codes)
         with float32_lookup():
             rows = self._codes_to_rows(codes.reshape(-1).long())
         return from_rows(rows, batch, height, width)

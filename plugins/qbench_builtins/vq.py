@@ -76,6 +76,8 @@ def _broadcast(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class VectorQuantizer(Quantizer):
+    name = "vq"  # what its errors call it
+
     def __init__(
         self,
         dim: int,
@@ -181,8 +183,6 @@ class VectorQuantizer(Quantizer):
         return codes.view(batch, height, width, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        batch, height, width, tokens = codes.shape
-        if tokens != 1:
-            raise ConfigError(f"vq: codes carry {tokens} tokens per position, expected 1")
+        batch, height, width = self.check_codes(codes)
         rows = F.embedding(codes.reshape(-1).long(), self.codebook)
         return from_rows(rows, batch, height, width)

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from qbench.comparison.tracking import check_loggers
-from qbench.errors import ConfigError, MetricUnavailable
+from qbench.errors import ConfigError, MetricUnavailable, one_line
+from qbench.platform.plugins import Registries
 from qbench.recipe import checks as recipe_checks
 from qbench.recipe.identity import RunIdentity, resolve
 from qbench.rundir.directory import recipe_folder
@@ -87,7 +88,7 @@ def name_list_problems(names: list[str]) -> list[str]:
     return []
 
 
-def quantizer_name_problems(names: list[str], regs) -> list[str]:
+def quantizer_name_problems(names: list[str], regs: Registries) -> list[str]:
     """``name_list_problems`` plus every name no plugin registers."""
     found = name_list_problems(names)
     for name in dict.fromkeys(names):
@@ -142,7 +143,7 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> Path:
     return folder
 
 
-def metric_problems(names: list[str], regs, strict: bool) -> list[str]:
+def metric_problems(names: list[str], regs: Registries, strict: bool) -> list[str]:
     """Unknown metric names, and metrics that cannot be built here (see the module docstring)."""
     found = []
     for name in dict.fromkeys(names):
@@ -160,7 +161,7 @@ def metric_problems(names: list[str], regs, strict: bool) -> list[str]:
                 found.append(f"--strict-metrics: {about(name, str(exc))}")
         except Exception as exc:  # would be recorded as failed after training; strict refuses now
             if strict:
-                found.append(f"--strict-metrics: {about(name, f'cannot be built: {_first_line(exc)}')}")
+                found.append(f"--strict-metrics: {about(name, f'cannot be built: {one_line(exc)}')}")
     return found
 
 
@@ -169,11 +170,6 @@ def about(name: str, message: str) -> str:
     text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
     named = text.startswith((f"{name}:", f"{name} ", f"{name!r}")) or f" {name!r}" in text.split(":")[0]
     return text if named else f"{name}: {text}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def _probe_image(eval_set):
@@ -189,7 +185,7 @@ def _probe_image(eval_set):
     return image.unsqueeze(0).float().div(127.5).sub(1.0)
 
 
-def check_tokenizer(identity, regs, image) -> None:
+def check_tokenizer(identity, regs: Registries, image) -> None:
     """Build ``identity``'s tokenizer and pass one image through it (shapes, option combinations)."""
     # deferred: loads torch only when this runs
     import torch
@@ -198,7 +194,7 @@ def check_tokenizer(identity, regs, image) -> None:
 
     name = identity.quantizer
     try:
-        tokenizer = build_tokenizer(identity, registries=regs)  # the factories' own checks raise ConfigError
+        tokenizer = build_tokenizer(identity, regs=regs)  # the factories' own checks raise ConfigError
     except ConfigError as exc:
         raise ConfigError(about(name, str(exc))) from None
     try:
@@ -209,16 +205,16 @@ def check_tokenizer(identity, regs, image) -> None:
     except Exception as exc:
         shape = "x".join(str(s) for s in image.shape[-2:])
         raise ConfigError(f"{identity.quantizer} with options {identity.options}: the tokenizer fails on one "
-                          f"{shape} image: {_first_line(exc)}") from None
+                          f"{shape} image: {one_line(exc)}") from None
 
 
-def check_checkpoint_fits(state: dict[str, Any], identity, regs, run_dir) -> None:
+def check_checkpoint_fits(state: dict[str, Any], identity, regs: Registries, run_dir) -> None:
     """The checkpoint's model (and EMA) tensors load into the model its identity builds."""
     # deferred: loads torch only when this runs
     from qbench.engine.model import build_tokenizer
     from qbench.rundir.checkpoint import mismatch
 
-    tokenizer = build_tokenizer(identity, registries=regs)
+    tokenizer = build_tokenizer(identity, regs=regs)
     for key in ("model", "ema"):
         weights = state.get(key)
         if weights is None:
@@ -244,7 +240,7 @@ def _evaluation_size_problem(eval_set, recipe) -> str:
     return ""
 
 
-def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = False,
+def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics: bool = False,
               out_root: str | os.PathLike | None = None, resume_state: dict[str, Any] | None = None,
               run_dir: str | os.PathLike | None = None) -> CheckedRun:
     """Every problem of a run configuration at once (see the module docstring), or what it builds.
@@ -282,8 +278,8 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
     if run_dir is not None:
         problems.check(check_writable_folder, run_dir, "run folder")
 
-    train_set = problems.check(build_dataset, recipe, "train", registries=regs) if data_ok else None
-    eval_set = problems.check(build_dataset, recipe, recipe.eval.split, registries=regs) if data_ok else None
+    train_set = problems.check(build_dataset, recipe, "train", regs=regs) if data_ok else None
+    eval_set = problems.check(build_dataset, recipe, recipe.eval.split, regs=regs) if data_ok else None
     image = None
     if eval_set is not None:
         problems.add(_evaluation_size_problem(eval_set, recipe))

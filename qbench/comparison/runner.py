@@ -31,7 +31,7 @@ from qbench.comparison.preflight import check_run, name_list_problems
 from qbench.comparison.tracking import with_loggers
 from qbench.errors import ConfigError, RunFailed
 from qbench.logger import RunInfo
-from qbench.platform.plugins import registries as build
+from qbench.platform.plugins import Registries, given_or_built
 from qbench.recipe.config import Recipe
 from qbench.recipe.identity import resolve
 from qbench.rundir import directory as results
@@ -59,13 +59,6 @@ def parse_quantizers(text: str) -> list[str]:
     if problems:
         raise ConfigError("\n".join(problems))
     return names
-
-
-def _registries(registries):
-    if registries is not None:
-        return registries
-
-    return build()
 
 
 def recon_samples(model, dataset, count: int, device="cpu"):
@@ -120,7 +113,7 @@ def _run_info(identity, run_dir: Path, resume_state=None):
                    history=tuple(dict(row) for row in (resume_state or {}).get("log", ())))
 
 
-def _train_and_score(identity, regs, train_set, eval_set, run_dir, *, resume_state=None, progress=True,
+def _train_and_score(identity, regs: Registries, train_set, eval_set, run_dir, *, resume_state=None, progress=True,
                      sweep=None):
     """One run, watched by the recipe's loggers (on rank 0), which hear how it ended even if it raised."""
     # deferred: loads torch only when this runs
@@ -132,7 +125,7 @@ def _train_and_score(identity, regs, train_set, eval_set, run_dir, *, resume_sta
                                      resume_state=resume_state, progress=progress, sweep=sweep)
 
 
-def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir, *, resume_state=None,
+def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_set, run_dir, *, resume_state=None,
                           progress=True, sweep=None):
     # deferred: loads torch and numpy only when this runs
     import torch
@@ -149,13 +142,13 @@ def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir,
     if main and resume_state is None:
         directory.write_config(identity, sweep)
     torch.manual_seed(recipe.seed)
-    tokenizer = build_tokenizer(identity, registries=regs)
+    tokenizer = build_tokenizer(identity, regs=regs)
     model_info = tokenizer.model_info()
     device = distributed.local_device(recipe.train.device)
 
     def held_out(model) -> dict[str, float]:
         values = evaluate(model, heldout_subset(eval_set, recipe.eval.heldout_images, recipe.eval.max_images), HELD_OUT_METRICS,
-                          registries=regs, batch_size=recipe.eval.batch_size, device=str(device),
+                          regs=regs, batch_size=recipe.eval.batch_size, device=str(device),
                           dataset_key=dataset_key_for(recipe), progress=False)
         return {f"heldout_{name}": float(r["value"]) for name, r in values.items() if r["status"] == "ok"}
 
@@ -190,7 +183,7 @@ def _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir,
         return finish("failed", f"{type(exc).__name__}: {exc}", train_info=info)
     model = trained.eval_model
     observers = {"codes": CodeCounts()}
-    metrics = evaluate(model, eval_set, recipe.eval.metrics, registries=regs, batch_size=recipe.eval.batch_size,
+    metrics = evaluate(model, eval_set, recipe.eval.metrics, regs=regs, batch_size=recipe.eval.batch_size,
                        max_images=recipe.eval.max_images, device=str(device), dataset_key=dataset_key_for(recipe),
                        progress=progress, observers=observers)
     if "codes" in observers:
@@ -212,7 +205,7 @@ def data_notes(train_set, eval_set) -> dict[str, str]:
     return notes
 
 
-def _run_in_new_directory(identity, regs, checked, out_root, *, progress, sweep) -> RunOutcome:
+def _run_in_new_directory(identity, regs: Registries, checked, out_root, *, progress, sweep) -> RunOutcome:
     """Create the run's directory and train there; a run stopped before its first checkpoint leaves none."""
     # deferred: loads torch only when this runs
     from qbench.engine import distributed
@@ -238,7 +231,7 @@ def run_comparison(
     out_root: str | Path = "results/runs",
     strict_metrics: bool = False,
     progress: bool = True,
-    registries=None,
+    regs: Registries | None = None,
     sweep: dict[str, Any] | None = None,
 ) -> list[RunOutcome]:
     """Train and score each quantizer under ``recipe``; one run directory each.
@@ -255,7 +248,7 @@ def run_comparison(
     # deferred: loads torch only when this runs
     from qbench.engine import distributed
 
-    regs = _registries(registries)
+    regs = given_or_built(regs)
     if seed is not None:
         recipe = dataclasses.replace(recipe, seed=int(seed))
     checked = check_run(quantizers, recipe, regs, strict_metrics=strict_metrics, out_root=out_root)
@@ -264,7 +257,7 @@ def run_comparison(
             for identity in checked.identities]
 
 
-def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None,
+def resume_run(run_dir: str | Path, *, progress: bool = True, regs: Registries | None = None,
                loggers: list[str] | None = None, strict_metrics: bool = False) -> RunOutcome:
     """Continue an interrupted run from its checkpoint, then score it as usual.
 
@@ -287,7 +280,7 @@ def resume_run(run_dir: str | Path, *, progress: bool = True, registries=None,
     stored = dataclasses.replace(stored, recipe=with_loggers(stored.recipe, loggers or []))  # not in the hash
     if stored.config_hash != state["config_hash"]:
         raise ConfigError(f"checkpoint in {run_dir} does not match its own config hash (edited or from another version)")
-    regs = _registries(registries)
+    regs = given_or_built(regs)
     current = resolve(stored.recipe, stored.quantizer, regs)
     if current.config_hash != stored.config_hash:
         raise ConfigError(

@@ -16,8 +16,9 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from qbench.errors import ConfigError
+from qbench.errors import ConfigError, one_line
 from qbench.logger import FAILED, INTERRUPTED, OK, Logger, RunInfo
+from qbench.platform.plugins import Registries
 from qbench.recipe.config import Recipe
 
 
@@ -36,25 +37,20 @@ def _missing_modules(modules: Iterable[str]) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
-def check_loggers(recipe: Recipe, registries) -> None:
+def check_loggers(recipe: Recipe, regs: Registries) -> None:
     """Raise ``ConfigError`` for an unknown logger, a missing package or a bad option.
 
     Builds each logger once: constructors only store and check their
     options, so nothing is opened and no tracker package is imported.
     """
     for name in logger_names(recipe):
-        spec = registries.loggers.get(name)  # unknown name: did-you-mean
+        spec = regs.loggers.get(name)  # unknown name: did-you-mean
         missing = _missing_modules(spec.requires)
         if missing:
             hint = f": {spec.install}" if spec.install else ""
             packages = f"{', '.join(missing)} package{'s' if len(missing) > 1 else ''}"
             raise ConfigError(f"logger {name!r} needs the {packages}{hint}")
-        registries.loggers.create(name, **recipe.logger_options(name))  # option names and values
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+        regs.loggers.create(name, **recipe.logger_options(name))  # option names and values
 
 
 def warn(message: str) -> None:
@@ -75,7 +71,7 @@ class LoggerGroup:
                 getattr(logger, method)(*args)
             except Exception as exc:
                 del self.active[name]
-                warn(f"logger {name!r} failed in {method} ({_one_line(exc)}); it is off for the rest of this run")
+                warn(f"logger {name!r} failed in {method} ({one_line(exc)}); it is off for the rest of this run")
 
     def start(self, run: RunInfo) -> None:
         self.last_step = run.start_step
@@ -113,20 +109,20 @@ class LoggerGroup:
     def __exit__(self, kind, exc, traceback) -> None:
         # a run that raised still ends in the trackers, marked as such
         if exc is not None:
-            self.finish(INTERRUPTED if isinstance(exc, KeyboardInterrupt) else FAILED, _one_line(exc))
+            self.finish(INTERRUPTED if isinstance(exc, KeyboardInterrupt) else FAILED, one_line(exc))
         self.finish(OK)
 
 
-def open_loggers(recipe: Recipe, registries, run: RunInfo, *, enabled: bool = True) -> LoggerGroup:
+def open_loggers(recipe: Recipe, regs: Registries, run: RunInfo, *, enabled: bool = True) -> LoggerGroup:
     """Create and start the recipe's loggers for ``run``; an empty group when not ``enabled``."""
     if not enabled:
         return LoggerGroup()
     loggers: dict[str, Logger] = {}
     for name in logger_names(recipe):
         try:
-            loggers[name] = registries.loggers.create(name, **recipe.logger_options(name))
+            loggers[name] = regs.loggers.create(name, **recipe.logger_options(name))
         except Exception as exc:  # checked before training; a failure now costs this logger only
-            warn(f"logger {name!r} could not be created ({_one_line(exc)}); this run goes on without it")
+            warn(f"logger {name!r} could not be created ({one_line(exc)}); this run goes on without it")
     group = LoggerGroup(loggers)
     group.start(run)
     return group

@@ -16,17 +16,15 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from qbench.platform.plugins import registries as build
+from qbench.platform.plugins import Registries, given_or_built
 from qbench.recipe.config import Recipe
 
 
-def build_dataset(recipe: Recipe, split: str, registries=None, seed: int | None = None) -> Dataset:
+def build_dataset(recipe: Recipe, split: str, regs: Registries | None = None, seed: int | None = None) -> Dataset:
     """The recipe's dataset for ``split`` ("train" or "val"), from the dataset registry."""
-    if registries is None:
-
-        registries = build()
+    regs = given_or_built(regs)
     data = recipe.data
-    return registries.datasets.create(
+    return regs.datasets.create(
         data.dataset,
         split=split,
         image_size=data.image_size,

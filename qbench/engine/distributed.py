@@ -31,6 +31,11 @@ def world_size() -> int:
     return dist.get_world_size() if is_initialized() else 1
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size in the process group; ``(0, 1)`` outside one."""
+    return (dist.get_rank(), dist.get_world_size()) if is_initialized() else (0, 1)
+
+
 def is_main_process() -> bool:
     return rank() == 0
 
@@ -88,6 +93,17 @@ def any_rank(flag: bool, device: torch.device | None = None) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device or "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def any_rank_each(flags: torch.Tensor) -> torch.Tensor:
+    """Element-wise ``any_rank``: a flag is set on every rank where it is set on any (which metrics failed somewhere)."""
+    if not is_initialized():
+        return flags
+    # nccl reduces CUDA tensors only; gloo CPU ones
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    wire = flags.clone().to(device)
+    dist.all_reduce(wire, op=dist.ReduceOp.MAX)
+    return wire.cpu()
 
 
 def broadcast_object(obj, src: int = 0):

@@ -22,9 +22,10 @@ from typing import Any
 
 import torch
 
+from qbench.engine import distributed
 from qbench.errors import ConfigError, MetricUnavailable
 from qbench.metric import EvalBatch, EvalContext, Metric, reduce_states
-from qbench.platform.plugins import registries as build
+from qbench.platform.plugins import Registries, given_or_built
 from qbench.platform.progress import progress_bar
 from qbench.rundir import directory as run_results
 
@@ -43,20 +44,13 @@ def _result(status: str, spec=None, **fields: Any) -> dict[str, Any]:
     }
 
 
-def _registries(registries):
-    if registries is None:
-
-        registries = build()
-    return registries
-
-
-def _build(registries, names, options) -> tuple[dict[str, Metric], dict[str, dict]]:
+def _build(regs: Registries, names, options) -> tuple[dict[str, Metric], dict[str, dict]]:
     """Metric instances by name, and results for those that could not be built."""
     metrics, results = {}, {}
     for name in names:
-        spec = registries.metrics.get(name)  # unknown names are user errors, raised here
+        spec = regs.metrics.get(name)  # unknown names are user errors, raised here
         try:
-            metrics[name] = registries.metrics.create(name, **options.get(name, {}))
+            metrics[name] = regs.metrics.create(name, **options.get(name, {}))
         except MetricUnavailable as exc:
             results[name] = _result("unavailable", spec, reason=str(exc))
         except ConfigError:
@@ -66,24 +60,16 @@ def _build(registries, names, options) -> tuple[dict[str, Metric], dict[str, dic
     return metrics, results
 
 
-def check_metrics(metric_names, registries=None, metric_options=None) -> dict[str, str]:
+def check_metrics(metric_names, regs: Registries | None = None, metric_options=None) -> dict[str, str]:
     """``{name: reason}`` for every metric that cannot run here; empty when all can.
 
     Builds each metric once (cheap next to training); ``qbench run
     --strict-metrics`` calls this before any training starts.
     """
-    registries = _registries(registries)
-    _, results = _build(registries, list(metric_names), metric_options or {})
+    regs = given_or_built(regs)
+    _, results = _build(regs, list(metric_names), metric_options or {})
     return {name: result["reason"] for name, result in results.items()}
 
-
-def _world() -> tuple[int, int]:
-    # deferred: loads torch only when this runs
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _image(item) -> torch.Tensor:
@@ -104,25 +90,13 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def _any_rank(flags: torch.Tensor) -> torch.Tensor:
-    # deferred: loads torch only when this runs
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        flags = flags.clone()
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        wire = flags.to(device)
-        dist.all_reduce(wire, op=dist.ReduceOp.MAX)
-        flags = wire.cpu()
-    return flags
-
 
 def evaluate(
     tokenizer,
     dataset,
     metric_names,
     *,
-    registries=None,
+    regs: Registries | None = None,
     batch_size: int = 64,
     max_images: int = 0,
     device: str = "cpu",
@@ -147,14 +121,14 @@ def evaluate(
     if max_images < 0:
         raise ConfigError(f"eval max_images must be >= 0 (0: all), got {max_images}")
     names = list(dict.fromkeys(metric_names))
-    registries = _registries(registries)
+    regs = given_or_built(regs)
     total = len(dataset) if not max_images else min(max_images, len(dataset))
-    rank, world = _world()
+    rank, world = distributed.rank_and_world()
     if total < world:
         raise ConfigError(f"evaluation set has {total} images, fewer than the {world} ranks")
     if total == 0:
         raise ConfigError("evaluation set is empty")
-    metrics, results = _build(registries, names, metric_options or {})
+    metrics, results = _build(regs, names, metric_options or {})
     observers = observers if observers is not None else {}
     # tuple keys: an observer never shadows a metric of the same name
     watched = {**metrics, **{("observer", k): v for k, v in observers.items()}}
@@ -169,7 +143,7 @@ def evaluate(
             del watched[name]
             if name in metrics:
                 # the protocol is recorded all the same, so a ceiling run shares its quantizers' table
-                results[name] = _result("unavailable", registries.metrics.get(name), reason=str(exc),
+                results[name] = _result("unavailable", regs.metrics.get(name), reason=str(exc),
                                         protocol=_protocol(metric, context))
                 del metrics[name]
             else:
@@ -221,12 +195,12 @@ def evaluate(
             tokenizer.train()
 
     # a metric that failed on any rank is skipped on all of them, so collectives stay matched
-    flags = _any_rank(torch.tensor([1 if n in failures else 0 for n in watched], dtype=torch.int64))
+    flags = distributed.any_rank_each(torch.tensor([1 if n in failures else 0 for n in watched], dtype=torch.int64))
     for (name, metric), failed in zip(watched.items(), flags.tolist()):
         if name not in metrics:
             _reduce_observer(observers, name[1], metric, failed)
             continue
-        spec = registries.metrics.get(name)
+        spec = regs.metrics.get(name)
         if failed:
             reason = failures.get(name, "failed on another rank")
             results[name] = _result("failed", spec, reason=reason, protocol=_safe_protocol(metric))
@@ -278,7 +252,7 @@ def _progress(total: int, enabled: bool):
     return advance
 
 
-def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None, progress: bool = True) -> dict:
+def rescore(run_dir, metric_names=None, *, device: str = "cpu", regs: Registries | None = None, progress: bool = True) -> dict:
     """Re-score a finished run from its checkpoint (``qbench eval RUN_DIR``).
 
     Loads the model with the weights the run was scored with (its recipe's
@@ -298,7 +272,7 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None,
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} does not exist")
     directory = run_results.RunDirectory(run_dir)
-    tokenizer, identity, dataset = load_tokenizer(run_dir, registries=registries)
+    tokenizer, identity, dataset = load_tokenizer(run_dir, regs=regs)
     recipe = identity.recipe
     names = list(metric_names) if metric_names else list(recipe.eval.metrics)
     tokenizer.to(device)
@@ -306,7 +280,7 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None,
         tokenizer,
         dataset,
         names,
-        registries=registries,
+        regs=regs,
         batch_size=recipe.eval.batch_size,
         max_images=recipe.eval.max_images,
         device=device,

@@ -15,11 +15,13 @@ import torch
 from torch import nn
 
 from qbench.errors import ConfigError
-from qbench.platform.plugins import registries as build
+from qbench.platform.plugins import Registries, given_or_built
 
 
 class Tokenizer(nn.Module):
     """``forward(x) -> (x_hat, QuantizerOutput)``; ``encode(x) -> codes``; ``decode(codes) -> x_hat``."""
+
+    identity = None  # the run's RunIdentity, when loaded from a run directory (load_trained)
 
     def __init__(self, backbone: nn.Module, quantizer: nn.Module):
         super().__init__()
@@ -93,50 +95,54 @@ class Tokenizer(nn.Module):
         }
 
 
-def _registries(registries):
-    if registries is not None:
-        return registries
-
-    return build()
-
-
-def build_tokenizer(identity, registries=None) -> Tokenizer:
+def build_tokenizer(identity, regs: Registries | None = None) -> Tokenizer:
     """Backbone ``recipe.model.backbone`` (latent_dim + model options) + the quantizer of ``identity``.
 
     ``identity`` is a ``qbench.recipe.identity.RunIdentity``: the quantizer is built
     with its effective options, exactly what the run records.
     """
-    regs = _registries(registries)
+    regs = given_or_built(regs)
     recipe = identity.recipe
     backbone = regs.backbones.create(recipe.model.backbone, latent_dim=recipe.model.latent_dim, **recipe.model.options)
     quantizer = regs.quantizers.create(identity.quantizer, **identity.options)
     return Tokenizer(backbone, quantizer)
 
 
-def load_tokenizer(run_dir: str | Path, use_ema: bool | None = None, registries=None):
-    """Rebuild a finished (or interrupted) run for re-scoring.
+def load_trained(run_dir: str | Path, use_ema: bool | None = None, regs: Registries | None = None) -> tuple[Tokenizer, Any]:
+    """The tokenizer of a finished (or interrupted) run, in eval mode, and the run's identity.
 
-    Returns ``(tokenizer, identity, dataset)``: the tokenizer in eval mode
-    with the weights the run was scored with (the EMA weights when the run
-    kept them and its recipe says ``eval.use_ema``; ``use_ema`` overrides
-    that), the run's identity, and its evaluation split.
+    Its weights are the ones the run was scored with: the EMA weights when the
+    run kept them and its recipe says ``eval.use_ema`` (``use_ema`` overrides
+    that).  Needs no data: what ``qbench.load_tokenizer`` returns.
     """
     # deferred: loads torch only when this runs
-    from qbench.engine.data import build_dataset
     from qbench.rundir import checkpoint
 
     run_dir = Path(run_dir)
     state = checkpoint.load(run_dir)
     identity = checkpoint.run_identity(state)
-    recipe = identity.recipe
-    tokenizer = build_tokenizer(identity, registries=registries)
+    tokenizer = build_tokenizer(identity, regs=regs)
     if use_ema is None:
-        use_ema = recipe.eval.use_ema
+        use_ema = identity.recipe.eval.use_ema
     weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
     try:
         tokenizer.load_state_dict(weights)
     except RuntimeError as exc:
         raise ConfigError(f"checkpoint in {run_dir} does not fit its own config: {checkpoint.mismatch(exc)}") from None
     tokenizer.eval()
-    dataset = build_dataset(recipe, recipe.eval.split, registries=registries)
+    return tokenizer, identity
+
+
+def load_tokenizer(run_dir: str | Path, use_ema: bool | None = None, regs: Registries | None = None):
+    """Rebuild a finished (or interrupted) run for re-scoring.
+
+    Returns ``(tokenizer, identity, dataset)``: the tokenizer of
+    ``load_trained``, the run's identity, and its evaluation split.
+    """
+    # deferred: loads torch only when this runs
+    from qbench.engine.data import build_dataset
+
+    tokenizer, identity = load_trained(run_dir, use_ema, regs)
+    recipe = identity.recipe
+    dataset = build_dataset(recipe, recipe.eval.split, regs=regs)
     return tokenizer, identity, dataset

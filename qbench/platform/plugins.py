@@ -199,3 +199,8 @@ def registries(extra_plugins: dict[str, object] | None = None, *, strict: bool =
     if strict:
         regs.check_conflicts()
     return regs
+
+
+def given_or_built(regs: Registries | None, *, strict: bool = True) -> Registries:
+    """``regs`` when the caller built them (once per command), else fresh ones (``registries(strict=strict)``)."""
+    return regs if regs is not None else registries(strict=strict)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 import tomllib
 
 from qbench.errors import ConfigError, suggest, unknown_name_error
-from qbench.platform.plugins import registries as build
+from qbench.platform.plugins import Registries, given_or_built
 from qbench.recipe.checks import LPIPS_NETS, problems  # noqa: F401 (LPIPS_NETS: part of this module's API)
 
 if TYPE_CHECKING:
@@ -309,17 +309,15 @@ def recipe_resource(spec) -> Traversable:
         raise ConfigError(f"recipe {spec.name!r} from {spec.origin or '?'}: no package {package!r}") from None
 
 
-def available_recipes(registries=None) -> dict[str, Traversable]:
+def available_recipes(regs: Registries | None = None) -> dict[str, Traversable]:
     """Recipe name -> file: ``QBENCH_RECIPE_PATH`` folders first, then recipes registered by plugins."""
     found: dict[str, Traversable] = {}
     for directory in recipe_dirs():
         if directory.is_dir():
             for path in sorted(directory.glob("*.toml")):
                 found.setdefault(path.stem, path)
-    if registries is None:
-
-        registries = build(strict=False)
-    for spec in registries.recipes.list():
+    regs = given_or_built(regs, strict=False)
+    for spec in regs.recipes.list():
         found.setdefault(spec.name, recipe_resource(spec))
     return found
 
@@ -335,13 +333,13 @@ def read_toml(path: Path | Traversable) -> dict[str, Any]:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
 
 
-def recipe_table(name_or_path: str | None = None, registries=None) -> dict[str, Any]:
+def recipe_table(name_or_path: str | None = None, regs: Registries | None = None) -> dict[str, Any]:
     """The raw table of a recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, named."""
     ref = name_or_path or DEFAULT_RECIPE
     if ref.endswith(".toml") or os.sep in ref:
         path = Path(ref)
     else:
-        known = available_recipes(registries)
+        known = available_recipes(regs)
         if ref not in known:
             raise unknown_name_error("recipe", ref, known)
         path = known[ref]
@@ -350,19 +348,19 @@ def recipe_table(name_or_path: str | None = None, registries=None) -> dict[str, 
     return table
 
 
-def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None, registries=None) -> Recipe:
+def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None, regs: Registries | None = None) -> Recipe:
     """A recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, with overrides."""
-    recipe, found = load_recipe_and_problems(name_or_path, overrides, registries)
+    recipe, found = load_recipe_and_problems(name_or_path, overrides, regs)
     if found:
         raise ConfigError("\n".join(found))
     return recipe
 
 
 def load_recipe_and_problems(name_or_path: str | None = None, overrides: list[str] | None = None,
-                             registries=None) -> tuple[Recipe, list[str]]:
+                             regs: Registries | None = None) -> tuple[Recipe, list[str]]:
     """``load_recipe`` that returns the problems of the recipe's values instead of raising them.
 
     A recipe that cannot be read at all (unknown name, missing file, invalid
     TOML, a ``--set`` without ``=``) still raises ``ConfigError``.
     """
-    return recipe_and_problems(apply_overrides(recipe_table(name_or_path, registries), overrides or []))
+    return recipe_and_problems(apply_overrides(recipe_table(name_or_path, regs), overrides or []))

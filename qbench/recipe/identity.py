@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from qbench.platform.plugins import Registries
 from qbench.recipe.config import Recipe, recipe_from_dict
 
 
@@ -74,13 +75,12 @@ class RunIdentity:
                    dict(data.get("plugins") or {}), dict(data.get("given_options") or {}))
 
 
-def resolve(recipe: Recipe, quantizer: str, registries) -> RunIdentity:
+def resolve(recipe: Recipe, quantizer: str, regs: Registries) -> RunIdentity:
     """The identity of ``quantizer``'s run under ``recipe``: options checked and filled in.
 
     Raises ``ConfigError`` for an unknown name or a bad option value, before
     anything is built.
     """
-    regs = registries
     given = recipe.quantizer_options(quantizer)
     options = regs.quantizers.effective_options(quantizer, **given)
     backbone = recipe.model.backbone

@@ -4,6 +4,7 @@ Torch-free: ``qbench report`` reads files, it never builds a model.
 
   tables    ``qbench report``: runs grouped into comparison tables, ``build_report``
   rows      one run directory -> one table row (also behind ``qbench.load_runs``)
+  sections  a report's parts: comparison tables, baseline and fit sections (dataclasses)
   columns   which metric columns a table shows, number formats
   curves    runs -> rate-distortion curves and comparable cells
   stats     seed means with t intervals, paired differences

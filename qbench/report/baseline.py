@@ -25,6 +25,7 @@ from qbench.errors import ConfigError, suggest
 from qbench.report import bd
 from qbench.report.columns import Column, fmt
 from qbench.report.curves import (
+    RD_METRICS,
     Curve,
     cell,
     coordinates,
@@ -36,9 +37,8 @@ from qbench.report.curves import (
     short_key,
 )
 from qbench.report.rows import row_labels
+from qbench.report.sections import Section
 from qbench.report.stats import one_sample, paired_difference
-
-RD_METRICS = ("psnr", "ssim", "lpips", "rfid")
 
 
 def _is_baseline(run: pd.Series, name: str) -> bool:
@@ -178,31 +178,31 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
     return pd.DataFrame(rows), sorted(set(single_rate))
 
 
-def baseline_sections(report: Any, name: str, method: str) -> list[dict[str, Any]]:
+def baseline_sections(report: Any, name: str, method: str) -> list[Section]:
     if method not in bd.METHODS:
         raise ConfigError(f"--bd-method must be one of {', '.join(bd.METHODS)}, got {method!r}")
     check_baseline(report.runs, name)
     sections = []
     for table in report.tables:
-        paired = paired_table(table["runs"], report.metrics, name)
+        paired = paired_table(table.runs, report.metrics, name)
         if not paired.empty:
-            sections.append({
-                "title": f"against {name}: paired differences, {table['title']}", "key": f"{table['key']}-paired",
-                "frame": paired,
-                "notes": ["Δ = configuration − baseline over the seeds both ran; 95% Student t interval; "
-                          "p: two-sided paired t test (scipy.stats.ttest_rel)."],
-            })
-        bd_frame, single_rate = bd_table(table["runs"], report.metrics, name, method)
+            sections.append(Section(
+                title=f"against {name}: paired differences, {table.title}", key=f"{table.key}-paired",
+                frame=paired,
+                notes=["Δ = configuration − baseline over the seeds both ran; 95% Student t interval; "
+                       "p: two-sided paired t test (scipy.stats.ttest_rel)."],
+            ))
+        bd_frame, single_rate = bd_table(table.runs, report.metrics, name, method)
         if not bd_frame.empty:
-            sections.append({
-                "title": f"against {name}: Bjøntegaard deltas ({method}), {table['title']}", "key": f"{table['key']}-bd",
-                "frame": bd_frame,
-                "notes": ["BD-rate: % bits for the same quality (negative = fewer bits); BD-metric: mean "
-                          "difference in the metric's unit over the common rate range (its arrow says which "
-                          "sign is better). 'mean curves': BD between the seed-mean curves; 'per seed': the mean "
-                          "of the per-seed BD values, and its 95% t interval (the two can differ: BD is not "
-                          "linear in the curves); overlap: metric / rate range.",
-                          *([f"measured at one rate only, so no curve (the paired table compares them there): "
-                             f"{', '.join(single_rate)}"] if single_rate else [])],
-            })
+            sections.append(Section(
+                title=f"against {name}: Bjøntegaard deltas ({method}), {table.title}", key=f"{table.key}-bd",
+                frame=bd_frame,
+                notes=["BD-rate: % bits for the same quality (negative = fewer bits); BD-metric: mean "
+                       "difference in the metric's unit over the common rate range (its arrow says which "
+                       "sign is better). 'mean curves': BD between the seed-mean curves; 'per seed': the mean "
+                       "of the per-seed BD values, and its 95% t interval (the two can differ: BD is not "
+                       "linear in the curves); overlap: metric / rate range.",
+                       *([f"measured at one rate only, so no curve (the paired table compares them there): "
+                          f"{', '.join(single_rate)}"] if single_rate else [])],
+            ))
     return sections

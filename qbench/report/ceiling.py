@@ -16,6 +16,7 @@ import pandas as pd
 
 from qbench.report.columns import Column, fmt
 from qbench.report.curves import ceilings, curves, seed_values
+from qbench.report.sections import Section
 from qbench.report.stats import paired_difference
 
 GAP_METRICS = ("psnr", "ssim")
@@ -52,15 +53,14 @@ def gap_table(runs: pd.DataFrame, metrics: list[Column]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ceiling_sections(report: Any) -> list[dict[str, Any]]:
+def ceiling_sections(report: Any) -> list[Section]:
     sections = []
     for table in report.tables:
-        frame = gap_table(table["runs"], report.metrics)
+        frame = gap_table(table.runs, report.metrics)
         if not frame.empty:
-            sections.append({
-                "title": f"gap to the unquantized ceiling, {table['title']}", "key": f"{table['key']}-ceiling",
-                "frame": frame,
-                "notes": ["gap = ceiling − quantizer over the seeds both ran (positive: the quantizer loses that "
-                          "much); mean [95% t interval] (n = pairs), at the curve's lowest and highest rate."],
-            })
+            sections.append(Section(
+                title=f"gap to the unquantized ceiling, {table.title}", key=f"{table.key}-ceiling", frame=frame,
+                notes=["gap = ceiling − quantizer over the seeds both ran (positive: the quantizer loses that "
+                       "much); mean [95% t interval] (n = pairs), at the curve's lowest and highest rate."],
+            ))
     return sections

@@ -29,6 +29,9 @@ import pandas as pd
 
 from qbench.report.stats import mean_ci
 
+# the metrics a rate-distortion comparison (curves, BD deltas) is drawn for
+RD_METRICS = ("psnr", "ssim", "lpips", "rfid")
+
 OPTION_PREFIX = "quantizers."
 
 

@@ -19,14 +19,13 @@ import pandas as pd
 
 from qbench.report import plots
 from qbench.report.columns import Column
-from qbench.report.curves import ceilings, curve_points, curves
+from qbench.report.curves import RD_METRICS, ceilings, curve_points, curves
 from qbench.report.fit import grid_points
 from qbench.report.stats import mean_ci
 from qbench.rundir import directory as results
 from qbench.rundir.grid import image_rows, save_png
 
 SHEET_IMAGES = 8
-RD_METRICS = ("psnr", "ssim", "lpips", "rfid")
 BOUNDS = {"usage": (0.0, 100.0), "ssim": (None, 1.0)}  # the range a metric's value (and interval) can take
 SCALING_METRICS = ("rfid", "psnr")
 

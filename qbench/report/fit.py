@@ -16,6 +16,7 @@ import pandas as pd
 from qbench.errors import ConfigError
 from qbench.report.columns import fmt
 from qbench.report.scaling import PARAMETERS, fit_scaling
+from qbench.report.sections import FitSection, Table
 
 PREFERRED = ("rfid", "lpips", "psnr")
 
@@ -55,9 +56,9 @@ def _metrics(report: Any, requested: str) -> list[str]:
     return [requested]
 
 
-def fit_sections(report: Any, requested: str) -> list[dict[str, Any]]:
+def fit_sections(report: Any, requested: str) -> list[FitSection]:
     for key in _metrics(report, requested):
-        found = [(table, description, grid) for table in report.tables for description, grid in grids(table["runs"], key)]
+        found = [(table, description, grid) for table in report.tables for description, grid in grids(table.runs, key)]
         if found:
             return [_section(table, description, grid, key) for table, description, grid in found]
     measured = "" if requested == "auto" else f" with {requested} measured"
@@ -67,7 +68,7 @@ def fit_sections(report: Any, requested: str) -> list[dict[str, Any]]:
     )
 
 
-def _section(table: dict[str, Any], description: str, grid: pd.DataFrame, key: str) -> dict[str, Any]:
+def _section(table: Table, description: str, grid: pd.DataFrame, key: str) -> FitSection:
     result = fit_scaling(grid["D"], grid["V"], grid["y"])
     frame = pd.DataFrame([
         {"parameter": p, "estimate": fmt(result.estimates[p], ".4g"),
@@ -77,8 +78,7 @@ def _section(table: dict[str, Any], description: str, grid: pd.DataFrame, key: s
     ])
     notes = [f"{result.points} runs on {result.cells} (D, V) cells; residual RMS {fmt(result.rms, '.3g')}, "
              f"R² {fmt(result.r2, '.3f')}", *(f"warning: {w}" for w in result.warnings)]
-    return {
-        "title": f"scaling fit: {key} = a / (log2 V)^b + c·D^e, {description}, {table['title']}",
-        "key": f"{table['key']}-fit-{key}", "frame": frame, "notes": notes, "fit": result, "grid": grid,
-        "metric": key,
-    }
+    return FitSection(
+        title=f"scaling fit: {key} = a / (log2 V)^b + c·D^e, {description}, {table.title}",
+        key=f"{table.key}-fit-{key}", frame=frame, notes=notes, fit=result, grid=grid, metric=key,
+    )

@@ -11,21 +11,29 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pandas as pd
+
 from qbench import atomic
 from qbench.report import figures
 from qbench.report.output import ReportDirectory
+from qbench.report.sections import FitSection, Section
 from qbench.report.tables import Report, render_text, to_markdown
 
 # run-frame columns that only serve the tables
 INTERNAL = ("version_suffix",)
 
 
-def _section(section: dict) -> list[str]:
-    lines = [f"## {section['title']}", ""]
-    if len(section["frame"]):
-        lines += [to_markdown(section["frame"]), ""]
-    notes = section.get("notes", [])
+def _section(section: Section) -> list[str]:
+    lines = [f"## {section.title}", ""]
+    if len(section.frame):
+        lines += [to_markdown(section.frame), ""]
+    notes = section.notes
     return lines + ([f"- {n}" for n in notes] + [""] if notes else [])
+
+
+def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """The run frame as ``summary.csv`` has it: one row per run, without the tables' helper columns."""
+    return runs.drop(columns=[c for c in runs.columns if c.endswith("_reason") or c in INTERNAL])
 
 
 def write_report(report: Report, out_dir: str | Path, intro: str = "") -> Path:
@@ -42,8 +50,7 @@ def write_report(report: Report, out_dir: str | Path, intro: str = "") -> Path:
 def _write(report: Report, out: Path, intro: str) -> None:
     lines = [intro.rstrip(), ""] if intro.strip() else ["# qbench comparison", ""]
     if report.runs is not None:
-        drop = [c for c in report.runs.columns if c.endswith("_reason") or c in INTERNAL]
-        frame = report.runs.drop(columns=drop)
+        frame = summary_frame(report.runs)
         atomic.write_text(out / "summary.csv", frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL))
         lines += [
             "Every run is listed in [summary.csv](summary.csv). ↑: higher is better, ↓: lower is better; "
@@ -51,7 +58,7 @@ def _write(report: Report, out: Path, intro: str) -> None:
             "",
         ]
     for table in report.tables:
-        key, runs = table["key"], table["runs"]
+        key, runs = table.key, table.runs
         lines += _section(table)
         for fig in figures.table_figures(runs, report.metrics, out, key):
             lines += [f"![{fig.stem}]({fig.name})", ""]
@@ -66,8 +73,8 @@ def _write(report: Report, out: Path, intro: str) -> None:
             lines += ["Not measured here:", ""] + [f"- {u}" for u in unavailable] + [""]
     for section in report.sections:
         lines += _section(section)
-        if "fit" in section:  # scaling_report sections carry their grid with the fit
-            fig = figures.scaling_fit(section["grid"], section["fit"], section["metric"], out / f"{section['key']}.png")
+        if isinstance(section, FitSection):  # a scaling fit carries its grid: drawn with the fitted law
+            fig = figures.scaling_fit(section.grid, section.fit, section.metric, out / f"{section.key}.png")
             lines += [f"![{fig.stem}]({fig.name})", ""]
     if report.unfinished:
         lines += ["## Unfinished runs", "", "No metrics.json yet: running, or stopped before evaluation "
@@ -80,4 +87,4 @@ def _write(report: Report, out: Path, intro: str) -> None:
     atomic.write_text(out / "README.md", "\n".join(lines))
 
 
-__all__ = ["write_report", "render_text"]
+__all__ = ["write_report", "render_text", "summary_frame"]

@@ -19,7 +19,6 @@ whose ``metrics.json`` cannot be read is listed as broken.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,23 +30,24 @@ from qbench.report.ceiling import ceiling_sections
 from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, fmt, metric_columns
 from qbench.report.curves import short_key
 from qbench.report.rows import counted, find_run_dirs, row_label, run_row, swept_options, version_labels
+from qbench.report.sections import Section, Table
 from qbench.report.stats import mean_ci
 from qbench.rundir import directory as results
+from qbench.rundir.directory import slug
 
 
 @dataclass
 class Report:
-    tables: list[dict[str, Any]] = field(default_factory=list)  # each: title, key, frame, runs, sweep, point_keys, notes
+    tables: list[Table] = field(default_factory=list)
     broken: list[tuple[Path, str]] = field(default_factory=list)
     unfinished: list[Path] = field(default_factory=list)  # config.toml, no metrics.json yet
     runs: pd.DataFrame | None = None
     metrics: list[Column] = field(default_factory=list)
-    sections: list[dict[str, Any]] = field(default_factory=list)  # baseline, BD and fit results: title, frame, notes
+    sections: list[Section] = field(default_factory=list)  # baseline, BD and fit results
 
     @property
     def columns(self) -> list[Column]:
         return [BITS, *self.metrics, *DESCRIPTIVE_TAIL]
-
 
 
 def _cell(group: pd.DataFrame, column: Column) -> str:
@@ -59,7 +59,6 @@ def _cell(group: pd.DataFrame, column: Column) -> str:
     if column.descriptive or ci.n == 1:
         return fmt(ci.mean, column.format)
     return f"{fmt(ci.mean, column.format)} ± {fmt(ci.half_width, column.format)} (n={ci.n})"
-
 
 
 def comparison_table(runs: pd.DataFrame, columns: list[Column], point_keys: list[str] = ()) -> pd.DataFrame:
@@ -114,11 +113,7 @@ def _point_keys(runs: pd.DataFrame) -> list[str]:
     return sorted(keys, key=lambda k: (k != "rate", keys.index(k)))  # the ladder's rung first
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-") or "sweep"
-
-
-def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, Any]]:
+def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
     tables = []
     for (recipe, rhash), same_recipe in runs.groupby(["recipe", "recipe_hash"], sort=True):
         # a failed run has no metric protocol: show it beside every table of its recipe
@@ -126,16 +121,16 @@ def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, 
         scored = same_recipe[same_recipe["status"] == "ok"]
         for proto, group in list(scored.groupby("protocol", sort=True)) or [("none", scored)]:
             group = pd.concat([group, failed])
-            tables.append({
-                "title": f"recipe {recipe} (hash {rhash}, metric protocol {proto})",
-                "key": f"{recipe}-{rhash}-{proto}",
-                "frame": comparison_table(group, columns),
-                "runs": group, "sweep": "", "point_keys": [], "notes": [],
-            })
+            tables.append(Table(
+                title=f"recipe {recipe} (hash {rhash}, metric protocol {proto})",
+                key=f"{recipe}-{rhash}-{proto}",
+                frame=comparison_table(group, columns),
+                runs=group,
+            ))
     return tables
 
 
-def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, Any]]:
+def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
     tables = []
     for name, group in runs.groupby("sweep", sort=False):  # in the order the paths were given
         keys = _point_keys(group)
@@ -145,12 +140,12 @@ def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, A
         if len(protocols) > 1:
             notes.append(f"its runs were scored under {len(protocols)} metric protocols ({', '.join(protocols)}); "
                          "summary.csv has each run's")
-        tables.append({
-            "title": f"sweep {name} (recipe {recipes}; swept: {', '.join(keys) or 'nothing'})",
-            "key": f"sweep-{_slug(name)}",
-            "frame": comparison_table(group, columns, keys),
-            "runs": group, "sweep": name, "point_keys": keys, "notes": notes,
-        })
+        tables.append(Table(
+            title=f"sweep {name} (recipe {recipes}; swept: {', '.join(keys) or 'nothing'})",
+            key=f"sweep-{slug(name, 'sweep')}",
+            frame=comparison_table(group, columns, keys),
+            runs=group, sweep=name, point_keys=keys, notes=notes,
+        ))
     return tables
 
 
@@ -220,8 +215,8 @@ def render_text(report: Report) -> str:
     """The tables as plain Markdown text (what ``qbench run`` and ``qbench report`` print)."""
     parts = []
     for table in report.tables + report.sections:
-        text = f"## {table['title']}\n\n{to_markdown(table['frame'])}" if len(table["frame"]) else f"## {table['title']}"
-        parts.append("\n\n".join([text, *(f"- {n}" for n in table.get("notes", []))]))
+        text = f"## {table.title}\n\n{to_markdown(table.frame)}" if len(table.frame) else f"## {table.title}"
+        parts.append("\n\n".join([text, *(f"- {n}" for n in table.notes)]))
     for run_dir in report.unfinished:
         parts.append(f"unfinished run (no metrics.json yet): {run_dir}")
     for run_dir, reason in report.broken:

@@ -34,13 +34,14 @@ GRID_FILE = "recon.png"
 SAMPLES_FILE = "recon.npz"
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-") or "run"
+def slug(text: str, empty: str = "run") -> str:
+    """``text`` as one safe path component (letters, digits, ``_.=-``); ``empty`` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-") or empty
 
 
 def recipe_folder(out_root: str | Path, recipe_name: str) -> Path:
     """``OUT/RECIPE``: where the run directories of one recipe go."""
-    return Path(out_root) / _slug(recipe_name)
+    return Path(out_root) / slug(recipe_name)
 
 
 # ---- config.toml ------------------------------------------------------------------------
@@ -194,7 +195,7 @@ class RunDirectory:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         parent = recipe_folder(out_root, recipe_name)
         parent.mkdir(parents=True, exist_ok=True)
-        base = f"{_slug(label)}-seed{seed}-{stamp}"
+        base = f"{slug(label)}-seed{seed}-{stamp}"
         for n in range(1, 10_000):
             path = parent / (base if n == 1 else f"{base}-{n}")
             try:

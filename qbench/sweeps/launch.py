@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from qbench.errors import ConfigError
+from qbench.platform.plugins import Registries
 from qbench.sweeps.local import run_local, threads_per_point
 from qbench.sweeps.plan import Plan
 from qbench.sweeps.progress import SweepProgress
@@ -14,7 +15,7 @@ from qbench.sweeps.worker import PointResult, PointTask
 LAUNCHERS = ("local", "slurm")
 
 
-def check_data(plan: Plan, regs) -> None:
+def check_data(plan: Plan, regs: Registries) -> None:
     """Build each distinct dataset of the pending points once: a missing root fails the sweep, not each point."""
     # deferred: loads torch only when this runs
     from qbench.engine.data import build_dataset
@@ -28,7 +29,7 @@ def check_data(plan: Plan, regs) -> None:
                 continue
             seen.add(key)
             try:
-                build_dataset(recipe, split, registries=regs)
+                build_dataset(recipe, split, regs=regs)
             except ConfigError as exc:
                 raise plan.spec.error(f"point {p.index} ({p.label}): {exc}") from None
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from qbench.errors import ConfigError
+from qbench.platform.plugins import Registries
 from qbench.recipe import config
 from qbench.recipe.config import recipe_from_dict, recipe_table
 from qbench.recipe.identity import RunIdentity, resolve
@@ -88,7 +89,7 @@ def point_recipe(base: dict[str, Any], point: Point):
     return recipe if point.seed is None else dataclasses.replace(recipe, seed=int(point.seed))
 
 
-def _bits_of(identity: RunIdentity, regs, cache: dict[str, float]) -> float:
+def _bits_of(identity: RunIdentity, regs: Registries, cache: dict[str, float]) -> float:
     key = json.dumps([identity.quantizer, identity.options], sort_keys=True, default=str)
     if key not in cache:
         quantizer = regs.quantizers.create(identity.quantizer, **identity.options)  # the factory's checks
@@ -96,7 +97,7 @@ def _bits_of(identity: RunIdentity, regs, cache: dict[str, float]) -> float:
     return cache[key]
 
 
-def build_plan(spec: SweepSpec, out: str | Path, regs) -> Plan:
+def build_plan(spec: SweepSpec, out: str | Path, regs: Registries) -> Plan:
     """Resolve and check every point; match it with ``out``; estimate its time."""
     beside = Path(spec.path).parent
     try:

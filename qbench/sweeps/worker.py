@@ -81,13 +81,13 @@ def _run(task: PointTask) -> PointResult:
     outcome, resumed = None, False
     for run_dir in found.interrupted[:1]:
         try:
-            outcome, resumed = runner.resume_run(run_dir, progress=False, registries=regs), True
+            outcome, resumed = runner.resume_run(run_dir, progress=False, regs=regs), True
         except ConfigError as exc:  # unreadable or foreign checkpoint: start afresh below
             print(f"cannot resume {run_dir} ({exc}); starting afresh", file=sys.stderr)
     if outcome is None:
         recipe = recipe_from_dict(dict(task.recipe))
         [outcome] = runner.run_comparison([task.quantizer], recipe, out_root=task.out, progress=False,
-                                          registries=regs, sweep=task.sweep)
+                                          regs=regs, sweep=task.sweep)
     got = (outcome.record.get("run") or {}).get("config_hash")
     if got and got != task.config_hash:
         return PointResult(task.index, "failed", f"ran as config {got}, planned as {task.config_hash} "

@@ -11,6 +11,8 @@ qbench's own tests run them over every registered plugin.
 
 from __future__ import annotations
 
+import warnings
+
 
 def __getattr__(name):
     # imported lazily: the checks need torch, ``import qbench.testing`` does not
@@ -25,6 +27,14 @@ def __getattr__(name):
 
         return getattr(_metric, name)
     raise AttributeError(name)
+
+
+def _renamed_keyword(regs, options: dict):
+    """``registries=`` was renamed ``regs=`` (it shadowed ``qbench.registries``); the old keyword works for one release."""
+    if "registries" not in options:
+        return regs
+    warnings.warn("the keyword registries= of qbench.testing's checks is now regs=", FutureWarning, stacklevel=3)
+    return options.pop("registries")
 
 
 __all__ = ["check_quantizer", "check_metric"]

@@ -19,7 +19,8 @@ import math
 import torch
 
 from qbench.metric import EvalBatch, EvalContext, Metric, merge_states
-from qbench.platform.plugins import registries as build
+from qbench.platform.plugins import Registries, given_or_built
+from qbench.testing import _renamed_keyword
 
 
 class _StandInQuantizer:
@@ -59,12 +60,10 @@ def _close(a, b) -> bool:
     return a == b
 
 
-def check_metric(name: str, *, registries=None, image_size: int = 32, **options) -> dict:
+def check_metric(name: str, *, regs: Registries | None = None, image_size: int = 32, **options) -> dict:
     """Run the conformance checks for metric ``name``; returns the computed dict."""
-    if registries is None:
-
-        registries = build()
-    spec = registries.metrics.get(name)
+    regs = given_or_built(_renamed_keyword(regs, options))
+    spec = regs.metrics.get(name)
     assert spec.higher_is_better in (True, False, None), f"{name}: higher_is_better must be bool or None"
     assert isinstance(spec.unit, str), f"{name}: unit must be a string"
 
@@ -73,7 +72,7 @@ def check_metric(name: str, *, registries=None, image_size: int = 32, **options)
     context = EvalContext(num_images=sum(b.batch_size for b in batches), tokenizer=tokenizer)
 
     def fresh() -> Metric:
-        metric = registries.metrics.create(name, **options)
+        metric = regs.metrics.create(name, **options)
         assert isinstance(metric, Metric), f"{name}: factory must return a qbench.metric.Metric"
         metric.begin(context)
         return metric

@@ -35,25 +35,24 @@ from collections.abc import Callable
 import torch
 
 from qbench.codebook import usage_stats
-from qbench.platform.plugins import registries as make_registries
+from qbench.platform.plugins import Registries, given_or_built
 from qbench.specs import QuantizerOutput
+from qbench.testing import _renamed_keyword
 
 DEFAULT_DIM = 8
 SEED = 0  # every check starts from torch.manual_seed(SEED)
 
 
-def _factory(name_or_module, registries, options) -> Callable[[], torch.nn.Module]:
+def _factory(name_or_module, regs: Registries, options) -> Callable[[], torch.nn.Module]:
     if isinstance(name_or_module, torch.nn.Module):
         template = name_or_module
         if options:
             raise TypeError("check_quantizer: options apply to a registered name, not a module instance")
         return lambda: copy.deepcopy(template)
-    if registries is None:
-
-        registries = make_registries()
+    regs = given_or_built(regs)
     options = dict(options)
     options.setdefault("dim", DEFAULT_DIM)
-    return lambda: registries.quantizers.create(name_or_module, **options)
+    return lambda: regs.quantizers.create(name_or_module, **options)
 
 
 def _assert_close(actual, expected, what, atol=1e-5, rtol=1e-5):
@@ -130,13 +129,14 @@ def _check_gradients(module, z) -> None:
         assert p.grad.abs().sum() > 0, f"parameter {name!r} gets a zero gradient"
 
 
-def check_quantizer(name_or_module, *, registries=None, batch=2, height=4, width=4, **options) -> None:
+def check_quantizer(name_or_module, *, regs: Registries | None = None, batch=2, height=4, width=4, **options) -> None:
     """Assert that a quantizer honours the qbench contract (see module docstring).
 
     ``name_or_module``: a registered quantizer name (created with ``options``;
     ``dim`` defaults to 8) or an ``nn.Module`` (deep-copied, never modified).
     """
-    make = _factory(name_or_module, registries, options)
+    regs = _renamed_keyword(regs, options)
+    make = _factory(name_or_module, regs, options)
     seed = SEED
     torch.manual_seed(seed)
     module = make()
