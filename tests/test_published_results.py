@@ -55,6 +55,27 @@ def test_every_finished_published_run_is_on_the_page(summary):
     assert not missing, f"finished runs on no published page (rerun the report command in results/INTRO.md): {missing}"
 
 
-def test_the_page_and_its_intro_agree():
-    intro, page = (RESULTS / "INTRO.md").read_text(), (RESULTS / "README.md").read_text()
-    assert page.startswith(intro.strip()[:200])
+
+
+def test_a_configurations_n_counts_distinct_seeds():
+    """A run repeated with the same identity and seed (a seed-0 point two studies share) counts once."""
+    pages = [p for p in [RESULTS / "summary.csv", *sorted(RESULTS.glob("*/summary.csv"))]
+             if p.exists() and p.parent.name != "v0.1"]  # v0.1's page predates the per-configuration columns
+    assert pages
+    for page in pages:
+        table = pd.read_csv(page)
+        ok = table[(table["status"] == "ok") & (table["psnr_status"] == "ok")]
+        for group, runs in ok.groupby("group"):
+            assert set(runs["psnr_n"]) == {runs["seed"].nunique()}, (page, group)
+    v02 = pd.read_csv(RESULTS / "v0.2" / "summary.csv")
+    rd = v02[(v02["quantizer"] == "gsq") & (v02["bits"] == 10) & v02["run_dir"].str.contains("/rd-cpu/")]
+    gsq10 = v02[v02["group"].isin(rd["group"])]  # its seed-0 repeat in convergence-cpu included
+    assert set(gsq10["psnr_n"]) == {8} and gsq10["seed"].nunique() == 8 and len(gsq10) > 8
+
+
+def test_every_page_and_its_intro_agree():
+    intros = [p for p in [RESULTS / "INTRO.md", *sorted(RESULTS.glob("*/INTRO.md"))] if p.exists()]
+    assert intros
+    for intro in intros:
+        page = (intro.parent / "README.md").read_text()
+        assert page.startswith(intro.read_text().strip()[:200]), intro
