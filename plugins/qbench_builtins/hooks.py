@@ -45,7 +45,7 @@ def qbench_register_quantizers():
         QuantizerSpec(
             name="identity",
             factory="qbench_builtins.identity:IdentityQuantizer",
-            description="the unquantized ceiling: the latent passes through, no codes, continuous rate",
+            description="The unquantized ceiling: the latent passes through, no codes, continuous rate",
             paper="the continuous-bottleneck upper bound of learned-compression ablations",
         ),
         QuantizerSpec(
