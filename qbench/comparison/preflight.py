@@ -9,7 +9,9 @@ will use, before any run directory exists and before the first step:
 - the recipe's values and ranges (``qbench.recipe.checks``), seed included;
 - every quantizer's options, the backbone's and the dataset's
   (``qbench.recipe.identity.resolve``);
-- the metric names, and whether each metric can be built here: a metric
+- the metric names, the ``[metrics.NAME]`` options (names and values
+  checked against the factory, like a quantizer's), and whether each metric
+  can be built here: a metric
   that cannot be built because of a user error (a corrupt weights file) is a
   problem always, one that is merely unavailable (no weights) only under
   ``--strict-metrics``;
@@ -142,17 +144,32 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> Path:
     return folder
 
 
-def metric_problems(names: list[str], regs, strict: bool) -> list[str]:
-    """Unknown metric names, and metrics that cannot be built here (see the module docstring)."""
+def metric_option_problems(tables: dict[str, dict[str, Any]], regs) -> list[str]:
+    """Every ``[metrics.NAME]`` table: a known metric, option names and values its factory accepts."""
     found = []
+    for name, options in tables.items():
+        try:
+            regs.metrics.options(name, **options)
+        except ConfigError as exc:
+            found.append(str(exc) if name not in regs.metrics else f"metrics.{name}: {exc}")
+    return found
+
+
+def metric_problems(names: list[str], regs, strict: bool, options: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Unknown metric names, bad ``[metrics.NAME]`` options, and metrics that cannot be built here
+    (see the module docstring)."""
+    options = options or {}
+    found = metric_option_problems(options, regs)
     for name in dict.fromkeys(names):
         try:
             regs.metrics.get(name)
         except ConfigError as exc:
             found.append(str(exc))
             continue
+        if any(line.startswith(f"metrics.{name}:") for line in found):
+            continue
         try:
-            regs.metrics.create(name)
+            regs.metrics.create(name, **options.get(name, {}))
         except ConfigError as exc:
             found.append(about(name, str(exc)))
         except MetricUnavailable as exc:
@@ -270,7 +287,7 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
         **recipe.model.options) is not None
     data_ok = not set(recipe_checks.DATASET_ARGUMENTS) & set(recipe.data.options)
     problems.check(regs.datasets.get, recipe.data.dataset)
-    for line in metric_problems(list(recipe.eval.metrics), regs, strict_metrics):
+    for line in metric_problems(list(recipe.eval.metrics), regs, strict_metrics, recipe.metrics):
         problems.add(line)
     problems.check(check_pretrained, recipe)
     problems.check(check_loggers, recipe, regs)

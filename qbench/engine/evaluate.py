@@ -55,14 +55,16 @@ def _build(registries, names, options) -> tuple[dict[str, Metric], dict[str, dic
     metrics, results = {}, {}
     for name in names:
         spec = registries.metrics.get(name)  # unknown names are user errors, raised here
+        given = options.get(name) or {}
         try:
-            metrics[name] = registries.metrics.create(name, **options.get(name, {}))
+            metrics[name] = registries.metrics.create(name, **given)
         except MetricUnavailable as exc:
-            results[name] = _result("unavailable", spec, reason=str(exc))
+            results[name] = _result("unavailable", spec, reason=str(exc), protocol=_given(given))
         except ConfigError:
             raise
         except Exception as exc:
-            results[name] = _result("failed", spec, reason=f"construction: {type(exc).__name__}: {exc}")
+            results[name] = _result("failed", spec, reason=f"construction: {type(exc).__name__}: {exc}",
+                                    protocol=_given(given))
     return metrics, results
 
 
@@ -216,13 +218,15 @@ def evaluate(
         spec = registries.metrics.get(name)
         if failed:
             reason = failures.get(name, "failed on another rank")
-            results[name] = _result("failed", spec, reason=reason, protocol=_safe_protocol(metric))
+            results[name] = _result("failed", spec, reason=reason, protocol={**_safe_protocol(metric), **_given(
+                (metric_options or {}).get(name))})
             continue
         try:
             reduce_states(metric)
             out = dict(metric.compute())
             value = float(out.pop("value"))
-            results[name] = _result("ok", spec, value=value, extras=out, protocol=_protocol(metric, context))
+            protocol = _protocol(metric, context, (metric_options or {}).get(name))
+            results[name] = _result("ok", spec, value=value, extras=out, protocol=protocol)
         except Exception as exc:
             results[name] = _result(
                 "failed", spec, reason=f"compute: {type(exc).__name__}: {exc}", protocol=_safe_protocol(metric)
@@ -241,8 +245,13 @@ def _reduce_observer(observers: dict[str, Metric], name: str, observer: Metric, 
     observers.pop(name, None)
 
 
-def _protocol(metric: Metric, context: EvalContext) -> dict[str, Any]:
-    return {"eval_set": context.dataset_key, "num_images": context.num_images, **metric.protocol()}
+def _given(options: dict[str, Any] | None) -> dict[str, Any]:
+    return {"options": dict(sorted(options.items()))} if options else {}
+
+
+def _protocol(metric: Metric, context: EvalContext, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What was measured; the recipe's ``[metrics.NAME]`` options too, when it set any (so they split tables)."""
+    return {"eval_set": context.dataset_key, "num_images": context.num_images, **metric.protocol(), **_given(options)}
 
 
 def _safe_protocol(metric: Metric) -> dict[str, Any]:
@@ -299,6 +308,7 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", registries=None,
         device=device,
         dataset_key=dataset_key_for(recipe),
         progress=progress,
+        metric_options=recipe.metrics,
     )
     try:
         record = run_results.read_metrics(run_dir)
