@@ -163,9 +163,12 @@ def evaluate(
     device = torch.device(device)
     context = EvalContext(dataset_key=dataset_key, num_images=total, device=str(device), tokenizer=tokenizer)
     failures: dict[str, str] = {}
+    absent: dict[str, str] = {}  # unavailable for this tokenizer (usage of a quantizer without a codebook)
     for name, metric in watched.items():
         try:
             metric.begin(context)
+        except MetricUnavailable as exc:
+            failures[name] = absent[name] = str(exc)
         except Exception as exc:
             failures[name] = f"begin: {type(exc).__name__}: {exc}"
 
@@ -216,6 +219,9 @@ def evaluate(
             _reduce_observer(observers, name[1], metric, failed)
             continue
         spec = registries.metrics.get(name)
+        if name in absent:
+            results[name] = _result("unavailable", spec, reason=absent[name])
+            continue
         if failed:
             reason = failures.get(name, "failed on another rank")
             results[name] = _result("failed", spec, reason=reason, protocol={**_safe_protocol(metric), **_given(
