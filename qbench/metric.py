@@ -179,7 +179,8 @@ def reduce_states(metric: Metric, process_group=None) -> None:
     the backend's device (CUDA for NCCL) and come back on their own device and
     dtype; integer counts are reduced as int64 so that nothing is rounded.
     A metric whose state does not add element-wise (sparse keyed counts)
-    defines ``merge_gathered(states)``: it then receives every rank's state.
+    sets ``state_adds_up`` false and defines ``merge_gathered(states)``: it
+    then receives every rank's state.
     """
     # deferred: loads torch only when this runs
     import torch.distributed as dist
@@ -187,7 +188,7 @@ def reduce_states(metric: Metric, process_group=None) -> None:
     if not (dist.is_available() and dist.is_initialized()):
         return
     merge = getattr(metric, "merge_gathered", None)
-    if callable(merge):  # keyed states (sparse counts) do not add element-wise: gather them all
+    if callable(merge) and not getattr(metric, "state_adds_up", True):  # keyed (sparse) counts: gather them all
         gathered: list = [None] * dist.get_world_size(process_group)
         dist.all_gather_object(gathered, {k: v.detach().cpu() for k, v in metric.state().items()}, group=process_group)
         merge(gathered)

@@ -139,7 +139,12 @@ def _rank_worker(rank, init_file, out_dir):
         torch.distributed.destroy_process_group()
 
 
-def test_two_gloo_ranks_reduce_to_the_single_process_result(tmp_path):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_two_gloo_ranks_reduce_to_the_single_process_result(tmp_path, monkeypatch, sparse):
+    if sparse:  # code counts kept as keyed (sparse) states, gathered rather than summed
+        from qbench_builtins.metrics import codes
+
+        monkeypatch.setattr(codes, "DENSE_LIMIT", 0)
     # fork: the children inherit the imported modules instead of importing torch again
     mp.start_processes(
         _rank_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True, start_method="fork"

@@ -69,6 +69,10 @@ class _CodeHistogram(Metric):
     def sparse(self) -> bool:
         return self.keys is not None
 
+    @property
+    def state_adds_up(self) -> bool:  # read by qbench.metric.reduce_states
+        return not self.sparse
+
     def begin(self, context: EvalContext) -> None:
         if context.tokenizer is not None and not self.size:
             self._allocate(context.tokenizer)
