@@ -86,7 +86,7 @@ class _WrongStats(_NoStraightThrough):
     def forward(self, z):
         out = super().forward(z)
         z_q = z + (out.z_q - z).detach()
-        return out._replace(z_q=z_q, stats={"extra": z_q.sum()})  # a stat that still carries a graph
+        return out._replace(z_q=z_q, stats={"extra": torch.ones(3)})  # not a scalar
 
 
 def test_kit_rejects_missing_straight_through():
