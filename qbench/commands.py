@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qbench import weights as w
 from qbench.comparison import runner
-from qbench.comparison.preflight import Problems, check_run, quantizer_name_problems
+from qbench.comparison.preflight import Problems, light_problems, quantizer_name_problems
 from qbench.comparison.tracking import check_loggers, with_loggers
 from qbench.errors import ConfigError, suggest
 from qbench.platform.plugins import KINDS, registries
@@ -117,7 +117,7 @@ def run(
     else:
         # names, recipe keys and loggers first, all of them, before torch is imported
         out = out or DEFAULT_OUT
-        resolved = checked_recipe(quantizers or DEFAULT_QUANTIZERS, recipe, overrides, seed, regs,
+        resolved = checked_recipe(DEFAULT_QUANTIZERS if quantizers is None else quantizers, recipe, overrides, seed, regs,
                                   strict_metrics=strict_metrics, out=out, log=log)
 
     # deferred: loads torch and pandas only when this runs
@@ -130,7 +130,7 @@ def run(
                                       strict_metrics=strict_metrics)]
     else:
         outcomes = runner.run_comparison(
-            runner.parse_quantizers(quantizers or DEFAULT_QUANTIZERS), resolved, out_root=out,
+            runner.parse_quantizers(DEFAULT_QUANTIZERS if quantizers is None else quantizers), resolved, out_root=out,
             strict_metrics=strict_metrics, progress=progress, registries=regs,
         )
     if not is_main_process():
@@ -169,11 +169,12 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
                    strict_metrics: bool = False, out: str = DEFAULT_OUT, log: list[str] | None = None):
     """The recipe of ``qbench run`` with ``--set``, ``--seed`` and ``--log`` applied; names and values checked first.
 
-    Without problems this imports no torch (``run_comparison`` then makes the
-    validation pass).  With problems, the whole pass runs before the error
-    is raised, so that one attempt shows every problem, unless a value could
-    not even be parsed: the pass would then see a default in its place and
-    could report problems the user does not have.
+    This imports no torch.  Without problems ``run_comparison`` then makes the
+    validation pass.  With problems, they are raised together with every
+    other problem found without torch (``light_problems``: metric names and
+    options' metric names, the output folder), in well under the seconds
+    the full pass would take; unless a value could not even be parsed: the
+    light checks would then see a default in its place.
     """
     import dataclasses
 
@@ -193,9 +194,11 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
     elif seed is not None:
         resolved = dataclasses.replace(resolved, seed=seed)
     if problems:
+        # a configuration error is reported at once, before torch is imported: with it go the other
+        # problems found without torch; those that need the plugins built come on the next attempt
         if values_are_the_users:
-
-            problems.check(check_run, names, resolved, regs, strict_metrics=strict_metrics, out_root=out)
+            for line in light_problems(resolved, regs, out):
+                problems.add(line)
         problems.raise_if_any()
     return resolved
 

@@ -155,6 +155,25 @@ def metric_option_problems(tables: dict[str, dict[str, Any]], regs) -> list[str]
     return found
 
 
+def light_problems(recipe, regs, out_root: str | os.PathLike | None) -> list[str]:
+    """The problems found without importing torch: unknown metric names (``eval.metrics`` and
+    ``[metrics.NAME]``) and an output folder that cannot be used.  ``check_run`` finds them too."""
+    problems = Problems()
+    for name in dict.fromkeys([*recipe.eval.metrics, *recipe.metrics]):
+        problems.check(regs.metrics.get, name)
+    if out_root is not None:
+        problems.check(check_out_root, out_root, recipe)
+    return problems.lines
+
+
+def check_out_root(out_root: str | os.PathLike, recipe) -> None:
+    """``ConfigError`` unless new run folders can go under ``out_root``/RECIPE."""
+    check_writable_folder(out_root, "--out")
+    inside = recipe_folder(out_root, recipe.name)
+    if inside.exists() and not inside.is_dir():
+        raise ConfigError(f"--out {out_root}: {inside} is a file, not a folder")
+
+
 def metric_problems(names: list[str], regs, strict: bool, options: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Unknown metric names, bad ``[metrics.NAME]`` options, and metrics that cannot be built here
     (see the module docstring)."""
@@ -292,10 +311,8 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
     problems.check(check_pretrained, recipe)
     problems.check(check_loggers, recipe, regs)
     problems.check(check_device, recipe)
-    if out_root is not None and problems.check(check_writable_folder, out_root, "--out") is not None:
-        inside = recipe_folder(out_root, recipe.name)
-        if inside.exists() and not inside.is_dir():
-            problems.add(f"--out {out_root}: {inside} is a file, not a folder")
+    if out_root is not None:
+        problems.check(check_out_root, out_root, recipe)
     if run_dir is not None:
         problems.check(check_writable_folder, run_dir, "run folder")
 
