@@ -36,3 +36,30 @@ def test_a_pure_configuration_error_is_reported_before_torch_is_imported(tmp_pat
     assert "torch imported: False" in result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and "unknown metric 'bogus'" in lines[1], lines  # found without torch too
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize("content", ["truncated", "malicious", "empty"])
+def test_an_unloadable_checkpoint_is_one_error_line_on_resume(capsys, tmp_path, content):
+    import pickle
+
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    target = run / "checkpoint.pt"
+    if content == "truncated":
+        torch.save({"format": "qbench-checkpoint", "model": torch.zeros(1000)}, target)
+        target.write_bytes(target.read_bytes()[:300])
+    elif content == "malicious":
+        torch.save({"format": "qbench-checkpoint", "payload": _Evil()}, target, pickle_module=pickle)
+    else:
+        target.write_bytes(b"")
+    status, errors, out = qbench(capsys, "run", "--resume", str(run), "--no-progress")
+    assert status == 2 and len(errors) == 1, errors
+    assert errors[0].startswith(f"qbench: error: checkpoint {target} is corrupt or not loadable safely")
+    assert "this must never run" not in out
