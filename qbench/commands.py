@@ -21,7 +21,7 @@ from qbench.recipe.config import available_recipes, load_recipe_and_problems, re
 from qbench.report.output import check_writable
 from qbench.rundir.directory import _slug
 from qbench.sweeps import build_plan, load_sweep
-from qbench.sweeps.launch import check_data, launch
+from qbench.sweeps.launch import check_points, launch
 from qbench.sweeps.local import available_cores, default_jobs, threads_per_point
 from qbench.sweeps.render import render_plan
 from qbench.sweeps.spec import check_slurm, with_overrides
@@ -292,7 +292,7 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
     print(render_plan(plan, parallel, how), flush=True)
     if dry_run or not plan.pending():
         return 0
-    check_data(plan, regs)
+    check_points(plan, regs)
     print(flush=True)
     results = launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
                      cluster=cluster)

@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 import qbench
+import qbench.cli
 from qbench import commands
 from qbench.errors import ConfigError
 from qbench.recipe.config import load_recipe
@@ -363,3 +364,64 @@ def test_a_preempted_job_is_requeued_and_resumes_its_run(tmp_path, regs):
     assert result["status"] == "ok" and result["resumed"] is True
     [run_dir] = run_dirs(out)  # continued in place, not restarted
     assert read_metrics(run_dir)["train"]["steps"] == 40
+
+
+# ---- the sweep's checks are `qbench run`'s ------------------------------------------------------
+
+
+def _one_point_sweep(tmp_path: Path, args: list[str]) -> tuple[Path, list[str]]:
+    """The sweep file and --set items that give the one run ``qbench run ARGS`` would start first."""
+    quantizer, seeds, sets = None, "", []
+    for flag, value in zip(args[::2], args[1::2]):
+        if flag == "--quantizers":
+            quantizer = value.split(",")[0]
+        elif flag == "--seed":
+            seeds = f"seeds = [{value}]\n"
+        else:
+            sets.append(value)
+    return write(tmp_path, f'name = "one"\nrecipe = "smoke"\nquantizers = ["{quantizer}"]\n{seeds}'), sets
+
+
+def _sweep_cases():
+    from test_reliability import RUN_PREFLIGHT_CASES
+
+    # names given twice and seeds beyond TOML's integers cannot be written in a sweep file
+    return [(a, m) for a, m in RUN_PREFLIGHT_CASES if "more than once" not in m
+            and all(len(v) < 19 for f, v in zip(a[::2], a[1::2]) if f == "--seed")]
+
+
+@pytest.mark.parametrize("args, message", _sweep_cases())
+def test_every_run_preflight_error_stops_a_one_point_sweep_the_same_way(tmp_path, capsys, args, message):
+    path, sets = _one_point_sweep(tmp_path, args)
+    out = tmp_path / "out"
+    status = qbench.cli.main(["sweep", str(path), "--out", str(out), "--no-progress", "--jobs", "1",
+                              *[x for item in sets for x in ("--set", item)]])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(errors) == 1, errors
+    assert errors[0].startswith(f"qbench: error: sweep {path}: point 1 (") and message.removeprefix("--") in errors[0]
+    assert run_dirs(out) == []
+
+
+def test_bad_points_are_one_line_each_before_any_point_trains(tmp_path, capsys):
+    path = write(tmp_path, """
+        name = "bad"
+        recipe = "smoke"
+        quantizers = ["gsq"]
+        seeds = [0, -1, 4294967296]
+        set = { "train.steps" = 2, "eval.max_images" = 4 }
+        [grid]
+        "data.image_size" = [16, 15]
+    """)
+    out = tmp_path / "out"
+    status = qbench.cli.main(["sweep", str(path), "--out", str(out), "--no-progress", "--jobs", "1"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2
+    by_point = {}
+    for line in errors:
+        assert line.startswith(f"qbench: error: sweep {path}: point "), line
+        by_point.setdefault(int(line.split("point ")[1].split(" ")[0]), []).append(line)
+    # seeds first: points 1-2 seed 0, 3-4 seed -1, 5-6 seed 2^32; even points have image size 15
+    assert sorted(by_point) == [2, 3, 4, 5, 6]
+    assert all("seed must be in 0..4294967295" in " ".join(by_point[p]) for p in (3, 4, 5, 6))
+    assert all("not divisible by the downsample factor" in " ".join(by_point[p]) for p in (2, 4, 6))
+    assert run_dirs(out) == [] and not any(out.rglob("*.pt"))

@@ -29,6 +29,7 @@ line per problem, and the CLI prints each as ``qbench: error: ...``.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -280,13 +281,31 @@ def _evaluation_size_problem(eval_set, recipe) -> str:
     return ""
 
 
+def _memoised(memo: dict | None, key: Any, function, *args, **kwargs):
+    """``function(*args, **kwargs)``, computed once per ``key`` when a ``memo`` is given (exceptions too)."""
+    if memo is None:
+        return function(*args, **kwargs)
+    key = json.dumps([function.__name__, key], sort_keys=True, default=str)
+    if key not in memo:
+        try:
+            memo[key] = (True, function(*args, **kwargs))
+        except ConfigError as exc:
+            memo[key] = (False, exc)
+    ok, value = memo[key]
+    if not ok:
+        raise value
+    return value
+
+
 def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = False,
               out_root: str | os.PathLike | None = None, resume_state: dict[str, Any] | None = None,
-              run_dir: str | os.PathLike | None = None) -> CheckedRun:
+              run_dir: str | os.PathLike | None = None, memo: dict | None = None) -> CheckedRun:
     """Every problem of a run configuration at once (see the module docstring), or what it builds.
 
     ``out_root``: the folder new run directories go into; ``run_dir`` and
-    ``resume_state``: the run being resumed and its checkpoint.
+    ``resume_state``: the run being resumed and its checkpoint.  ``memo``: a
+    dict shared by the calls for many runs (a sweep's points), so that the
+    same datasets, metrics and device are built and checked once.
     """
     # deferred: loads torch only when this runs
     from qbench.engine.data import build_dataset
@@ -306,18 +325,22 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
         **recipe.model.options) is not None
     data_ok = not set(recipe_checks.DATASET_ARGUMENTS) & set(recipe.data.options)
     problems.check(regs.datasets.get, recipe.data.dataset)
-    for line in metric_problems(list(recipe.eval.metrics), regs, strict_metrics, recipe.metrics):
+    for line in _memoised(memo, [recipe.eval.metrics, recipe.metrics, strict_metrics], metric_problems,
+                          list(recipe.eval.metrics), regs, strict_metrics, recipe.metrics):
         problems.add(line)
-    problems.check(check_pretrained, recipe)
+    problems.check(_memoised, memo, recipe.loss, check_pretrained, recipe)
     problems.check(check_loggers, recipe, regs)
-    problems.check(check_device, recipe)
+    problems.check(_memoised, memo, [recipe.train.device, recipe.train.precision], check_device, recipe)
     if out_root is not None:
         problems.check(check_out_root, out_root, recipe)
     if run_dir is not None:
         problems.check(check_writable_folder, run_dir, "run folder")
 
-    train_set = problems.check(build_dataset, recipe, "train", registries=regs) if data_ok else None
-    eval_set = problems.check(build_dataset, recipe, recipe.eval.split, registries=regs) if data_ok else None
+    data_key = [recipe.data, recipe.seed]
+    train_set = problems.check(_memoised, memo, [data_key, "train"], build_dataset, recipe, "train",
+                               registries=regs) if data_ok else None
+    eval_set = problems.check(_memoised, memo, [data_key, recipe.eval.split], build_dataset, recipe,
+                              recipe.eval.split, registries=regs) if data_ok else None
     image = None
     if eval_set is not None:
         problems.add(_evaluation_size_problem(eval_set, recipe))
