@@ -305,5 +305,11 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
     for r in failed:
         label = next(p.label for p in plan.points if p.index == r.index)
         print(f"  failed: point {r.index} ({label}): {r.reason}" + (f" [{r.run_dir}]" if r.run_dir else ""))
+    for r in results:
+        if r.restarted:
+            label = next(p.label for p in plan.points if p.index == r.index)
+            old, _, why = r.restarted.partition(": ")
+            print(f"  restarted: point {r.index} ({label}) could not resume {old} ({why}); trained afresh"
+                  + (f" in {r.run_dir}" if r.run_dir else ""))
     print(f"tables and plots: qbench report {out_dir} --out {Path(out_dir) / 'report'}")
     return 1 if failed else 0

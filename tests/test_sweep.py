@@ -425,3 +425,28 @@ def test_bad_points_are_one_line_each_before_any_point_trains(tmp_path, capsys):
     assert all("seed must be in 0..4294967295" in " ".join(by_point[p]) for p in (3, 4, 5, 6))
     assert all("not divisible by the downsample factor" in " ".join(by_point[p]) for p in (2, 4, 6))
     assert run_dirs(out) == [] and not any(out.rglob("*.pt"))
+
+
+def test_a_point_that_cannot_resume_is_reported_as_restarted(tmp_path, regs, capsys):
+    from qbench.report.tables import build_report, render_text
+
+    path = write(tmp_path, SMOKE.replace('quantizers = ["gsq", "fsq"]', 'quantizers = ["gsq"]').replace("[1, 2]", "[1]"))
+    out = tmp_path / "out"
+    plan = build_plan(load_sweep(path), out, regs)
+    broken = interrupt_point(plan.points[0], plan)
+    checkpoint = broken / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:200])  # truncated
+    capsys.readouterr()
+    assert sweep(path, out, jobs=1) == 0
+    console = capsys.readouterr().out
+    assert "restarted: point 1 (gsq" in console and f"could not resume {broken}" in console, console
+    fresh = [d for d in run_dirs(out) if d != broken]
+    assert len(fresh) == 1 and read_metrics(fresh[0])["run"]["status"] == "ok"
+    report = build_report([out])
+    assert report.unfinished == [] and [d for d, _ in report.restarted] == [broken]
+    assert f"restarted run: {broken} could not be resumed" in render_text(report)
+    assert str(fresh[0]) in render_text(report)
+    # the abandoned folder is not offered for resuming again
+    capsys.readouterr()
+    assert sweep(path, out, jobs=1) == 0
+    assert "restarted:" not in capsys.readouterr().out

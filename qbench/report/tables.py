@@ -39,6 +39,7 @@ class Report:
     tables: list[dict[str, Any]] = field(default_factory=list)  # each: title, key, frame, runs, sweep, point_keys, notes
     broken: list[tuple[Path, str]] = field(default_factory=list)
     unfinished: list[Path] = field(default_factory=list)  # config.toml, no metrics.json yet
+    restarted: list[tuple[Path, str]] = field(default_factory=list)  # could not be resumed; trained afresh elsewhere
     runs: pd.DataFrame | None = None
     metrics: list[Column] = field(default_factory=list)
     sections: list[dict[str, Any]] = field(default_factory=list)  # baseline, BD and fit results: title, frame, notes
@@ -168,7 +169,8 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
     records = []
     for run_dir in find_run_dirs(paths):
         if not (run_dir / results.METRICS_FILE).exists() and (run_dir / results.CONFIG_FILE).exists():
-            report.unfinished.append(run_dir)
+            why = results.restarted_reason(run_dir)
+            report.restarted.append((run_dir, why)) if why else report.unfinished.append(run_dir)
             continue
         try:
             records.append((run_dir, results.read_metrics(run_dir)))
@@ -216,6 +218,8 @@ def render_text(report: Report) -> str:
         parts.append("\n\n".join([text, *(f"- {n}" for n in table.get("notes", []))]))
     for run_dir in report.unfinished:
         parts.append(f"unfinished run (no metrics.json yet): {run_dir}")
+    for run_dir, why in report.restarted:
+        parts.append(f"restarted run: {run_dir} {why}")
     for run_dir, reason in report.broken:
         parts.append(f"broken run: {run_dir}: {reason}")
     return "\n\n".join(parts) if parts else "no runs found"

@@ -32,6 +32,20 @@ METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
 GRID_FILE = "recon.png"
 SAMPLES_FILE = "recon.npz"
+RESTARTED_FILE = "restarted.txt"  # in a run folder that could not be resumed and was trained afresh elsewhere
+
+
+def mark_restarted(run_dir: str | Path, reason: str) -> None:
+    """Say in ``run_dir`` that it could not be resumed and was replaced (reports list it apart)."""
+    (Path(run_dir) / RESTARTED_FILE).write_text(" ".join(reason.split()) + "\n")
+
+
+def restarted_reason(run_dir: str | Path) -> str:
+    """Why ``run_dir`` was abandoned for a fresh run; empty when it was not."""
+    try:
+        return (Path(run_dir) / RESTARTED_FILE).read_text().strip()
+    except OSError:
+        return ""
 
 
 def _slug(text: str) -> str:
