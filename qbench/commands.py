@@ -22,7 +22,7 @@ from qbench.report.output import check_writable
 from qbench.rundir.directory import _slug
 from qbench.sweeps import build_plan, load_sweep
 from qbench.sweeps.launch import check_points, launch
-from qbench.sweeps.local import available_cores, default_jobs, threads_per_point
+from qbench.sweeps.local import available_cores, capped_jobs, default_jobs, threads_per_point
 from qbench.sweeps.render import render_plan
 from qbench.sweeps.spec import check_slurm, with_overrides
 
@@ -280,6 +280,10 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     jobs = jobs or default_jobs()
+    if launcher == "local":
+        jobs, note = capped_jobs(jobs)
+        if note:
+            print(f"qbench: note: {note}", file=sys.stderr)
     out_dir = out or str(Path("results") / "sweeps" / _slug(spec.name))
     regs = registries()
     plan = build_plan(spec, out_dir, regs)

@@ -450,3 +450,34 @@ def test_a_point_that_cannot_resume_is_reported_as_restarted(tmp_path, regs, cap
     capsys.readouterr()
     assert sweep(path, out, jobs=1) == 0
     assert "restarted:" not in capsys.readouterr().out
+
+
+def test_stale_scratch_folders_of_killed_sweeps_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from qbench.sweeps.local import SCRATCH_PREFIX, remove_stale_scratch
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / f"{SCRATCH_PREFIX}{int(dead.stdout)}-abc"
+    live = tmp_path / f"{SCRATCH_PREFIX}{os.getppid()}-def"  # a running process: its sweep may still need it
+    other = tmp_path / "qbench-sweep-notapid"
+    for folder in (gone, live, other):
+        folder.mkdir()
+        (folder / "1.task.json").write_text("{}")
+    assert remove_stale_scratch(tmp_path) == [gone]
+    assert not gone.exists() and live.exists() and other.exists()
+
+
+def test_jobs_above_the_core_count_are_capped_with_a_note(tmp_path, capsys, monkeypatch):
+    from qbench.sweeps import local
+
+    assert local.capped_jobs(3, cores=4) == (3, "")
+    jobs, note = local.capped_jobs(1000, cores=4)
+    assert jobs == 4 and "--jobs 1000 is more than the 4 cores" in note
+    monkeypatch.setattr(local, "available_cores", lambda: 2)
+    path = write(tmp_path, 'name = "j"\nrecipe = "smoke"\nquantizers = ["gsq"]\n')
+    assert qbench.cli.main(["sweep", str(path), "--dry-run", "--jobs", "1000", "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert "qbench: note: --jobs 1000 is more than the 2 cores" in captured.err
+    assert "with --jobs 2 " in captured.out
