@@ -98,6 +98,7 @@ def run_row(run_dir: Path, record: dict[str, Any], metrics: list[Column]) -> dic
         "options": json.dumps(options, sort_keys=True),
         "given_options": json.dumps(given, sort_keys=True),
         "plugins": json.dumps(plugin_versions(run), sort_keys=True),
+        "git_revision": str((record.get("env") or {}).get("git_revision") or ""),
     }
     names = {metric_key(n): n for n in recorded}
     for column in metrics:

@@ -112,6 +112,30 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-") or "sweep"
 
 
+def revision_notes(runs: pd.DataFrame) -> list[str]:
+    """A note for each table row whose runs come from different code revisions or a modified tree.
+
+    A row pools seeds: mean and interval are only about one piece of code
+    when every run of it was made by the same clean revision (``git describe
+    --dirty`` in each run's ``env``; "unknown" when qbench did not run from a
+    checkout).
+    """
+    if "git_revision" not in runs:
+        return []
+    notes = []
+    ok = runs[runs["status"] == "ok"]
+    for _, row in ok.groupby(["group", "point"], sort=False):
+        revisions = sorted({r or "unknown" for r in row["git_revision"]})
+        label = row["label"].iloc[0] if "label" in row else row["config"].iloc[0]
+        if len(revisions) > 1:
+            notes.append(f"warning: row {label} mixes runs of {len(revisions)} code revisions "
+                         f"({', '.join(revisions)}); summary.csv has each run's")
+        elif revisions[0].endswith("-dirty"):
+            notes.append(f"warning: row {label} comes from a modified source tree ({revisions[0]}): "
+                         "the revision does not say which code made it")
+    return notes
+
+
 def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, Any]]:
     tables = []
     for (recipe, rhash), same_recipe in runs.groupby(["recipe", "recipe_hash"], sort=True):
@@ -124,7 +148,7 @@ def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, 
                 "title": f"recipe {recipe} (hash {rhash}, metric protocol {proto})",
                 "key": f"{recipe}-{rhash}-{proto}",
                 "frame": comparison_table(group, columns),
-                "runs": group, "sweep": "", "point_keys": [], "notes": [],
+                "runs": group, "sweep": "", "point_keys": [], "notes": revision_notes(group),
             })
     return tables
 
@@ -139,6 +163,7 @@ def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[dict[str, A
         if len(protocols) > 1:
             notes.append(f"its runs were scored under {len(protocols)} metric protocols ({', '.join(protocols)}); "
                          "summary.csv has each run's")
+        notes += revision_notes(group)
         tables.append({
             "title": f"sweep {name} (recipe {recipes}; swept: {', '.join(keys) or 'nothing'})",
             "key": f"sweep-{_slug(name)}",

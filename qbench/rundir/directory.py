@@ -107,9 +107,16 @@ def _git(*args: str) -> str:
 
 
 def _git_revision() -> str:
-    """The source revision, ``-dirty`` when tracked files are modified."""
-    rev = _git("rev-parse", "--short", "HEAD")
-    return f"{rev}-dirty" if rev and _git("status", "--porcelain", "--untracked-files=no") else rev
+    """``git describe --dirty --always`` of qbench's own checkout (``-dirty``: tracked files modified).
+
+    Empty when qbench does not run from a git checkout of itself: installed
+    from a wheel, perhaps inside some other project's repository, whose
+    revision says nothing about qbench's code.
+    """
+    top = _git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() != Path(__file__).resolve().parents[2]:
+        return ""
+    return _git("describe", "--dirty", "--always")
 
 
 def environment() -> dict[str, str]:
