@@ -43,3 +43,23 @@ def test_the_kit_names_the_broken_rule(tmp_path, factory, message):
     with pytest.raises(AssertionError) as caught:
         check_logger(factory, tmp_path)
     assert message in str(caught.value)
+
+
+def test_the_guides_example_logger_passes_the_kit(tmp_path):
+    from test_tracking import docs_example
+
+    namespace: dict = {}
+    exec(compile(docs_example(), "qbench_jsonl.py", "exec"), namespace)
+    check_logger(namespace["JSONLinesLogger"], tmp_path)
+    assert (tmp_path / "run0" / "scalars.jsonl").read_text().count("\n") == 4
+
+
+def test_list_filter_is_a_whole_name_glob(capsys):
+    from qbench import cli
+
+    names = {}
+    for pattern in ("g*", "sq", "*sq"):
+        assert cli.main(["list", "quantizers", "--filter", pattern]) == 0
+        out = capsys.readouterr().out
+        names[pattern] = {n for n in ("bsq", "fsq", "gsq", "lfq", "vq") if f"\n{n} " in out or out.startswith(f"{n} ")}
+    assert names == {"g*": {"gsq"}, "sq": set(), "*sq": {"bsq", "fsq", "gsq"}}  # as docs/plugins.md says
