@@ -176,3 +176,25 @@ def test_the_conformance_kit_ignores_a_plugins_own_usage():
             return qbench.QuantizerOutput(out.z_q, out.codes, out.loss, {"usage": out.stats["usage"] / 100})
 
     check_quantizer(Fraction(8, codebook_size=16))
+
+
+def test_fsq_with_levels_1024_x4_trains_and_reports_usage(capsys, tmp_path):
+    from qbench import cli
+
+    out = tmp_path / "runs"
+    status = cli.main(["run", "--recipe", "smoke", "--quantizers", "fsq", "--no-progress", "--out", str(out),
+                       "--set", "quantizers.fsq.levels=[1024,1024,1024,1024]",
+                       "--set", 'eval.metrics=["psnr","usage","perplexity","bits"]'])
+    printed = capsys.readouterr().out
+    assert status == 0
+    (folder,) = (out / "smoke").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())["metrics"]
+    assert metrics["bits"]["value"] == 40.0
+    usage, perplexity = metrics["usage"], metrics["perplexity"]
+    assert usage["status"] == "ok" and 0 < usage["value"] < 1e-3
+    # every code distinct or not, perplexity counts at most the positions seen, usage their share of 2^40
+    assert 1 <= perplexity["value"] <= usage["value"] / 100 * 2**40 + 1e-6
+    rows = list(csv.DictReader((folder / "log.csv").open()))
+    assert rows and all(0 < float(r["usage"]) < 1e-3 for r in rows)
+    (line,) = [line for line in printed.splitlines() if line.startswith("| fsq")]
+    assert "e-0" in line  # the table shows the tiny usage, not 0.0000

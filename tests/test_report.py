@@ -457,3 +457,8 @@ def test_runs_record_git_describe_of_qbench_only_inside_its_own_checkout(monkeyp
     monkeypatch.undo()
     if here.returncode == 0:
         assert results._git_revision() == here.stdout.strip()
+
+
+def test_a_tiny_non_zero_value_never_reads_as_zero():
+    assert fmt(1.862645149230957e-07) == "1.86e-07"  # usage (%) of FSQ [1024]*4 on a few images
+    assert fmt(0.0250) == "0.0250" and fmt(12.94) == "12.9" and fmt(0.0) == "0"
