@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from qbench.logger import FAILED, OK, Logger, RunInfo
 from qbench.platform.plugins import registries as make_registries
 
@@ -43,9 +45,6 @@ def _build(name_or_factory, registries, options):
 
 
 def _one_run(logger: Logger, run: RunInfo, status: str) -> None:
-    # deferred: loads numpy only when this runs
-    import numpy as np
-
     logger.start(run)
     for step in range(run.start_step + 1, run.steps + 1):
         logger.log_scalars(step, {"loss": 1.0 / step, "rec": 0.5 / step, "lr": 1e-3, "usage": 40.0 + step,
