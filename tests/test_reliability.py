@@ -86,7 +86,7 @@ def test_a_corrupt_inception_file_is_found_before_training(capsys, tmp_path, emp
     status, errors, _ = qbench(capsys, *SMOKE, "--quantizers", "gsq,vq", "--set", 'eval.metrics=["psnr","rfid"]',
                                "--out", str(tmp_path / "runs"))
     assert status == 2 and len(errors) == 1
-    assert errors[0].startswith("qbench: error: rfid: cannot build") and cached.name in errors[0]
+    assert errors[0].startswith("qbench: error: metric 'rfid' (builtins): cannot build") and cached.name in errors[0]
     assert not (tmp_path / "runs").exists()
 
 
@@ -148,7 +148,7 @@ def test_every_problem_is_reported_at_once_by_the_real_command(tmp_path):
                     "--set", 'eval.metrics=["psnr","bogus"]', "--out", str(tmp_path / "runs"))
     lines = fixed.stderr.strip().splitlines()
     assert fixed.returncode == 2 and len(lines) == 2, fixed.stderr
-    assert "unknown metric 'bogus'" in lines[0] and "vq: codebook_size must be an integer >= 2" in lines[1]
+    assert "unknown metric 'bogus'" in lines[0] and "quantizer 'vq' (builtins): codebook_size must be an integer >= 2" in lines[1]
 
 
 def test_argparse_errors_are_one_line_with_a_pointer_to_help(capsys):
