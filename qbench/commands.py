@@ -296,7 +296,7 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
     print(render_plan(plan, parallel, how), flush=True)
     if dry_run or not plan.pending():
         return 0
-    check_points(plan, regs)
+    check_points(plan, regs, local=launcher == "local")
     print(flush=True)
     results = launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
                      cluster=cluster)

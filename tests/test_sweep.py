@@ -481,3 +481,14 @@ def test_jobs_above_the_core_count_are_capped_with_a_note(tmp_path, capsys, monk
     captured = capsys.readouterr()
     assert "qbench: note: --jobs 1000 is more than the 2 cores" in captured.err
     assert "with --jobs 2 " in captured.out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the machine has a GPU")
+def test_a_slurm_sweep_leaves_the_device_to_its_jobs(tmp_path, regs):
+    from qbench.sweeps.launch import check_points
+
+    path = write(tmp_path, 'name = "gpu"\nrecipe = "smoke"\nquantizers = ["gsq"]\nset = { "train.device" = "cuda" }\n')
+    plan = build_plan(load_sweep(path), tmp_path / "out", regs)
+    with pytest.raises(ConfigError, match="train.device=cuda, but torch sees no CUDA GPU"):
+        check_points(plan, regs, local=True)
+    check_points(plan, regs, local=False)  # the jobs run on GPU nodes, not on this login node

@@ -299,13 +299,16 @@ def _memoised(memo: dict | None, key: Any, function, *args, **kwargs):
 
 def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = False,
               out_root: str | os.PathLike | None = None, resume_state: dict[str, Any] | None = None,
-              run_dir: str | os.PathLike | None = None, memo: dict | None = None) -> CheckedRun:
+              run_dir: str | os.PathLike | None = None, memo: dict | None = None,
+              device_here: bool = True) -> CheckedRun:
     """Every problem of a run configuration at once (see the module docstring), or what it builds.
 
     ``out_root``: the folder new run directories go into; ``run_dir`` and
     ``resume_state``: the run being resumed and its checkpoint.  ``memo``: a
     dict shared by the calls for many runs (a sweep's points), so that the
     same datasets, metrics and device are built and checked once.
+    ``device_here=False``: the run will train on another machine (a Slurm
+    job), so this machine's GPUs say nothing about it.
     """
     # deferred: loads torch only when this runs
     from qbench.engine.data import build_dataset
@@ -330,7 +333,8 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
         problems.add(line)
     problems.check(_memoised, memo, recipe.loss, check_pretrained, recipe)
     problems.check(check_loggers, recipe, regs)
-    problems.check(_memoised, memo, [recipe.train.device, recipe.train.precision], check_device, recipe)
+    if device_here:
+        problems.check(_memoised, memo, [recipe.train.device, recipe.train.precision], check_device, recipe)
     if out_root is not None:
         problems.check(check_out_root, out_root, recipe)
     if run_dir is not None:

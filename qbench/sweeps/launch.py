@@ -16,13 +16,14 @@ from qbench.sweeps.worker import PointResult, PointTask
 LAUNCHERS = ("local", "slurm")
 
 
-def check_points(plan: Plan, regs) -> None:
+def check_points(plan: Plan, regs, *, local: bool = True) -> None:
     """Every pending point's final recipe through ``qbench run``'s own validation pass
     (``qbench.comparison.preflight.check_run``): seed range, device, image size, options, metrics, data,
     output folder.  Every problem of every point is one line, raised together before any point trains.
 
     Points that differ only in a valid seed pass or fail alike, so each such group is checked once;
-    the datasets, metrics and device are checked once for all points (``memo``).
+    the datasets, metrics and device are checked once for all points (``memo``).  ``local=False``
+    (Slurm): the device is left to each job, whose node is not this one.
     """
     lines: list[str] = []
     memo: dict = {}
@@ -34,7 +35,7 @@ def check_points(plan: Plan, regs) -> None:
                          sort_keys=True, default=str)
         if key not in checked:
             try:
-                check_run([p.identity.quantizer], recipe, regs, out_root=plan.out, memo=memo)
+                check_run([p.identity.quantizer], recipe, regs, out_root=plan.out, memo=memo, device_here=local)
                 checked[key] = []
             except ConfigError as exc:
                 checked[key] = str(exc).splitlines()
