@@ -11,6 +11,10 @@ batch size), as in the GSQ paper (arXiv 2412.02632, Table 1 and 13).
   position has its own codebook; value = the mean over tokens.
 Per-token (per group or per stage) values are always in the extras.
 
+They come from the codes and ``codebook_size`` alone, whatever the quantizer
+plugin reports itself; above ``qbench.codebook.DENSE_LIMIT`` bins (FSQ's 2^40
+implicit codes) the counts are kept sparsely, with the same values.
+
 Rate: bits per position is the quantizer's ``bits_per_position`` (T log2 V,
 or the exact sum of log2 levels for FSQ); bits per image multiplies by the
 h x w positions; the compression ratio is 24 H W / bits per image (uncompressed
