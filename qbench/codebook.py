@@ -16,12 +16,24 @@ histogram counts every token against the same V bins; for separate codebooks
 - ``usage/<t>``, ``perplexity/<t>`` for t = 0 .. T-1 when T > 1: per group
   (GSQ) or per stage (RVQ), each against its own histogram.
 
+The host computes these from the codes and ``codebook_size`` for every
+quantizer (``host_code_stats``): in the training log and at evaluation, so
+every plugin's numbers are computed one way, whatever its own ``stats`` say.
+Implicit codebooks can be far too large for a dense histogram (FSQ with
+levels [1024]*4 has 2^40 codes, BSQ at 36 bits 2^36): above
+``DENSE_LIMIT`` bins the counts are kept sparsely (``torch.unique``), which
+gives the same usage and perplexity, since only non-zero counts enter either.
+
 The nearest-code search itself is in :mod:`qbench.lookup`.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+DENSE_LIMIT = 1 << 22  # histogram bins (32 MiB of int64) above which codes are counted sparsely
 
 
 def code_histogram(codes: torch.Tensor, codebook_size: int, shared: bool = True) -> torch.Tensor:
@@ -52,17 +64,73 @@ def perplexity(hist: torch.Tensor) -> torch.Tensor:
     return torch.where(total.squeeze(-1) > 0, entropy.exp(), torch.zeros_like(entropy))
 
 
-def usage_stats(codes: torch.Tensor, codebook_size: int, shared: bool = True) -> dict[str, torch.Tensor]:
-    """The usage and perplexity entries of ``QuantizerOutput.stats`` (see module docstring)."""
-    codes = codes.detach()
-    per_token = code_histogram(codes, codebook_size, shared=False)
-    pooled = code_histogram(codes, codebook_size, shared=True) if shared else per_token
+def nonzero_counts(codes: torch.Tensor, codebook_size: int, shared: bool = True,
+                   dense_limit: int = DENSE_LIMIT) -> list[torch.Tensor]:
+    """The non-zero code counts of each histogram row: one row pooled when ``shared``, else one per token.
+
+    A dense ``bincount`` while the histogram has at most ``dense_limit`` bins,
+    else ``torch.unique`` over the codes (memory grows with the codes seen,
+    not with the codebook).
+    """
+    flat = codes.detach().reshape(-1, codes.shape[-1]).long()
+    rows = 1 if shared else flat.shape[1]
+    keys = flat if shared else flat + torch.arange(rows, device=flat.device) * codebook_size
+    keys = keys.reshape(-1)
+    if rows * codebook_size <= dense_limit:
+        hist = torch.bincount(keys, minlength=rows * codebook_size).view(rows, codebook_size)
+        return [row[row > 0] for row in hist]
+    found, counts = torch.unique(keys, return_counts=True)
+    row_of = torch.div(found, codebook_size, rounding_mode="floor")
+    return [counts[row_of == r] for r in range(rows)]
+
+
+def counts_usage(counts: torch.Tensor, codebook_size: int) -> float:
+    """Percentage of the ``codebook_size`` codes among the non-zero ``counts``."""
+    return 100.0 * int(counts.numel()) / codebook_size
+
+
+def counts_perplexity(counts: torch.Tensor) -> float:
+    """exp(entropy) of the distribution the non-zero ``counts`` describe; 0 when there are none."""
+    if counts.numel() == 0:
+        return 0.0
+    p = counts.to(torch.float64) / counts.sum().to(torch.float64)
+    return float(torch.exp(-(p * torch.log(p)).sum()))
+
+
+def usage_stats(codes: torch.Tensor, codebook_size: int, shared: bool = True,
+                dense_limit: int = DENSE_LIMIT) -> dict[str, torch.Tensor]:
+    """The usage and perplexity entries of ``QuantizerOutput.stats`` (see module docstring).
+
+    Empty for a quantizer without tokens (``codes`` of shape (..., 0)) or codebook.
+    """
+    if not codebook_size or codes.shape[-1] == 0:
+        return {}
+    per_token = nonzero_counts(codes, codebook_size, shared=False, dense_limit=dense_limit)
+    pooled = nonzero_counts(codes, codebook_size, shared=True, dense_limit=dense_limit) if shared else per_token
+
+    def scalar(value: float) -> torch.Tensor:
+        return torch.tensor(value, dtype=torch.float32)
+
     stats = {
-        "usage": usage(pooled).mean().float(),
-        "perplexity": perplexity(pooled).mean().float(),
+        "usage": scalar(math.fsum(counts_usage(c, codebook_size) for c in pooled) / len(pooled)),
+        "perplexity": scalar(math.fsum(counts_perplexity(c) for c in pooled) / len(pooled)),
     }
-    if per_token.shape[0] > 1:
-        for t, (u, p) in enumerate(zip(usage(per_token), perplexity(per_token))):
-            stats[f"usage/{t}"] = u.float()
-            stats[f"perplexity/{t}"] = p.float()
+    if len(per_token) > 1:
+        for t, counts in enumerate(per_token):
+            stats[f"usage/{t}"] = scalar(counts_usage(counts, codebook_size))
+            stats[f"perplexity/{t}"] = scalar(counts_perplexity(counts))
     return stats
+
+
+def host_code_stats(quantizer, codes: torch.Tensor) -> dict[str, float]:
+    """Usage and perplexity of ``codes``, computed from ``quantizer.codebook_size`` and
+    ``codebook_shared`` alone: what the training log records for every quantizer.
+
+    Empty when the quantizer has no codebook (no ``codebook_size``, or zero
+    tokens per position): usage is then simply absent.
+    """
+    size = getattr(quantizer, "codebook_size", None)
+    if codes is None or not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        return {}
+    shared = bool(getattr(quantizer, "codebook_shared", True))
+    return {k: float(v) for k, v in usage_stats(codes, size, shared=shared).items()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from qbench import weights as w
 from qbench.comparison import runner
-from qbench.comparison.preflight import Problems, check_run, quantizer_name_problems
+from qbench.comparison.preflight import Problems, light_problems, quantizer_name_problems
 from qbench.comparison.tracking import check_loggers, with_loggers
 from qbench.errors import ConfigError, ExitCode, suggest
 from qbench.platform.plugins import KINDS, Registries, registries
@@ -22,8 +22,8 @@ from qbench.recipe.config import available_recipes, load_recipe_and_problems, re
 from qbench.report.output import check_writable
 from qbench.rundir.directory import slug
 from qbench.sweeps import Plan, build_plan, load_sweep
-from qbench.sweeps.launch import check_data, launch
-from qbench.sweeps.local import available_cores, default_jobs, threads_per_point
+from qbench.sweeps.launch import check_points, launch
+from qbench.sweeps.local import available_cores, capped_jobs, default_jobs, threads_per_point
 from qbench.sweeps.render import render_plan
 from qbench.sweeps.spec import check_slurm, with_overrides
 from qbench.sweeps.worker import PointResult
@@ -119,7 +119,7 @@ def run(
     else:
         # names, recipe keys and loggers first, all of them, before torch is imported
         out = out or DEFAULT_OUT
-        resolved = checked_recipe(quantizers or DEFAULT_QUANTIZERS, recipe, overrides, seed, regs,
+        resolved = checked_recipe(DEFAULT_QUANTIZERS if quantizers is None else quantizers, recipe, overrides, seed, regs,
                                   strict_metrics=strict_metrics, out=out, log=log)
 
     # deferred: loads torch and pandas only when this runs
@@ -132,7 +132,7 @@ def run(
                                       strict_metrics=strict_metrics)]
     else:
         outcomes = runner.run_comparison(
-            runner.parse_quantizers(quantizers or DEFAULT_QUANTIZERS), resolved, out_root=out,
+            runner.parse_quantizers(DEFAULT_QUANTIZERS if quantizers is None else quantizers), resolved, out_root=out,
             strict_metrics=strict_metrics, progress=progress, regs=regs,
         )
     if not is_main_process():
@@ -175,11 +175,12 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
                    strict_metrics: bool = False, out: str = DEFAULT_OUT, log: list[str] | None = None):
     """The recipe of ``qbench run`` with ``--set``, ``--seed`` and ``--log`` applied; names and values checked first.
 
-    Without problems this imports no torch (``run_comparison`` then makes the
-    validation pass).  With problems, the whole pass runs before the error
-    is raised, so that one attempt shows every problem, unless a value could
-    not even be parsed: the pass would then see a default in its place and
-    could report problems the user does not have.
+    This imports no torch.  Without problems ``run_comparison`` then makes the
+    validation pass.  With problems, they are raised together with every
+    other problem found without torch (``light_problems``: metric names and
+    options' metric names, the output folder), in well under the seconds
+    the full pass would take; unless a value could not even be parsed: the
+    light checks would then see a default in its place.
     """
     import dataclasses
 
@@ -199,9 +200,11 @@ def checked_recipe(quantizers: str, recipe: str | None, overrides: list[str], se
     elif seed is not None:
         resolved = dataclasses.replace(resolved, seed=seed)
     if problems:
+        # a configuration error is reported at once, before torch is imported: with it go the other
+        # problems found without torch; those that need the plugins built come on the next attempt
         if values_are_the_users:
-
-            problems.check(check_run, names, resolved, regs, strict_metrics=strict_metrics, out_root=out)
+            for line in light_problems(resolved, regs, out):
+                problems.add(line)
         problems.raise_if_any()
     return resolved
 
@@ -300,6 +303,10 @@ def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = Non
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     jobs = jobs or default_jobs()
+    if launcher == "local":
+        jobs, note = capped_jobs(jobs)
+        if note:
+            print(f"qbench: note: {note}", file=sys.stderr)
     out_dir = str(out) if out else str(Path("results") / "sweeps" / slug(spec.name))
     regs = registries()
     plan = build_plan(spec, out_dir, regs)
@@ -312,7 +319,7 @@ def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = Non
     print(render_plan(plan, parallel, how), flush=True)
     if dry_run or not plan.pending():
         return SweepOutcome(plan, [])
-    check_data(plan, regs)
+    check_points(plan, regs, local=launcher == "local")
     print(flush=True)
     return SweepOutcome(plan, launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
                                      cluster=cluster))
@@ -336,5 +343,11 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
     for r in failed:
         label = next(p.label for p in plan.points if p.index == r.index)
         print(f"  failed: point {r.index} ({label}): {r.reason}" + (f" [{r.run_dir}]" if r.run_dir else ""))
+    for r in results:
+        if r.restarted:
+            label = next(p.label for p in plan.points if p.index == r.index)
+            old, _, why = r.restarted.partition(": ")
+            print(f"  restarted: point {r.index} ({label}) could not resume {old} ({why}); trained afresh"
+                  + (f" in {r.run_dir}" if r.run_dir else ""))
     print(f"tables and plots: qbench report {outcome.out} --out {Path(outcome.out) / 'report'}")
     return ExitCode.RUN_FAILED if failed else ExitCode.OK

@@ -178,11 +178,20 @@ def reduce_states(metric: Metric, process_group=None) -> None:
     A no-op unless ``torch.distributed`` is initialised.  Tensors travel on
     the backend's device (CUDA for NCCL) and come back on their own device and
     dtype; integer counts are reduced as int64 so that nothing is rounded.
+    A metric whose state does not add element-wise (sparse keyed counts)
+    sets ``state_adds_up`` false and defines ``merge_gathered(states)``: it
+    then receives every rank's state.
     """
     # deferred: loads torch only when this runs
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
+        return
+    merge = getattr(metric, "merge_gathered", None)
+    if callable(merge) and not getattr(metric, "state_adds_up", True):  # keyed (sparse) counts: gather them all
+        gathered: list = [None] * dist.get_world_size(process_group)
+        dist.all_gather_object(gathered, {k: v.detach().cpu() for k, v in metric.state().items()}, group=process_group)
+        merge(gathered)
         return
     comm_device = torch.device("cpu")
     if dist.get_backend(process_group) == "nccl":

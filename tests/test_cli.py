@@ -15,7 +15,7 @@ def test_unknown_quantizer_exits_2_with_known_names_and_suggestion():
     result = run_cli("run", "--quantizers", "nosuch")
     assert result.returncode == 2
     assert "unknown quantizer 'nosuch'" in result.stderr
-    assert "bsq, fsq, gsq, ibq, lfq, rvq, simvq, vq" in result.stderr
+    assert "bsq, fsq, gsq, ibq, identity, lfq, rvq, simvq, vq" in result.stderr
     assert "qbench list quantizers" in result.stderr
     assert "Traceback" not in result.stderr
     close = run_cli("run", "--quantizers", "gsq,vqq")

@@ -139,7 +139,12 @@ def _rank_worker(rank, init_file, out_dir):
         torch.distributed.destroy_process_group()
 
 
-def test_two_gloo_ranks_reduce_to_the_single_process_result(tmp_path):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_two_gloo_ranks_reduce_to_the_single_process_result(tmp_path, monkeypatch, sparse):
+    if sparse:  # code counts kept as keyed (sparse) states, gathered rather than summed
+        from qbench_builtins.metrics import codes
+
+        monkeypatch.setattr(codes, "DENSE_LIMIT", 0)
     # fork: the children inherit the imported modules instead of importing torch again
     mp.start_processes(
         _rank_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True, start_method="fork"
@@ -185,3 +190,37 @@ def test_run_without_weights_reports_rfid_and_lpips_unavailable(tmp_path, empty_
     )
     assert strict.returncode == 2 and "weights" in strict.stderr
     assert not (tmp_path / "strict").exists() or not list((tmp_path / "strict").rglob("*.pt"))
+
+
+class _NoCodebookQuantizer:
+    codebook_size = None
+    tokens_per_position = 0
+    bits_per_position = 0.0
+    codebook_shared = True
+
+
+class _NoTokensTokenizer(StandInTokenizer):
+    """Like an identity quantizer: zero tokens per position, no codebook."""
+
+    def __init__(self):
+        super().__init__()
+        self.quantizer = _NoCodebookQuantizer()
+
+    def encode(self, x):
+        return torch.zeros(x.shape[0], x.shape[2] // 4, x.shape[3] // 4, 0, dtype=torch.int64)
+
+    def decode(self, codes):
+        return torch.zeros(codes.shape[0], 3, codes.shape[1] * 4, codes.shape[2] * 4)
+
+
+def test_usage_of_a_quantizer_without_tokens_or_codebook_is_absent_not_a_crash():
+    from qbench.engine.code_counts import CodeCounts
+
+    observers = {"codes": CodeCounts()}
+    out = evaluate(_NoTokensTokenizer(), dataset(), ["psnr", "usage", "perplexity"], batch_size=4, progress=False,
+                   observers=observers)
+    assert out["psnr"]["status"] == "ok"
+    for name in ("usage", "perplexity"):
+        assert out[name]["status"] == "unavailable" and out[name]["value"] is None
+        assert "no codebook" in out[name]["reason"]
+    assert observers == {}  # no histogram for the loggers either

@@ -142,3 +142,18 @@ def test_runs_of_two_plugin_versions_record_them_and_do_not_share_a_hash(tmp_pat
     assert {r["plugins"]["quantizer"]["distribution"] for r in records} == {"toy-plugin"}
     assert records[0]["config_hash"] != records[1]["config_hash"]
     assert records[0]["options"] == records[1]["options"] == {"dim": 4, "codebook_size": 16, "mode": "plain"}
+
+
+def test_a_factorys_config_error_is_prefixed_with_kind_name_and_plugin():
+    from qbench.platform.options import call_factory
+
+    def strict(scale: float = 1.0):
+        if scale <= 0:
+            raise qbench.ConfigError(f"sign: scale must be > 0, got {scale}")
+        return scale
+
+    spec = QuantizerSpec(name="sign", factory="x:y", origin="qbench-sign-quantizer")
+    with pytest.raises(qbench.ConfigError) as caught:
+        call_factory(spec, strict, {"scale": -1.0})
+    assert str(caught.value) == "quantizer 'sign' (qbench-sign-quantizer): scale must be > 0, got -1.0"
+    assert call_factory(spec, strict, {"scale": 2.0}) == 2.0

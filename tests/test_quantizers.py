@@ -86,7 +86,7 @@ class _WrongStats(_NoStraightThrough):
     def forward(self, z):
         out = super().forward(z)
         z_q = z + (out.z_q - z).detach()
-        return out._replace(z_q=z_q, stats={"usage": 1.0, "perplexity": 1.0})
+        return out._replace(z_q=z_q, stats={"extra": torch.ones(3)})  # not a scalar
 
 
 def test_kit_rejects_missing_straight_through():
@@ -94,7 +94,7 @@ def test_kit_rejects_missing_straight_through():
         check_quantizer(_NoStraightThrough())
 
 
-def test_kit_rejects_wrong_stats():
+def test_kit_rejects_stats_that_are_not_detached_scalars():
     with pytest.raises(AssertionError, match="stats"):
         check_quantizer(_WrongStats())
 

@@ -40,10 +40,17 @@ def empty_caches(tmp_path, monkeypatch):
     return tmp_path / "torch"
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
+# every configuration error `qbench run` finds before training; tests/test_sweep.py runs each through a
+# one-point sweep too, so that the two commands' checks cannot drift apart
+RUN_PREFLIGHT_CASES = [
         (["--quantizers", "gsq,vq", "--set", 'eval.metrics=["psnr","bogus"]'], "unknown metric 'bogus'"),
+        (["--quantizers", "gsq", "--seed", "-1"], "--seed must be in 0..4294967295"),
+        (["--quantizers", "gsq", "--seed", "4294967296"], "--seed must be in 0..4294967295"),
+        (["--quantizers", "gsq", "--set", "data.image_size=15"], "not divisible by the downsample factor 2"),
+        (["--quantizers", "gsq", "--set", "metrics.lpips.nett=vgg"], "has no option 'nett'"),
+        (["--quantizers", "gsq", "--set", "quantizers.gsq.groups=3"], "not divisible by groups 3"),
+        *([] if torch.cuda.is_available() else [
+            (["--quantizers", "gsq", "--set", "train.device=cuda"], "train.device=cuda, but torch sees no CUDA GPU")]),
         (["--quantizers", "gsq,vq", "--set", "eval.batch_size=0"], "eval.batch_size must be >= 1, got 0"),
         (["--quantizers", "gsq", "--set", "optim.betas=[0.9,1.5]"], "optim.betas must both be in [0, 1)"),
         (["--quantizers", "gsq", "--seed", "18446744073709551615"], "--seed must be in 0..4294967295"),
@@ -51,8 +58,10 @@ def empty_caches(tmp_path, monkeypatch):
         (["--quantizers", "gsq,gsq"], "--quantizers names gsq more than once"),
         (["--quantizers", "gsq", "--set", "eval.max_images=-1"], "eval.max_images must be >= 0"),
         (["--quantizers", "gsq", "--set", "optim.weight_decay=nan"], "optim.weight_decay must be >= 0"),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize("args, message", RUN_PREFLIGHT_CASES)
 def test_configuration_errors_are_one_line_exit_2_before_any_training(capsys, tmp_path, args, message):
     out = tmp_path / "runs"
     status, errors, _ = qbench(capsys, *SMOKE, *args, "--out", str(out))
@@ -77,7 +86,7 @@ def test_a_corrupt_inception_file_is_found_before_training(capsys, tmp_path, emp
     status, errors, _ = qbench(capsys, *SMOKE, "--quantizers", "gsq,vq", "--set", 'eval.metrics=["psnr","rfid"]',
                                "--out", str(tmp_path / "runs"))
     assert status == 2 and len(errors) == 1
-    assert errors[0].startswith("qbench: error: rfid: cannot build") and cached.name in errors[0]
+    assert errors[0].startswith("qbench: error: metric 'rfid' (builtins): cannot build") and cached.name in errors[0]
     assert not (tmp_path / "runs").exists()
 
 
@@ -128,12 +137,18 @@ def test_every_problem_is_reported_at_once_by_the_real_command(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and all(line.startswith("qbench: error: ") for line in lines)
+    # every problem found without torch, at once; the plugins' own checks need them built (next attempt)
     expected = ["names gsq more than once", "unknown quantizer 'nosuch'", "eval.batch_size must be >= 1",
                 "optim.betas must both be in [0, 1)", "--seed must be in 0..4294967295", "unknown metric 'bogus'",
-                f"--out {afile} is a file", "vq: codebook_size must be an integer >= 2"]
+                f"--out {afile} is a file"]
     for message in expected:
         assert sum(message in line for line in lines) == 1, (message, lines)
     assert len(lines) == len(expected)
+    fixed = run_cli(*SMOKE, "--quantizers", "gsq,vq", "--set", "quantizers.vq.codebook_size=1",
+                    "--set", 'eval.metrics=["psnr","bogus"]', "--out", str(tmp_path / "runs"))
+    lines = fixed.stderr.strip().splitlines()
+    assert fixed.returncode == 2 and len(lines) == 2, fixed.stderr
+    assert "unknown metric 'bogus'" in lines[0] and "quantizer 'vq' (builtins): codebook_size must be an integer >= 2" in lines[1]
 
 
 def test_argparse_errors_are_one_line_with_a_pointer_to_help(capsys):

@@ -457,3 +457,43 @@ def test_usage_bands_stay_within_0_and_100_and_labels_say_how_many_seeds(tmp_pat
     assert all(np.nanmax(s["high"]) <= 100.0 for s in usage)
     labels = [s["label"] for s in next(v for k, v in drawn.items() if "PSNR" in k)]
     assert any(label.endswith("(n=3-4 by point)") for label in labels) and any(label.endswith("(n=3)") for label in labels)
+@pytest.mark.parametrize("revisions, warning", [
+    (["1a2b3c4", "1a2b3c4"], None),
+    (["1a2b3c4", "v0.2-3-g5d6e7f8"], "mixes runs of 2 code revisions (1a2b3c4, v0.2-3-g5d6e7f8)"),
+    (["1a2b3c4", ""], "mixes runs of 2 code revisions (1a2b3c4, unknown)"),
+    (["1a2b3c4-dirty", "1a2b3c4-dirty"], "comes from a modified source tree (1a2b3c4-dirty)"),
+])
+def test_a_row_that_mixes_revisions_or_dirty_trees_is_warned_about(tmp_path, recipes, monkeypatch, revisions, warning):
+    a, _ = recipes
+    for seed, revision in enumerate(revisions):
+        monkeypatch.setattr(results, "_git_revision", lambda revision=revision: revision)
+        make_run(tmp_path, a, "vq", {"dim": 8, "codebook_size": 1024}, seed, grid=False)
+    monkeypatch.setattr(results, "_git_revision", lambda: "9f9f9f9")
+    make_run(tmp_path, a, "gsq", {"dim": 8, "groups": 1}, 0, grid=False)  # one clean revision: no note
+    (table,) = build_report([tmp_path]).tables
+    notes = [n for n in table.notes if "revision" in n or "source tree" in n]
+    if warning is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and notes[0].startswith("warning: row vq") and warning in notes[0], notes
+        assert warning in render_text(build_report([tmp_path]))
+
+
+def test_runs_record_git_describe_of_qbench_only_inside_its_own_checkout(monkeypatch, tmp_path):
+    import subprocess
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    subprocess.run(["git", "init", "-q", str(outside)], check=True)
+    monkeypatch.setattr(results, "_git", lambda *args: str(outside) if args[0] == "rev-parse" else "abc")
+    assert results._git_revision() == ""  # some other repository around an installed qbench: nothing
+    here = subprocess.run(["git", "describe", "--dirty", "--always"], capture_output=True, text=True,
+                          cwd=results.__file__.rsplit("/", 3)[0])
+    monkeypatch.undo()
+    if here.returncode == 0:
+        assert results._git_revision() == here.stdout.strip()
+
+
+def test_a_tiny_non_zero_value_never_reads_as_zero():
+    assert fmt(1.862645149230957e-07) == "1.86e-07"  # usage (%) of FSQ [1024]*4 on a few images
+    assert fmt(0.0250) == "0.0250" and fmt(12.94) == "12.9" and fmt(0.0) == "0"

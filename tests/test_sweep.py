@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 import qbench
+import qbench.cli
 from qbench import commands
 from qbench.errors import ConfigError
 from qbench.recipe.config import load_recipe
@@ -363,3 +364,131 @@ def test_a_preempted_job_is_requeued_and_resumes_its_run(tmp_path, regs):
     assert result["status"] == "ok" and result["resumed"] is True
     [run_dir] = run_dirs(out)  # continued in place, not restarted
     assert read_metrics(run_dir)["train"]["steps"] == 40
+
+
+# ---- the sweep's checks are `qbench run`'s ------------------------------------------------------
+
+
+def _one_point_sweep(tmp_path: Path, args: list[str]) -> tuple[Path, list[str]]:
+    """The sweep file and --set items that give the one run ``qbench run ARGS`` would start first."""
+    quantizer, seeds, sets = None, "", []
+    for flag, value in zip(args[::2], args[1::2]):
+        if flag == "--quantizers":
+            quantizer = value.split(",")[0]
+        elif flag == "--seed":
+            seeds = f"seeds = [{value}]\n"
+        else:
+            sets.append(value)
+    return write(tmp_path, f'name = "one"\nrecipe = "smoke"\nquantizers = ["{quantizer}"]\n{seeds}'), sets
+
+
+def _sweep_cases():
+    from test_reliability import RUN_PREFLIGHT_CASES
+
+    # names given twice and seeds beyond TOML's integers cannot be written in a sweep file
+    return [(a, m) for a, m in RUN_PREFLIGHT_CASES if "more than once" not in m
+            and all(len(v) < 19 for f, v in zip(a[::2], a[1::2]) if f == "--seed")]
+
+
+@pytest.mark.parametrize("args, message", _sweep_cases())
+def test_every_run_preflight_error_stops_a_one_point_sweep_the_same_way(tmp_path, capsys, args, message):
+    path, sets = _one_point_sweep(tmp_path, args)
+    out = tmp_path / "out"
+    status = qbench.cli.main(["sweep", str(path), "--out", str(out), "--no-progress", "--jobs", "1",
+                              *[x for item in sets for x in ("--set", item)]])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(errors) == 1, errors
+    assert errors[0].startswith(f"qbench: error: sweep {path}: point 1 (") and message.removeprefix("--") in errors[0]
+    assert run_dirs(out) == []
+
+
+def test_bad_points_are_one_line_each_before_any_point_trains(tmp_path, capsys):
+    path = write(tmp_path, """
+        name = "bad"
+        recipe = "smoke"
+        quantizers = ["gsq"]
+        seeds = [0, -1, 4294967296]
+        set = { "train.steps" = 2, "eval.max_images" = 4 }
+        [grid]
+        "data.image_size" = [16, 15]
+    """)
+    out = tmp_path / "out"
+    status = qbench.cli.main(["sweep", str(path), "--out", str(out), "--no-progress", "--jobs", "1"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2
+    by_point = {}
+    for line in errors:
+        assert line.startswith(f"qbench: error: sweep {path}: point "), line
+        by_point.setdefault(int(line.split("point ")[1].split(" ")[0]), []).append(line)
+    # seeds first: points 1-2 seed 0, 3-4 seed -1, 5-6 seed 2^32; even points have image size 15
+    assert sorted(by_point) == [2, 3, 4, 5, 6]
+    assert all("seed must be in 0..4294967295" in " ".join(by_point[p]) for p in (3, 4, 5, 6))
+    assert all("not divisible by the downsample factor" in " ".join(by_point[p]) for p in (2, 4, 6))
+    assert run_dirs(out) == [] and not any(out.rglob("*.pt"))
+
+
+def test_a_point_that_cannot_resume_is_reported_as_restarted(tmp_path, regs, capsys):
+    from qbench.report.tables import build_report, render_text
+
+    path = write(tmp_path, SMOKE.replace('quantizers = ["gsq", "fsq"]', 'quantizers = ["gsq"]').replace("[1, 2]", "[1]"))
+    out = tmp_path / "out"
+    plan = build_plan(load_sweep(path), out, regs)
+    broken = interrupt_point(plan.points[0], plan)
+    checkpoint = broken / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:200])  # truncated
+    capsys.readouterr()
+    assert sweep(path, out, jobs=1) == 0
+    console = capsys.readouterr().out
+    assert "restarted: point 1 (gsq" in console and f"could not resume {broken}" in console, console
+    fresh = [d for d in run_dirs(out) if d != broken]
+    assert len(fresh) == 1 and read_metrics(fresh[0])["run"]["status"] == "ok"
+    report = build_report([out])
+    assert report.unfinished == [] and [d for d, _ in report.restarted] == [broken]
+    assert f"restarted run: {broken} could not be resumed" in render_text(report)
+    assert str(fresh[0]) in render_text(report)
+    # the abandoned folder is not offered for resuming again
+    capsys.readouterr()
+    assert sweep(path, out, jobs=1) == 0
+    assert "restarted:" not in capsys.readouterr().out
+
+
+def test_stale_scratch_folders_of_killed_sweeps_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from qbench.sweeps.local import SCRATCH_PREFIX, remove_stale_scratch
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / f"{SCRATCH_PREFIX}{int(dead.stdout)}-abc"
+    live = tmp_path / f"{SCRATCH_PREFIX}{os.getppid()}-def"  # a running process: its sweep may still need it
+    other = tmp_path / "qbench-sweep-notapid"
+    for folder in (gone, live, other):
+        folder.mkdir()
+        (folder / "1.task.json").write_text("{}")
+    assert remove_stale_scratch(tmp_path) == [gone]
+    assert not gone.exists() and live.exists() and other.exists()
+
+
+def test_jobs_above_the_core_count_are_capped_with_a_note(tmp_path, capsys, monkeypatch):
+    from qbench.sweeps import local
+
+    assert local.capped_jobs(3, cores=4) == (3, "")
+    jobs, note = local.capped_jobs(1000, cores=4)
+    assert jobs == 4 and "--jobs 1000 is more than the 4 cores" in note
+    monkeypatch.setattr(local, "available_cores", lambda: 2)
+    path = write(tmp_path, 'name = "j"\nrecipe = "smoke"\nquantizers = ["gsq"]\n')
+    assert qbench.cli.main(["sweep", str(path), "--dry-run", "--jobs", "1000", "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert "qbench: note: --jobs 1000 is more than the 2 cores" in captured.err
+    assert "with --jobs 2 " in captured.out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the machine has a GPU")
+def test_a_slurm_sweep_leaves_the_device_to_its_jobs(tmp_path, regs):
+    from qbench.sweeps.launch import check_points
+
+    path = write(tmp_path, 'name = "gpu"\nrecipe = "smoke"\nquantizers = ["gsq"]\nset = { "train.device" = "cuda" }\n')
+    plan = build_plan(load_sweep(path), tmp_path / "out", regs)
+    with pytest.raises(ConfigError, match="train.device=cuda, but torch sees no CUDA GPU"):
+        check_points(plan, regs, local=True)
+    check_points(plan, regs, local=False)  # the jobs run on GPU nodes, not on this login node

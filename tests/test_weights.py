@@ -141,3 +141,16 @@ def test_a_plugin_declares_its_own_weights(monkeypatch):
     row = weights.describe("mynet")
     assert row["present"] is False and row["used_by"] == "my metric"
     assert "mynet" in [r["name"] for r in weights.status()]
+
+
+def test_corrupt_cached_lpips_backbone_names_its_file_and_the_fix(torch_home, no_network):
+    from qbench_builtins.metrics import LPIPSMetric
+
+    cached = torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"a truncated download, not a pickle")
+    with pytest.raises(qbench.ConfigError) as caught:
+        LPIPSMetric()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(cached) in message and "qbench weights fetch alexnet" in message

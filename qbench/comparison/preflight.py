@@ -9,7 +9,9 @@ will use, before any run directory exists and before the first step:
 - the recipe's values and ranges (``qbench.recipe.checks``), seed included;
 - every quantizer's options, the backbone's and the dataset's
   (``qbench.recipe.identity.resolve``);
-- the metric names, and whether each metric can be built here: a metric
+- the metric names, the ``[metrics.NAME]`` options (names and values
+  checked against the factory, like a quantizer's), and whether each metric
+  can be built here: a metric
   that cannot be built because of a user error (a corrupt weights file) is a
   problem always, one that is merely unavailable (no weights) only under
   ``--strict-metrics``;
@@ -27,6 +29,7 @@ line per problem, and the CLI prints each as ``qbench: error: ...``.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -143,17 +146,51 @@ def check_writable_folder(folder: str | os.PathLike, what: str) -> Path:
     return folder
 
 
-def metric_problems(names: list[str], regs: Registries, strict: bool) -> list[str]:
-    """Unknown metric names, and metrics that cannot be built here (see the module docstring)."""
+def metric_option_problems(tables: dict[str, dict[str, Any]], regs: Registries) -> list[str]:
+    """Every ``[metrics.NAME]`` table: a known metric, option names and values its factory accepts."""
     found = []
+    for name, options in tables.items():
+        try:
+            regs.metrics.options(name, **options)
+        except ConfigError as exc:
+            found.append(str(exc) if name not in regs.metrics else f"metrics.{name}: {exc}")
+    return found
+
+
+def light_problems(recipe, regs: Registries, out_root: str | os.PathLike | None) -> list[str]:
+    """The problems found without importing torch: unknown metric names (``eval.metrics`` and
+    ``[metrics.NAME]``) and an output folder that cannot be used.  ``check_run`` finds them too."""
+    problems = Problems()
+    for name in dict.fromkeys([*recipe.eval.metrics, *recipe.metrics]):
+        problems.check(regs.metrics.get, name)
+    if out_root is not None:
+        problems.check(check_out_root, out_root, recipe)
+    return problems.lines
+
+
+def check_out_root(out_root: str | os.PathLike, recipe) -> None:
+    """``ConfigError`` unless new run folders can go under ``out_root``/RECIPE."""
+    check_writable_folder(out_root, "--out")
+    inside = recipe_folder(out_root, recipe.name)
+    if inside.exists() and not inside.is_dir():
+        raise ConfigError(f"--out {out_root}: {inside} is a file, not a folder")
+
+
+def metric_problems(names: list[str], regs: Registries, strict: bool, options: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Unknown metric names, bad ``[metrics.NAME]`` options, and metrics that cannot be built here
+    (see the module docstring)."""
+    options = options or {}
+    found = metric_option_problems(options, regs)
     for name in dict.fromkeys(names):
         try:
             regs.metrics.get(name)
         except ConfigError as exc:
             found.append(str(exc))
             continue
+        if any(line.startswith(f"metrics.{name}:") for line in found):
+            continue
         try:
-            regs.metrics.create(name)
+            regs.metrics.create(name, **options.get(name, {}))
         except ConfigError as exc:
             found.append(about(name, str(exc)))
         except MetricUnavailable as exc:
@@ -170,6 +207,7 @@ def about(name: str, message: str) -> str:
     text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
     named = text.startswith((f"{name}:", f"{name} ", f"{name!r}")) or f" {name!r}" in text.split(":")[0]
     return text if named else f"{name}: {text}"
+
 
 
 def _probe_image(eval_set):
@@ -240,13 +278,34 @@ def _evaluation_size_problem(eval_set, recipe) -> str:
     return ""
 
 
+def _memoised(memo: dict | None, key: Any, function, *args, **kwargs):
+    """``function(*args, **kwargs)``, computed once per ``key`` when a ``memo`` is given (exceptions too)."""
+    if memo is None:
+        return function(*args, **kwargs)
+    key = json.dumps([function.__name__, key], sort_keys=True, default=str)
+    if key not in memo:
+        try:
+            memo[key] = (True, function(*args, **kwargs))
+        except ConfigError as exc:
+            memo[key] = (False, exc)
+    ok, value = memo[key]
+    if not ok:
+        raise value
+    return value
+
+
 def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics: bool = False,
               out_root: str | os.PathLike | None = None, resume_state: dict[str, Any] | None = None,
-              run_dir: str | os.PathLike | None = None) -> CheckedRun:
+              run_dir: str | os.PathLike | None = None, memo: dict | None = None,
+              device_here: bool = True) -> CheckedRun:
     """Every problem of a run configuration at once (see the module docstring), or what it builds.
 
     ``out_root``: the folder new run directories go into; ``run_dir`` and
-    ``resume_state``: the run being resumed and its checkpoint.
+    ``resume_state``: the run being resumed and its checkpoint.  ``memo``: a
+    dict shared by the calls for many runs (a sweep's points), so that the
+    same datasets, metrics and device are built and checked once.
+    ``device_here=False``: the run will train on another machine (a Slurm
+    job), so this machine's GPUs say nothing about it.
     """
     # deferred: loads torch only when this runs
     from qbench.engine.data import build_dataset
@@ -266,20 +325,23 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
         **recipe.model.options) is not None
     data_ok = not set(recipe_checks.DATASET_ARGUMENTS) & set(recipe.data.options)
     problems.check(regs.datasets.get, recipe.data.dataset)
-    for line in metric_problems(list(recipe.eval.metrics), regs, strict_metrics):
+    for line in _memoised(memo, [recipe.eval.metrics, recipe.metrics, strict_metrics], metric_problems,
+                          list(recipe.eval.metrics), regs, strict_metrics, recipe.metrics):
         problems.add(line)
-    problems.check(check_pretrained, recipe)
+    problems.check(_memoised, memo, recipe.loss, check_pretrained, recipe)
     problems.check(check_loggers, recipe, regs)
-    problems.check(check_device, recipe)
-    if out_root is not None and problems.check(check_writable_folder, out_root, "--out") is not None:
-        inside = recipe_folder(out_root, recipe.name)
-        if inside.exists() and not inside.is_dir():
-            problems.add(f"--out {out_root}: {inside} is a file, not a folder")
+    if device_here:
+        problems.check(_memoised, memo, [recipe.train.device, recipe.train.precision], check_device, recipe)
+    if out_root is not None:
+        problems.check(check_out_root, out_root, recipe)
     if run_dir is not None:
         problems.check(check_writable_folder, run_dir, "run folder")
 
-    train_set = problems.check(build_dataset, recipe, "train", regs=regs) if data_ok else None
-    eval_set = problems.check(build_dataset, recipe, recipe.eval.split, regs=regs) if data_ok else None
+    data_key = [recipe.data, recipe.seed]
+    train_set = problems.check(_memoised, memo, [data_key, "train"], build_dataset, recipe, "train",
+                               regs=regs) if data_ok else None
+    eval_set = problems.check(_memoised, memo, [data_key, recipe.eval.split], build_dataset, recipe,
+                              recipe.eval.split, regs=regs) if data_ok else None
     image = None
     if eval_set is not None:
         problems.add(_evaluation_size_problem(eval_set, recipe))

@@ -185,7 +185,8 @@ def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_s
     observers = {"codes": CodeCounts()}
     metrics = evaluate(model, eval_set, recipe.eval.metrics, regs=regs, batch_size=recipe.eval.batch_size,
                        max_images=recipe.eval.max_images, device=str(device), dataset_key=dataset_key_for(recipe),
-                       progress=progress, observers=observers)
+                       progress=progress, observers=observers,
+                       metric_options=recipe.metrics)
     if "codes" in observers:
         tracker.log_histograms(trained.steps, observers["codes"].histograms())
     if main and recipe.eval.grid_images > 0:

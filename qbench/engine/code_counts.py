@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from qbench.codebook import code_histogram
+from qbench.codebook import DENSE_LIMIT, code_histogram
 from qbench.errors import MetricUnavailable
 from qbench.metric import EvalBatch, EvalContext, Metric
 
@@ -29,7 +29,12 @@ class CodeCounts(Metric):
         if getattr(quantizer, "continuous", False):
             raise MetricUnavailable("continuous latent: no codes to count")
         self.shared = bool(getattr(quantizer, "codebook_shared", True))
-        self.counts = torch.zeros(int(quantizer.tokens_per_position), int(quantizer.codebook_size), dtype=torch.int64)
+        tokens, size = int(getattr(quantizer, "tokens_per_position", 0)), getattr(quantizer, "codebook_size", None)
+        if not isinstance(size, int) or size <= 0 or tokens == 0:
+            raise MetricUnavailable("no codebook: no usage histogram")
+        if tokens * size > DENSE_LIMIT:  # an implicit codebook of 2^40 codes: no histogram a logger could show
+            raise MetricUnavailable(f"{tokens} x {size} codes: too many for a usage histogram")
+        self.counts = torch.zeros(tokens, size, dtype=torch.int64)
 
     def update(self, batch: EvalBatch) -> None:
         counts = code_histogram(batch.codes, self.counts.shape[1], shared=False)

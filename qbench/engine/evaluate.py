@@ -49,14 +49,16 @@ def _build(regs: Registries, names, options) -> tuple[dict[str, Metric], dict[st
     metrics, results = {}, {}
     for name in names:
         spec = regs.metrics.get(name)  # unknown names are user errors, raised here
+        given = options.get(name) or {}
         try:
-            metrics[name] = regs.metrics.create(name, **options.get(name, {}))
+            metrics[name] = regs.metrics.create(name, **given)
         except MetricUnavailable as exc:
-            results[name] = _result("unavailable", spec, reason=str(exc))
+            results[name] = _result("unavailable", spec, reason=str(exc), protocol=_given(given))
         except ConfigError:
             raise
         except Exception as exc:
-            results[name] = _result("failed", spec, reason=f"construction: {type(exc).__name__}: {exc}")
+            results[name] = _result("failed", spec, reason=f"construction: {type(exc).__name__}: {exc}",
+                                    protocol=_given(given))
     return metrics, results
 
 
@@ -136,18 +138,12 @@ def evaluate(
     context = EvalContext(dataset_key=dataset_key, num_images=total, device=str(device), tokenizer=tokenizer)
     failures: dict[str, str] = {}
     continuous = bool(getattr(tokenizer, "continuous", False))
-    for name, metric in list(watched.items()):
+    absent: dict[str, str] = {}  # unavailable for this tokenizer (usage of a quantizer without codes)
+    for name, metric in watched.items():
         try:
             metric.begin(context)
-        except MetricUnavailable as exc:  # e.g. codebook usage of a quantizer without codes
-            del watched[name]
-            if name in metrics:
-                # the protocol is recorded all the same, so a ceiling run shares its quantizers' table
-                results[name] = _result("unavailable", regs.metrics.get(name), reason=str(exc),
-                                        protocol=_protocol(metric, context))
-                del metrics[name]
-            else:
-                observers.pop(name[1], None)
+        except MetricUnavailable as exc:
+            failures[name] = absent[name] = str(exc)
         except Exception as exc:
             failures[name] = f"begin: {type(exc).__name__}: {exc}"
 
@@ -201,15 +197,21 @@ def evaluate(
             _reduce_observer(observers, name[1], metric, failed)
             continue
         spec = regs.metrics.get(name)
+        if name in absent:
+            # the protocol is recorded all the same, so a ceiling run shares its quantizers' table
+            results[name] = _result("unavailable", spec, reason=absent[name], protocol=_protocol(metric, context))
+            continue
         if failed:
             reason = failures.get(name, "failed on another rank")
-            results[name] = _result("failed", spec, reason=reason, protocol=_safe_protocol(metric))
+            results[name] = _result("failed", spec, reason=reason, protocol={**_safe_protocol(metric), **_given(
+                (metric_options or {}).get(name))})
             continue
         try:
             reduce_states(metric)
             out = dict(metric.compute())
             value = float(out.pop("value"))
-            results[name] = _result("ok", spec, value=value, extras=out, protocol=_protocol(metric, context))
+            protocol = _protocol(metric, context, (metric_options or {}).get(name))
+            results[name] = _result("ok", spec, value=value, extras=out, protocol=protocol)
         except Exception as exc:
             results[name] = _result(
                 "failed", spec, reason=f"compute: {type(exc).__name__}: {exc}", protocol=_safe_protocol(metric)
@@ -228,8 +230,13 @@ def _reduce_observer(observers: dict[str, Metric], name: str, observer: Metric, 
     observers.pop(name, None)
 
 
-def _protocol(metric: Metric, context: EvalContext) -> dict[str, Any]:
-    return {"eval_set": context.dataset_key, "num_images": context.num_images, **metric.protocol()}
+def _given(options: dict[str, Any] | None) -> dict[str, Any]:
+    return {"options": dict(sorted(options.items()))} if options else {}
+
+
+def _protocol(metric: Metric, context: EvalContext, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What was measured; the recipe's ``[metrics.NAME]`` options too, when it set any (so they split tables)."""
+    return {"eval_set": context.dataset_key, "num_images": context.num_images, **metric.protocol(), **_given(options)}
 
 
 def _safe_protocol(metric: Metric) -> dict[str, Any]:
@@ -286,6 +293,7 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", regs: Registries
         device=device,
         dataset_key=dataset_key_for(recipe),
         progress=progress,
+        metric_options=recipe.metrics,
     )
     try:
         record = run_results.read_metrics(run_dir)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qbench.codebook import host_code_stats
 from qbench.engine import distributed
 from qbench.engine.data import to_model_input, train_batches
 from qbench.engine.losses import PerceptualLoss, reconstruction_loss
@@ -85,9 +86,11 @@ def _progress_bar(total: int, initial: int, enabled: bool):
     return progress_bar(total=total, initial=initial, unit="step", desc="train")
 
 
-def _batch_stats(out) -> dict[str, float]:
-    stats = out.stats or {}
-    return {k: float(stats[k]) for k in ("usage", "perplexity") if k in stats}
+def _batch_stats(quantizer, out) -> dict[str, float]:
+    """The batch's usage and perplexity, computed here from its codes: a plugin's own ``stats``
+    entries of those names are ignored (they may be fractions, or absent)."""
+    stats = host_code_stats(quantizer, getattr(out, "codes", None))
+    return {k: stats[k] for k in ("usage", "perplexity") if k in stats}
 
 
 class _Trainer:
@@ -196,7 +199,7 @@ class _Trainer:
             terms["d_loss"] = self.discriminator_step(x, x_hat.detach(), lr)
         self.step += 1
         row = {"loss": float(total.detach()), **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}, "lr": lr, "grad_norm": grad_norm}
-        row.update(_batch_stats(out))
+        row.update(_batch_stats(getattr(self.model, "quantizer", None), out))
         return row
 
     def eval_model(self) -> nn.Module:

@@ -138,11 +138,22 @@ def effective_options(factory, given: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **given}
 
 
+def named(spec, message: str) -> str:
+    """``message`` prefixed with the kind, name and plugin of ``spec`` (once: a leading ``NAME:`` is dropped)."""
+    prefix = f"{spec.kind} {spec.name!r} ({spec.origin or '?'}): "
+    if message.startswith(prefix):
+        return message
+    return prefix + message.removeprefix(f"{spec.name}: ")
+
+
 def call_factory(spec, factory, options: dict[str, Any]):
-    """``factory(**options)``; anything it raises becomes one ``ConfigError`` naming the plugin and options."""
+    """``factory(**options)``; anything it raises becomes one ``ConfigError`` naming the plugin: its own
+    ``ConfigError`` prefixed with kind, name and plugin, any other exception with the options too."""
     try:
         return factory(**options)
-    except QbenchError:  # already says what is wrong (ConfigError) or is handled by the caller
+    except ConfigError as exc:  # the plugin's own words, said to come from it
+        raise ConfigError(named(spec, str(exc))) from None
+    except QbenchError:  # handled by the caller (MetricUnavailable, PluginError)
         raise
     except Exception as exc:
         shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "no options"

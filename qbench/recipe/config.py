@@ -120,6 +120,7 @@ class Recipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     quantizers: dict[str, dict[str, Any]] = field(default_factory=dict)
     loggers: dict[str, dict[str, Any]] = field(default_factory=dict)  # [loggers.NAME] options
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # [metrics.NAME] options
 
     def quantizer_options(self, name: str) -> dict[str, Any]:
         """Options the recipe gives quantizer ``name``: ``dim`` plus its own table."""
@@ -128,6 +129,10 @@ class Recipe:
     def logger_options(self, name: str) -> dict[str, Any]:
         """Options the recipe gives logger ``name``: its ``[loggers.NAME]`` table."""
         return dict(self.loggers.get(name, {}))
+
+    def metric_options(self, name: str) -> dict[str, Any]:
+        """Options the recipe gives metric ``name``: its ``[metrics.NAME]`` table."""
+        return dict(self.metrics.get(name, {}))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,10 +145,13 @@ class Recipe:
         seed is recorded beside it, and seeds become mean ± CI in reports);
         any change to data, model, optimiser, losses, steps or evaluation
         changes it.  The ``[loggers.*]`` option tables, like ``train.loggers``,
-        only say where the run is watched.
+        only say where the run is watched.  The ``[metrics.*]`` tables count
+        only when a recipe sets one, so recipes without them keep their hash.
         """
         ignored = ("quantizers", "seed", "name", "description", "note", "loggers")
         shared = {k: v for k, v in self.to_dict().items() if k not in ignored}
+        if not shared.get("metrics"):
+            shared.pop("metrics", None)
         for dotted in UNHASHED:
             section, _, key = dotted.partition(".")
             shared.get(section, {}).pop(key, None)

@@ -56,7 +56,7 @@ DESCRIPTIVE_TAIL = (
     Column("train_min", "train (min)", None, source="train.wall_time_s", scale=1 / 60),
 )
 RESERVED = {"run_dir", "recipe", "recipe_hash", "protocol", "quantizer", "config", "group", "label",
-            "seed", "status", "reason", "sweep", "point", "plugins", "bits", "params", "train_min"}
+            "seed", "status", "reason", "sweep", "point", "plugins", "bits", "params", "train_min", "git_revision"}
 
 
 def metric_key(name: str) -> str:
@@ -104,5 +104,7 @@ def fmt(value: float, spec: str = "") -> str:
             pass  # a bad format from a plugin must not break the report
     if value == 0:
         return "0"
+    if abs(value) < 1e-3:  # FSQ's 2^40 codes: a usage of 1.9e-07 % must not read as 0.0000
+        return f"{value:.3g}"
     digits = max(0, 3 - int(math.floor(math.log10(abs(value)))) - 1)
     return f"{value:.{min(digits, 4)}f}"

@@ -80,9 +80,13 @@ def _write(report: Report, out: Path, intro: str) -> None:
         lines += ["## Unfinished runs", "", "No metrics.json yet: running, or stopped before evaluation "
                   "(`qbench sweep` or `qbench run --resume` finishes them); not in the tables above.", ""]
         lines += [f"- `{d}`" for d in report.unfinished] + [""]
+    if report.restarted:
+        lines += ["## Restarted runs", "", "Could not be resumed (a damaged checkpoint); the point was trained "
+                  "afresh in another folder. Not in the tables above.", ""]
+        lines += [f"- `{d}`: {why}" for d, why in report.restarted] + [""]
     if report.broken:
         lines += ["## Broken runs", ""] + [f"- `{d}`: {reason}" for d, reason in report.broken] + [""]
-    if not report.tables and not report.broken and not report.unfinished:
+    if not report.tables and not report.broken and not report.unfinished and not report.restarted:
         lines += ["No runs found.", ""]
     atomic.write_text(out / "README.md", "\n".join(lines))
 

@@ -99,6 +99,7 @@ def run_row(run_dir: Path, record: dict[str, Any], metrics: list[Column]) -> dic
         "given_options": json.dumps(given, sort_keys=True),
         "plugins": json.dumps(plugin_versions(run), sort_keys=True),
         "continuous": bool((record.get("model") or {}).get("continuous", False)),  # the unquantized ceiling
+        "git_revision": str((record.get("env") or {}).get("git_revision") or ""),
     }
     names = {metric_key(n): n for n in recorded}
     for column in metrics:

@@ -41,6 +41,7 @@ class Report:
     tables: list[Table] = field(default_factory=list)
     broken: list[tuple[Path, str]] = field(default_factory=list)
     unfinished: list[Path] = field(default_factory=list)  # config.toml, no metrics.json yet
+    restarted: list[tuple[Path, str]] = field(default_factory=list)  # could not be resumed; trained afresh elsewhere
     runs: pd.DataFrame | None = None
     metrics: list[Column] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)  # baseline, BD and fit results
@@ -113,6 +114,30 @@ def _point_keys(runs: pd.DataFrame) -> list[str]:
     return sorted(keys, key=lambda k: (k != "rate", keys.index(k)))  # the ladder's rung first
 
 
+def revision_notes(runs: pd.DataFrame) -> list[str]:
+    """A note for each table row whose runs come from different code revisions or a modified tree.
+
+    A row pools seeds: mean and interval are only about one piece of code
+    when every run of it was made by the same clean revision (``git describe
+    --dirty`` in each run's ``env``; "unknown" when qbench did not run from a
+    checkout).
+    """
+    if "git_revision" not in runs:
+        return []
+    notes = []
+    ok = runs[runs["status"] == "ok"]
+    for _, row in ok.groupby(["group", "point"], sort=False):
+        revisions = sorted({r or "unknown" for r in row["git_revision"]})
+        label = row["label"].iloc[0] if "label" in row else row["config"].iloc[0]
+        if len(revisions) > 1:
+            notes.append(f"warning: row {label} mixes runs of {len(revisions)} code revisions "
+                         f"({', '.join(revisions)}); summary.csv has each run's")
+        elif revisions[0].endswith("-dirty"):
+            notes.append(f"warning: row {label} comes from a modified source tree ({revisions[0]}): "
+                         "the revision does not say which code made it")
+    return notes
+
+
 def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
     tables = []
     for (recipe, rhash), same_recipe in runs.groupby(["recipe", "recipe_hash"], sort=True):
@@ -125,7 +150,7 @@ def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
                 title=f"recipe {recipe} (hash {rhash}, metric protocol {proto})",
                 key=f"{recipe}-{rhash}-{proto}",
                 frame=comparison_table(group, columns),
-                runs=group,
+                runs=group, notes=revision_notes(group),
             ))
     return tables
 
@@ -140,6 +165,7 @@ def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
         if len(protocols) > 1:
             notes.append(f"its runs were scored under {len(protocols)} metric protocols ({', '.join(protocols)}); "
                          "summary.csv has each run's")
+        notes += revision_notes(group)
         tables.append(Table(
             title=f"sweep {name} (recipe {recipes}; swept: {', '.join(keys) or 'nothing'})",
             key=f"sweep-{slug(name, 'sweep')}",
@@ -170,7 +196,8 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
     records = []
     for run_dir in find_run_dirs(paths):
         if not (run_dir / results.METRICS_FILE).exists() and (run_dir / results.CONFIG_FILE).exists():
-            report.unfinished.append(run_dir)
+            why = results.restarted_reason(run_dir)
+            report.restarted.append((run_dir, why)) if why else report.unfinished.append(run_dir)
             continue
         try:
             records.append((run_dir, results.read_metrics(run_dir)))
@@ -219,6 +246,8 @@ def render_text(report: Report) -> str:
         parts.append("\n\n".join([text, *(f"- {n}" for n in table.notes)]))
     for run_dir in report.unfinished:
         parts.append(f"unfinished run (no metrics.json yet): {run_dir}")
+    for run_dir, why in report.restarted:
+        parts.append(f"restarted run: {run_dir} {why}")
     for run_dir, reason in report.broken:
         parts.append(f"broken run: {run_dir}: {reason}")
     return "\n\n".join(parts) if parts else "no runs found"

@@ -56,7 +56,8 @@ def load(run_dir_or_file: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConfigError(f"checkpoint {path} is corrupt or not loadable safely ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"checkpoint {path} is corrupt or not loadable safely ({type(exc).__name__}: "
+                          f"{load_error_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a qbench checkpoint (a foreign file or another tool's format)")
     if state.get("version") != VERSION:
@@ -65,6 +66,13 @@ def load(run_dir_or_file: str | Path) -> dict[str, Any]:
     if missing:
         raise ConfigError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
     return state
+
+
+def load_error_line(exc: BaseException) -> str:
+    """The telling line of ``torch.load``'s multi-line error (the unpickler's reason when it gives one)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    reason = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+    return reason[:300]
 
 
 def mismatch(exc: BaseException) -> str:

@@ -32,6 +32,20 @@ METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
 GRID_FILE = "recon.png"
 SAMPLES_FILE = "recon.npz"
+RESTARTED_FILE = "restarted.txt"  # in a run folder that could not be resumed and was trained afresh elsewhere
+
+
+def mark_restarted(run_dir: str | Path, reason: str) -> None:
+    """Say in ``run_dir`` that it could not be resumed and was replaced (reports list it apart)."""
+    (Path(run_dir) / RESTARTED_FILE).write_text(" ".join(reason.split()) + "\n")
+
+
+def restarted_reason(run_dir: str | Path) -> str:
+    """Why ``run_dir`` was abandoned for a fresh run; empty when it was not."""
+    try:
+        return (Path(run_dir) / RESTARTED_FILE).read_text().strip()
+    except OSError:
+        return ""
 
 
 def slug(text: str, empty: str = "run") -> str:
@@ -94,9 +108,16 @@ def _git(*args: str) -> str:
 
 
 def _git_revision() -> str:
-    """The source revision, ``-dirty`` when tracked files are modified."""
-    rev = _git("rev-parse", "--short", "HEAD")
-    return f"{rev}-dirty" if rev and _git("status", "--porcelain", "--untracked-files=no") else rev
+    """``git describe --dirty --always`` of qbench's own checkout (``-dirty``: tracked files modified).
+
+    Empty when qbench does not run from a git checkout of itself: installed
+    from a wheel, perhaps inside some other project's repository, whose
+    revision says nothing about qbench's code.
+    """
+    top = _git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() != Path(__file__).resolve().parents[2]:
+        return ""
+    return _git("describe", "--dirty", "--always")
 
 
 def environment() -> dict[str, str]:

@@ -34,7 +34,7 @@ from typing import Any
 
 import tomllib
 
-from qbench.rundir.directory import CONFIG_FILE, METRICS_FILE, read_metrics
+from qbench.rundir.directory import CONFIG_FILE, METRICS_FILE, read_metrics, restarted_reason
 
 CHECKPOINT_FILE = "checkpoint.pt"  # qbench.rundir.checkpoint.CHECKPOINT_FILE, without importing torch
 LOCK_DIR = ".locks"
@@ -90,7 +90,7 @@ def scan(out: str | Path) -> dict[Key, Existing]:
                 entry.failed.append(run_dir)
             continue
         key = _identity_of_config(run_dir)
-        if key is not None and (run_dir / CHECKPOINT_FILE).exists():
+        if key is not None and (run_dir / CHECKPOINT_FILE).exists() and not restarted_reason(run_dir):
             index.setdefault(key, Existing()).interrupted.append(run_dir)
     for entry in index.values():
         entry.interrupted.sort(key=lambda d: (d / CHECKPOINT_FILE).stat().st_mtime, reverse=True)

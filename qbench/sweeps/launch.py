@@ -1,12 +1,14 @@
-"""From a plan to running points: data checked once, tasks built, handed to a launcher."""
+"""From a plan to running points: every point checked as ``qbench run`` checks it, tasks built, handed to a launcher."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from qbench.comparison.preflight import check_run
 from qbench.errors import ConfigError
 from qbench.platform.plugins import Registries
+from qbench.recipe.checks import MAX_SEED
 from qbench.sweeps.local import run_local, threads_per_point
 from qbench.sweeps.plan import Plan
 from qbench.sweeps.progress import SweepProgress
@@ -15,23 +17,32 @@ from qbench.sweeps.worker import PointResult, PointTask
 LAUNCHERS = ("local", "slurm")
 
 
-def check_data(plan: Plan, regs: Registries) -> None:
-    """Build each distinct dataset of the pending points once: a missing root fails the sweep, not each point."""
-    # deferred: loads torch only when this runs
-    from qbench.engine.data import build_dataset
+def check_points(plan: Plan, regs: Registries, *, local: bool = True) -> None:
+    """Every pending point's final recipe through ``qbench run``'s own validation pass
+    (``qbench.comparison.preflight.check_run``): seed range, device, image size, options, metrics, data,
+    output folder.  Every problem of every point is one line, raised together before any point trains.
 
-    seen = set()
+    Points that differ only in a valid seed pass or fail alike, so each such group is checked once;
+    the datasets, metrics and device are checked once for all points (``memo``).  ``local=False``
+    (Slurm): the device is left to each job, whose node is not this one.
+    """
+    lines: list[str] = []
+    memo: dict = {}
+    checked: dict[str, list[str]] = {}
     for p in plan.pending():
         recipe = p.identity.recipe
-        for split in ("train", recipe.eval.split):
-            key = json.dumps([recipe.data.__dict__, split], sort_keys=True, default=str)
-            if key in seen:
-                continue
-            seen.add(key)
+        seed_ok = 0 <= recipe.seed <= MAX_SEED
+        key = json.dumps([p.identity.quantizer, {**recipe.to_dict(), "seed": recipe.seed if not seed_ok else None}],
+                         sort_keys=True, default=str)
+        if key not in checked:
             try:
-                build_dataset(recipe, split, regs=regs)
+                check_run([p.identity.quantizer], recipe, regs, out_root=plan.out, memo=memo, device_here=local)
+                checked[key] = []
             except ConfigError as exc:
-                raise plan.spec.error(f"point {p.index} ({p.label}): {exc}") from None
+                checked[key] = str(exc).splitlines()
+        lines += [str(plan.spec.error(f"point {p.index} ({p.label}): {line}")) for line in checked[key]]
+    if lines:
+        raise ConfigError("\n".join(dict.fromkeys(lines)))
 
 
 def tasks_for(plan: Plan, threads: int) -> list[PointTask]:

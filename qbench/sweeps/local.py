@@ -5,7 +5,10 @@
 (``OMP_NUM_THREADS`` too, so that nothing in the process oversubscribes).
 A fresh process per point keeps points independent: a crash, a leak or a
 kill takes one point down, and the sweep records it as failed and goes on.
-Each point's output goes to ``OUT/logs/INDEX-LABEL.log``.
+Each point's output goes to ``OUT/logs/INDEX-LABEL.log``.  ``--jobs`` is
+capped at the core count, with a note.  The launcher's scratch folder
+(``TMPDIR/qbench-sweep-PID-*``) is removed when it ends; one left by a
+launcher killed with -9 is removed by the next sweep.
 On Ctrl-C the running points are stopped; their run directories keep their
 last checkpoint and the next ``qbench sweep`` resumes them.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +40,44 @@ def available_cores() -> int:
 
 def threads_per_point(jobs: int, cores: int | None = None) -> int:
     return max(1, (cores or available_cores()) // max(1, jobs))
+
+
+SCRATCH_PREFIX = "qbench-sweep-"  # + the launcher's pid: a folder whose process is gone is stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_scratch(root: str | Path | None = None) -> list[Path]:
+    """Remove the scratch folders of sweeps whose launcher process is gone (killed with -9: no cleanup ran).
+
+    Only folders named ``qbench-sweep-PID-*`` whose PID no longer runs; returns what was removed.
+    """
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def capped_jobs(jobs: int, cores: int | None = None) -> tuple[int, str]:
+    """``jobs`` at most the core count, and a note when it was capped (each point's process holds about 1 GB)."""
+    cores = cores or available_cores()
+    if jobs <= cores:
+        return jobs, ""
+    return cores, (f"--jobs {jobs} is more than the {cores} cores here; running {cores} points at a time "
+                   "(each point is a process of about 1 GB that uses at least one core)")
 
 
 def log_path(task: PointTask) -> Path:
@@ -71,7 +113,8 @@ def run_local(tasks: list[PointTask], jobs: int, progress: SweepProgress) -> lis
     queue = list(tasks)
     running: dict[int, tuple[PointTask, subprocess.Popen, Path, float]] = {}
     results: dict[int, PointResult] = {}
-    with tempfile.TemporaryDirectory(prefix="qbench-sweep-") as scratch:
+    remove_stale_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         try:
             while queue or running:
                 while queue and len(running) < jobs:

@@ -8,7 +8,8 @@ requeued or repeated job does the right thing:
 - a done run of its identity exists: nothing (``skipped``);
 - an interrupted run with a checkpoint exists: ``runner.resume_run`` continues
   it (its checkpoint holds the point's sweep record); if that checkpoint
-  cannot be loaded, the point starts afresh;
+  cannot be loaded, the point starts afresh, the result says so
+  (``restarted``) and the old folder gets a ``restarted.txt`` saying why;
 - otherwise ``runner.run_comparison`` trains it in a new run directory with
   the point's sweep record.
 
@@ -30,6 +31,7 @@ from qbench.comparison import runner
 from qbench.errors import ConfigError
 from qbench.platform.plugins import registries
 from qbench.recipe.config import recipe_from_dict
+from qbench.rundir.directory import mark_restarted
 from qbench.sweeps import existing
 
 
@@ -59,6 +61,7 @@ class PointResult:
     run_dir: str = ""
     seconds: float = 0.0
     resumed: bool = False
+    restarted: str = ""  # the run folder that could not be resumed, and why: this point trained afresh
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PointResult:
@@ -78,21 +81,27 @@ def _run(task: PointTask) -> PointResult:
     if found.done is not None:
         return PointResult(task.index, "skipped", run_dir=str(found.done))
     regs = registries()
-    outcome, resumed = None, False
+    outcome, resumed, restarted = None, False, ""
     for run_dir in found.interrupted[:1]:
         try:
             outcome, resumed = runner.resume_run(run_dir, progress=False, regs=regs), True
         except ConfigError as exc:  # unreadable or foreign checkpoint: start afresh below
+            restarted = f"{run_dir}: {' '.join(str(exc).split())}"
             print(f"cannot resume {run_dir} ({exc}); starting afresh", file=sys.stderr)
     if outcome is None:
         recipe = recipe_from_dict(dict(task.recipe))
         [outcome] = runner.run_comparison([task.quantizer], recipe, out_root=task.out, progress=False,
                                           regs=regs, sweep=task.sweep)
+    if restarted:  # the old folder says so, so that reports stop listing it as unfinished
+        mark_restarted(restarted.split(": ", 1)[0], f"could not be resumed ({restarted.split(': ', 1)[1]}); "
+                       f"trained afresh in {outcome.run_dir}")
     got = (outcome.record.get("run") or {}).get("config_hash")
     if got and got != task.config_hash:
         return PointResult(task.index, "failed", f"ran as config {got}, planned as {task.config_hash} "
-                           "(plugins changed while the sweep ran?)", str(outcome.run_dir), resumed=resumed)
-    return PointResult(task.index, outcome.status, outcome.reason, str(outcome.run_dir or ""), resumed=resumed)
+                           "(plugins changed while the sweep ran?)", str(outcome.run_dir), resumed=resumed,
+                           restarted=restarted)
+    return PointResult(task.index, outcome.status, outcome.reason, str(outcome.run_dir or ""), resumed=resumed,
+                       restarted=restarted)
 
 
 def run_point(task: PointTask) -> PointResult:

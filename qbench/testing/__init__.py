@@ -5,6 +5,8 @@ Run them in your own test suite::
     from qbench.testing import check_quantizer
     def test_my_quantizer():
         check_quantizer("myq", dim=8)
+    def test_my_logger(tmp_path):
+        check_logger("mytracker", tmp_path)
 
 qbench's own tests run them over every registered plugin.
 """
@@ -21,6 +23,11 @@ def __getattr__(name):
         from qbench.testing import _quantizer
 
         return getattr(_quantizer, name)
+    if name in ("check_logger",):
+        # deferred: loads numpy only when this runs
+        from qbench.testing import _logger
+
+        return getattr(_logger, name)
     if name in ("check_metric",):
         # deferred: loads torch only when this runs
         from qbench.testing import _metric
@@ -37,4 +44,4 @@ def _renamed_keyword(regs, options: dict):
     return options.pop("registries")
 
 
-__all__ = ["check_quantizer", "check_metric"]
+__all__ = ["check_quantizer", "check_metric", "check_logger"]

@@ -9,8 +9,11 @@ first broken rule.  Checked:
   for implicit codebooks such as FSQ's, never more);
 - ``forward`` returns ``QuantizerOutput``: ``z_q`` with the shape and dtype of
   ``z``, int64 ``codes`` (B, h, w, T) in [0, V), a finite scalar ``loss``, and
-  detached ``stats`` whose ``usage`` / ``perplexity`` (and ``usage/<t>`` for
-  T > 1) equal :func:`qbench.codebook.usage_stats` of the codes;
+  ``stats`` (may be empty) whose entries are detached scalars.  Usage and
+  perplexity are not the plugin's job: the host computes them from the codes
+  and ``codebook_size`` (:func:`qbench.codebook.host_code_stats`) and ignores
+  a plugin's own ``usage`` / ``perplexity`` entries (a fraction, as 0.1
+  asked, passes);
 - ``encode(z)`` equals the forward codes and ``decode(encode(z))`` equals
   ``forward(z).z_q`` in value (in eval mode, so EMA updates cannot interfere);
 - the straight-through gradient reaches ``z`` and every trainable parameter
@@ -34,7 +37,6 @@ from collections.abc import Callable
 
 import torch
 
-from qbench.codebook import usage_stats
 from qbench.platform.plugins import Registries, given_or_built
 from qbench.specs import QuantizerOutput
 from qbench.testing import _renamed_keyword
@@ -86,13 +88,11 @@ def _check_output(module, out, z) -> None:
     assert int(codes.min()) >= 0 and int(codes.max()) < v, f"codes outside [0, {v})"
     assert torch.is_tensor(out.loss) and out.loss.dim() == 0, "loss must be a 0-d tensor"
     assert torch.isfinite(out.loss), "loss is not finite"
-    expected = usage_stats(codes, v, shared=module.codebook_shared)
-    for key, value in expected.items():
-        assert key in out.stats, f"stats lacks {key!r} (has {sorted(out.stats)})"
-        got = out.stats[key]
+    for key, got in (out.stats or {}).items():
         if torch.is_tensor(got):
-            assert not got.requires_grad and got.dim() == 0, f"stats[{key!r}] must be a detached 0-d tensor"
-        _assert_close(float(got), float(value), f"stats[{key!r}]")
+            assert not got.requires_grad and got.numel() == 1, f"stats[{key!r}] must be a detached scalar tensor"
+        else:
+            assert isinstance(got, (int, float)), f"stats[{key!r}] must be a number or a scalar tensor"
 
 
 def _check_continuous(module, z) -> None:

@@ -33,9 +33,17 @@ class LPIPSMetric(PerImageMean):
 
         # torchvision finds the file in the hub cache and loads it without any network access;
         # lpips 0.1.4 still passes torchvision's deprecated ``pretrained=``: silence that noise
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
-            network = lpips.LPIPS(net=net, verbose=False)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+                network = lpips.LPIPS(net=net, verbose=False)
+        except Exception as exc:  # a corrupt or truncated file in the cache: name it and the way out
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            raise ConfigError(
+                f"lpips (net={net}): cannot load the weights file {path}: {type(exc).__name__}: {reason}; "
+                f"delete it and run `qbench weights fetch {weights_name}`, or `qbench weights install FILE` "
+                "with a good copy"
+            ) from None
         self._setup(network, net, path.name, row["sha256"], row["check"])
 
     @classmethod
