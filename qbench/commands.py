@@ -21,7 +21,7 @@ from qbench.recipe.config import available_recipes, load_recipe_and_problems, re
 from qbench.report.output import check_writable
 from qbench.rundir.directory import _slug
 from qbench.sweeps import build_plan, load_sweep
-from qbench.sweeps.launch import check_data, launch
+from qbench.sweeps.launch import check_data, check_ranks, launch
 from qbench.sweeps.local import available_cores, default_jobs, threads_per_point
 from qbench.sweeps.render import render_plan
 from qbench.sweeps.spec import check_slurm, with_overrides
@@ -284,8 +284,9 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
         how = f"with --jobs {jobs} ({threads_per_point(jobs)} of {available_cores()} cores each)"
         parallel = jobs
     else:
+        ranks = check_ranks(plan, options, cluster)  # an impossible request stops here, before submitting
         parallel = int(options.get("array_parallelism") or max(1, len(plan.pending())))
-        how = f"with {parallel} Slurm jobs at a time"
+        how = f"with {parallel} Slurm jobs at a time" + (f", {ranks} ranks each" if ranks > 1 else "")
     print(render_plan(plan, parallel, how), flush=True)
     if dry_run or not plan.pending():
         return 0

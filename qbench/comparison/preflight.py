@@ -254,6 +254,7 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
     """
     # deferred: loads torch only when this runs
     from qbench.engine.data import build_dataset
+    from qbench.engine.distributed import env_world_size
     from qbench.engine.losses import check_pretrained
 
     problems = Problems()
@@ -275,6 +276,11 @@ def check_run(quantizers: list[str], recipe, regs, *, strict_metrics: bool = Fal
     problems.check(check_pretrained, recipe)
     problems.check(check_loggers, recipe, regs)
     problems.check(check_device, recipe)
+    problems.add(recipe_checks.batch_problem(recipe.data.batch_size, env_world_size()))
+    if resume_state is not None and int(resume_state.get("world_size", 1)) != env_world_size():
+        problems.add(f"the checkpoint was written by {resume_state.get('world_size', 1)} rank(s) and this "
+                     f"process group has {env_world_size()}; resume with the same world size (the same "
+                     "samples, but sums over ranks round differently)")
     if out_root is not None and problems.check(check_writable_folder, out_root, "--out") is not None:
         inside = recipe_folder(out_root, recipe.name)
         if inside.exists() and not inside.is_dir():

@@ -2,10 +2,12 @@
 
 The n-th training sample of a run is fixed by (seed, n) alone: sample n is
 item ``perm_e[n mod N]`` of a permutation ``perm_e`` seeded by (seed, epoch
-e = n div N).  Step s on rank r of W ranks takes samples
-``[(s*W + r)*B, (s*W + r + 1)*B)``.  So a resumed run sees exactly the
-batches an uninterrupted one would, and ranks never share a sample, with no
-sampler state to checkpoint.  (The same idea as the "stateless" samplers of
+e = n div N).  The recipe's batch B is the *global* batch: step s takes
+samples ``[s*B, (s+1)*B)`` whatever the number of ranks, and rank r of W
+takes the contiguous slice ``[s*B + r*B/W, s*B + (r+1)*B/W)`` of them (B must
+be divisible by W).  So a resumed run sees exactly the batches an
+uninterrupted one would, ranks never share a sample, the samples of a step
+do not depend on the world size, and there is no sampler state to checkpoint.  (The same idea as the "stateless" samplers of
 large-scale trainers; see also torch's DistributedSampler.)
 """
 
@@ -16,7 +18,9 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from qbench.errors import ConfigError
 from qbench.platform.plugins import registries as build
+from qbench.recipe.checks import batch_problem
 from qbench.recipe.config import Recipe
 
 
@@ -37,11 +41,18 @@ def build_dataset(recipe: Recipe, split: str, registries=None, seed: int | None 
 
 
 class StepBatchSampler(Sampler[list[int]]):
-    """Endless batches of indices for one rank, from ``start_step`` on (see module doc)."""
+    """Endless batches of indices for one rank, from ``start_step`` on (see module doc).
+
+    ``batch_size`` is the global batch; each rank yields its ``batch_size / world_size`` slice.
+    """
 
     def __init__(self, dataset_len: int, batch_size: int, *, seed: int, start_step: int = 0,
                  rank: int = 0, world_size: int = 1):
-        self.n, self.batch_size, self.seed = dataset_len, batch_size, seed
+        problem = batch_problem(batch_size, world_size)
+        if problem:
+            raise ConfigError(problem)
+        self.n, self.global_batch, self.seed = dataset_len, batch_size, seed
+        self.batch_size = batch_size // world_size
         self.start_step, self.rank, self.world_size = start_step, rank, world_size
         self._epoch, self._perm = -1, None
 
@@ -52,7 +63,7 @@ class StepBatchSampler(Sampler[list[int]]):
         return self._perm
 
     def indices(self, step: int) -> list[int]:
-        first = (step * self.world_size + self.rank) * self.batch_size
+        first = step * self.global_batch + self.rank * self.batch_size
         out = []
         for sample in range(first, first + self.batch_size):
             out.append(int(self._permutation(sample // self.n)[sample % self.n]))
@@ -71,7 +82,7 @@ def _stack(items):
 
 def train_batches(dataset: Dataset, batch_size: int, *, seed: int, start_step: int = 0, rank: int = 0,
                   world_size: int = 1, num_workers: int = 0) -> Iterator[torch.Tensor]:
-    """Endless uint8 batches (B, 3, H, W) for this rank, starting at ``start_step``."""
+    """Endless uint8 batches (B/W, 3, H, W) for this rank of a global batch B, from ``start_step`` on."""
     sampler = StepBatchSampler(len(dataset), batch_size, seed=seed, start_step=start_step,
                                rank=rank, world_size=world_size)
     if num_workers <= 0:

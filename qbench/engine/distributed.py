@@ -47,15 +47,17 @@ def init(device: torch.device) -> bool:
     return True
 
 
-def shutdown() -> None:
+def shutdown(wait_for_others: bool = True) -> None:
     """Leave the process group after a barrier, so no rank exits while another still talks to it.
 
     Exiting with the group alive lets gloo's teardown abort the process
     ("terminate called without an active exception") when ranks finish at
-    different times.
+    different times.  ``wait_for_others=False`` skips the barrier: after a
+    failure the other ranks may be gone, and waiting for them would hang.
     """
     if is_initialized():
-        dist.barrier()
+        if wait_for_others:
+            dist.barrier()
         dist.destroy_process_group()
 
 
