@@ -14,6 +14,7 @@ from qbench import weights as w
 from qbench.comparison import runner
 from qbench.comparison.preflight import Problems, check_run, quantizer_name_problems
 from qbench.comparison.tracking import check_loggers, with_loggers
+from qbench.engine.shards import write_shards
 from qbench.errors import ConfigError, suggest
 from qbench.platform.plugins import KINDS, registries
 from qbench.recipe import checks as recipe_checks
@@ -305,3 +306,13 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
         print(f"  failed: point {r.index} ({label}): {r.reason}" + (f" [{r.run_dir}]" if r.run_dir else ""))
     print(f"tables and plots: qbench report {out_dir} --out {Path(out_dir) / 'report'}")
     return 1 if failed else 0
+
+
+def data_shards(src: str, out: str, *, size: int, val_fraction: float = 0.05) -> int:
+    """``qbench data shards``: write SRC's images as WebDataset shards under OUT/train and OUT/val."""
+    written = write_shards(src, out, size=size, val_fraction=val_fraction)
+    for split, (images, shards) in written.items():
+        last = f"{shards - 1:06d}"
+        print(f"{split}: {images} images in {shards} shard(s): {Path(out) / split}/shard-{{000000..{last}}}.tar")
+    print(f"use them with: --set data.dataset=webdataset --set data.root={out}")
+    return 0

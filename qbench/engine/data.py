@@ -83,13 +83,35 @@ def _stack(items):
 def train_batches(dataset: Dataset, batch_size: int, *, seed: int, start_step: int = 0, rank: int = 0,
                   world_size: int = 1, num_workers: int = 0) -> Iterator[torch.Tensor]:
     """Endless uint8 batches (B/W, 3, H, W) for this rank of a global batch B, from ``start_step`` on."""
+    if hasattr(dataset, "stream"):  # a streaming dataset (shards): it splits itself per rank and worker
+        problem = batch_problem(batch_size, world_size)
+        if problem:
+            raise ConfigError(problem)
+        stream = dataset.stream(rank=rank, world_size=world_size, batch_size=batch_size // world_size,
+                                start_step=start_step, num_workers=num_workers)
+        return iter(DataLoader(stream, batch_size=batch_size // world_size, num_workers=num_workers,
+                               collate_fn=_stack, **loader_options(num_workers)))
     sampler = StepBatchSampler(len(dataset), batch_size, seed=seed, start_step=start_step,
                                rank=rank, world_size=world_size)
     if num_workers <= 0:
         return (_stack([dataset[i] for i in batch]) for batch in sampler)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_stack,
-                        persistent_workers=False)
+                        **loader_options(num_workers))
     return iter(loader)
+
+
+def loader_options(num_workers: int) -> dict:
+    """DataLoader settings for the training stream.
+
+    Pinned host memory lets ``to_model_input`` copy to the GPU without
+    blocking (only when a GPU is there); workers stay alive for the whole run
+    (the stream is endless, so there is one epoch of the loader and
+    ``persistent_workers`` would change nothing); each worker keeps 4 batches
+    ready (twice torch's default) so that a slow image does not stall a step.
+    """
+    if num_workers <= 0:
+        return {"pin_memory": torch.cuda.is_available()}
+    return {"pin_memory": torch.cuda.is_available(), "prefetch_factor": 4, "persistent_workers": False}
 
 
 def to_model_input(batch: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
