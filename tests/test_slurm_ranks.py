@@ -177,3 +177,46 @@ def test_the_cli_refuses_an_indivisible_batch_in_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "not divisible by the 3 ranks" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def task_rank(pid: int) -> int:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return int(next(v for v in environ if v.startswith(b"SUBMITIT_LOCAL_GLOBALID=")).split(b"=")[1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the task processes through /proc")
+def test_a_rank_that_dies_leaves_an_interrupted_run_that_the_next_sweep_resumes(two_task_point, tmp_path,
+                                                                                monkeypatch):
+    """What a dead node does to a point, on one machine: its peer fails, nothing is marked failed, and
+    running the sweep again resumes the run from its checkpoint to the uninterrupted result."""
+    import submitit
+
+    from qbench.sweeps import build_plan, load_sweep
+    from qbench.sweeps.launch import tasks_for
+    from qbench.sweeps.slurm import PointJob
+
+    uninterrupted, path = two_task_point
+    out = tmp_path / "out"
+    [task] = tasks_for(build_plan(load_sweep(path), out, qbench.registries()), threads=1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=10, tasks_per_node=2)
+    job = executor.submit(PointJob(), asdict(task))
+    deadline = time.time() + 240
+    while not list(out.rglob("checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    [rank1] = [pid for pid in job_tasks(job._process.pid) if task_rank(pid) == 1]
+    os.kill(rank1, signal.SIGKILL)
+    result = job.task(0).result()  # rank 0 notices its peer is gone, and ends
+    assert result["status"] == "failed" and "remote worker" in result["reason"]
+    run_dir = only_run(out)
+    assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "metrics.json").exists()  # interrupted
+    code = commands.sweep(str(path), dry_run=False, jobs=None, launcher="slurm", out=str(out),
+                          slurm_options={"tasks_per_node": 2, "cpus_per_task": 1, "time": 10}, progress=False,
+                          cluster="local")
+    assert code == 0 and only_run(out) == run_dir  # resumed in place
+    assert read_metrics(run_dir)["run"]["status"] == "ok"
+    resumed, reference = final_weights(run_dir), final_weights(uninterrupted)
+    for name, tensor in reference.items():
+        assert torch.equal(resumed[name], tensor), name

@@ -61,6 +61,21 @@ def shutdown(wait_for_others: bool = True) -> None:
         dist.destroy_process_group()
 
 
+PEER_FAILURE_WORDS = ("closed by peer", "reset by peer", "remote worker")
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says another rank is gone (its process or node died), not that this run is broken.
+
+    gloo raises a plain ``RuntimeError`` ("Connection closed by peer ... caused
+    by a remote worker crashing"); torch's own ``DistError`` family covers
+    backend and network errors.
+    """
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and any(w in str(exc) for w in PEER_FAILURE_WORDS)
+
+
 def local_device(requested: str) -> torch.device:
     """``auto`` picks CUDA when present; under torchrun each rank takes its LOCAL_RANK GPU."""
     use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
