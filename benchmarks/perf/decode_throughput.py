@@ -1,10 +1,10 @@
 """Decode throughput of the training stream: ``webdataset`` shards against ``imagefolder`` files.
 
 Builds a folder of JPEG images (tiles of the scikit-image photos, scaled up
-to an ImageNet-like size), writes it as shards with ``qbench data shards``'s
-writer, then times ``qbench.engine.data.train_batches`` (the stream training
-reads: decode, resize, centre crop, collate) for both datasets with 1, 2 and
-4 loader workers.  The two datasets alternate, round after round, so that
+to an ImageNet-like size), writes it as shards with ``qbench data shards``, then times the stream that
+training reads (a DataLoader set up as ``qbench/engine/data.py`` does: decode,
+resize, centre crop, collate; 4 batches prefetched per worker) for both
+datasets with 1, 2 and 4 loader workers.  The two datasets alternate, round after round, so that
 both see the same machine load; the table gives each one's median img/s over
 the rounds and their ratio.  The files sit in the page cache (a local disk),
 so this measures decoding and the loader, not a shared filesystem's latency,
@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import torch
 from PIL import Image
 
-from qbench.engine.data import train_batches
-from qbench.engine.shards import write_shards
-from qbench.platform.plugins import registries
+import qbench
 from qbench_builtins.datasets import PHOTO_FILES, skimage_data_dir
 
 
@@ -49,8 +50,19 @@ def make_folder(root: Path, count: int, side: int) -> None:
     photos[0].save(root / "val" / "n0" / "val.jpg")
 
 
+def loader(dataset, batch: int, workers: int):
+    """Endless batches as training reads them (one rank)."""
+    if hasattr(dataset, "stream"):  # shards: the dataset splits itself per worker
+        dataset = dataset.stream(rank=0, world_size=1, batch_size=batch, start_step=0, num_workers=workers)
+        options = {}
+    else:
+        options = {"sampler": torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=10**9)}
+    return iter(torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=torch.stack,
+                                            prefetch_factor=4, **options))
+
+
 def rate(dataset, batch: int, workers: int, steps: int) -> float:
-    batches = train_batches(dataset, batch, seed=0, num_workers=workers)
+    batches = loader(dataset, batch, workers)
     next(batches)  # workers started, first batch decoded
     start = time.perf_counter()
     for _ in range(steps):
@@ -67,11 +79,12 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # 4 workers on fewer cores: on purpose
     count, rounds, steps, batch = (256, 2, 6, 16) if args.quick else (512, 3, 12, 16)
-    regs = registries()
+    regs = qbench.registries()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         make_folder(root / "folder", count, side=375)  # ImageNet's typical shorter side
-        write_shards(root / "folder", root / "shards", size=16, registries=regs)
+        subprocess.run([sys.executable, "-m", "qbench.cli", "data", "shards", str(root / "folder"), str(root / "shards"),
+                        "--size", "16"], check=True, stdout=subprocess.DEVNULL)
         sets = {
             "imagefolder": regs.datasets.create("imagefolder", split="train", image_size=args.image_size,
                                                 root=str(root / "folder")),
