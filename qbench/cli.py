@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from qbench._version import __version__
-from qbench.commands import print_listing, print_plugins, report, rescore, run, sweep, weights
+from qbench.commands import data_shards, print_listing, print_plugins, report, rescore, run, sweep, weights
 from qbench.errors import ConfigError, ExitCode, PluginError
 from qbench.platform.plugins import KINDS
 from qbench.sweeps.spec import SLURM_KEYS
@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--metrics", default=None, help="comma-separated metric names (default: the recipe's)")
 
+    p = sub.add_parser("data", help="prepare datasets")
+    dsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    d = dsub.add_parser("shards", help="write an image folder as WebDataset tar shards (the webdataset dataset)")
+    d.add_argument("src", metavar="SRC", help="image folder, as data.root of the imagefolder dataset")
+    d.add_argument("out", metavar="OUT", help="output folder: OUT/train/shard-*.tar and OUT/val/shard-*.tar")
+    d.add_argument("--size", type=int, required=True, metavar="N", help="images per shard")
+    d.add_argument("--val-fraction", type=float, default=0.05, metavar="F",
+                   help="share of images for val when SRC has no train/ and val/ folders (default: 0.05)")
+
     p = sub.add_parser("weights", help="pretrained files needed by metrics and losses")
     wsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     wsub.add_parser("status", help="list each file, whether present and verified")
@@ -135,6 +144,10 @@ def cmd_eval(args) -> ExitCode:
     return rescore(args.run_dir, _names(args.metrics))
 
 
+def cmd_data(args) -> ExitCode:
+    return data_shards(args.src, args.out, size=args.size, val_fraction=args.val_fraction)
+
+
 def cmd_weights(args) -> ExitCode:
     return weights(args.action, getattr(args, "names", None), getattr(args, "file", None))
 
@@ -146,6 +159,7 @@ HANDLERS = {
     "sweep": cmd_sweep,
     "report": cmd_report,
     "eval": cmd_eval,
+    "data": cmd_data,
     "weights": cmd_weights,
 }
 

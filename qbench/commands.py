@@ -15,6 +15,7 @@ from qbench import weights as w
 from qbench.comparison import runner
 from qbench.comparison.preflight import Problems, light_problems, quantizer_name_problems
 from qbench.comparison.tracking import check_loggers, with_loggers
+from qbench.engine.shards import write_shards
 from qbench.errors import ConfigError, ExitCode, suggest
 from qbench.platform.plugins import KINDS, Registries, registries
 from qbench.recipe import checks as recipe_checks
@@ -22,7 +23,7 @@ from qbench.recipe.config import available_recipes, load_recipe_and_problems, re
 from qbench.report.output import check_writable
 from qbench.rundir.directory import slug
 from qbench.sweeps import Plan, build_plan, load_sweep
-from qbench.sweeps.launch import check_points, launch
+from qbench.sweeps.launch import check_points, check_ranks, launch
 from qbench.sweeps.local import available_cores, capped_jobs, default_jobs, threads_per_point
 from qbench.sweeps.render import render_plan
 from qbench.sweeps.spec import check_slurm, with_overrides
@@ -314,8 +315,9 @@ def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = Non
         how = f"with --jobs {jobs} ({threads_per_point(jobs)} of {available_cores()} cores each)"
         parallel = jobs
     else:
+        ranks = check_ranks(plan, options, cluster)  # an impossible request stops here, before submitting
         parallel = int(options.get("array_parallelism") or max(1, len(plan.pending())))
-        how = f"with {parallel} Slurm jobs at a time"
+        how = f"with {parallel} Slurm jobs at a time" + (f", {ranks} ranks each" if ranks > 1 else "")
     print(render_plan(plan, parallel, how), flush=True)
     if dry_run or not plan.pending():
         return SweepOutcome(plan, [])
@@ -351,3 +353,13 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
                   + (f" in {r.run_dir}" if r.run_dir else ""))
     print(f"tables and plots: qbench report {outcome.out} --out {Path(outcome.out) / 'report'}")
     return ExitCode.RUN_FAILED if failed else ExitCode.OK
+
+
+def data_shards(src: str, out: str, *, size: int, val_fraction: float = 0.05) -> ExitCode:
+    """``qbench data shards``: write SRC's images as WebDataset shards under OUT/train and OUT/val."""
+    written = write_shards(src, out, size=size, val_fraction=val_fraction)
+    for split, (images, shards) in written.items():
+        last = f"{shards - 1:06d}"
+        print(f"{split}: {images} images in {shards} shard(s): {Path(out) / split}/shard-{{000000..{last}}}.tar")
+    print(f"use them with: --set data.dataset=webdataset --set data.root={out}")
+    return ExitCode.OK

@@ -172,3 +172,49 @@ def test_rfid_conformance_with_random_extractor():
 
     out = check_metric("rfid", feature_extractor=EXTRACTOR)
     assert out["value"] > 0
+
+
+RANKED_CACHE = """
+import os, sys
+import torch
+sys.path.insert(0, sys.argv[1])
+import test_fid  # registers the random extractor
+from qbench.engine import distributed
+from qbench.metric import EvalContext
+from qbench_builtins.metrics.fid import ReconstructionFID
+
+torch.set_num_threads(1)
+distributed.init(torch.device("cpu"))
+rank = distributed.rank()
+os.environ["TORCH_HOME"] = sys.argv[2 + rank]  # rank 0's cache folder has the statistics, rank 1's is empty
+metric = ReconstructionFID(feature_extractor=test_fid.EXTRACTOR)
+metric.begin(EvalContext(dataset_key="photos/val/16", num_images=32))
+real = metric.cached_real
+torch.save({"sum": None if real is None else real.sum}, os.path.join(sys.argv[4], f"rank{rank}.pt"))
+distributed.shutdown()
+"""
+
+
+def test_every_rank_uses_the_cached_real_statistics_that_rank_0_finds(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cached, empty = tmp_path / "cached", tmp_path / "empty"
+    monkeypatch.setenv("TORCH_HOME", str(cached))
+    originals, reconstructions = image_pairs(n=32)
+    first = ReconstructionFID(feature_extractor=EXTRACTOR)
+    first.begin(EvalContext(dataset_key="photos/val/16", num_images=32))
+    first.update(EvalBatch(originals, reconstructions, torch.zeros(1, 1, 1, 1, dtype=torch.long)))
+    assert first.compute()["real_statistics"] == "computed"
+    script = tmp_path / "ranked_cache.py"
+    script.write_text(RANKED_CACHE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(Path(__file__).parent), str(cached), str(empty), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):  # rank 1 saw no cache file itself, and still uses rank 0's statistics
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)["sum"]
+        assert got is not None and torch.equal(got, first.real.sum.cpu()), rank

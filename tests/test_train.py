@@ -133,12 +133,18 @@ def test_learning_rate_schedules():
 
 
 def test_batches_are_disjoint_across_ranks_and_resume_where_they_stopped():
-    rank0 = StepBatchSampler(50, 4, seed=3, rank=0, world_size=2)
-    rank1 = StepBatchSampler(50, 4, seed=3, rank=1, world_size=2)
+    # the recipe's batch (8) is the global batch: each of 2 ranks takes 4 samples per step
+    rank0 = StepBatchSampler(50, 8, seed=3, rank=0, world_size=2)
+    rank1 = StepBatchSampler(50, 8, seed=3, rank=1, world_size=2)
+    assert len(rank0.indices(0)) == len(rank1.indices(0)) == 4
     seen = [i for step in range(6) for s in (rank0, rank1) for i in s.indices(step)]
     assert len(set(seen[:48])) == 48  # no sample twice within one epoch of 50
-    later = StepBatchSampler(50, 4, seed=3, start_step=4, rank=1, world_size=2)
+    one = StepBatchSampler(50, 8, seed=3)  # one process on the same global batch sees the same samples
+    assert all(one.indices(step) == rank0.indices(step) + rank1.indices(step) for step in range(8))
+    later = StepBatchSampler(50, 8, seed=3, start_step=4, rank=1, world_size=2)
     assert next(iter(later)) == rank1.indices(4)
+    with pytest.raises(qbench.ConfigError, match="not divisible by the 3 ranks"):
+        StepBatchSampler(50, 8, seed=3, rank=0, world_size=3)
 
 
 def test_missing_pretrained_weights_fail_before_training(tmp_path, monkeypatch):

@@ -85,7 +85,8 @@ def lpips_weights(work: Path, cpu_smoke: bool) -> tuple[dict[str, str], str]:
 
 
 def train(args, gpus: int, work: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    settings = [f"data.root='{work / 'data'}'", f"train.steps={args.steps}", f"data.batch_size={args.batch_size}",
+    # data.batch_size is the global batch: per-GPU batch x GPUs
+    settings = [f"data.root='{work / 'data'}'", f"train.steps={args.steps}", f"data.batch_size={args.batch_size * gpus}",
                 "data.num_workers=4", *CHECK_SETTINGS]
     if args.cpu_smoke:
         settings += CPU_SMOKE_SETTINGS
@@ -148,7 +149,7 @@ def summary_rows(records: dict[str, dict], quantizers: list[str], device: str, b
         world, wall, steps = train_info.get("world_size", 1), train_info.get("wall_time_s") or 0, train_info.get("steps", 0)
         rows.append({
             "quantizer": name, "status": run["status"], "GPUs": world, "steps": steps,
-            "img/s": f"{steps * batch * world / wall:.1f}" if wall else "-",
+            "img/s": f"{steps * batch * world / wall:.1f}" if wall else "-",  # batch: per GPU
             "peak GPU mem (GiB)": train_info.get("peak_gpu_memory_gib", "-"),
             "bf16 lookups = fp32": lookups_stay_float32(name, run["options"], device),
             "final loss": f"{train_info['final_loss']:.4f}" if isinstance(train_info.get("final_loss"), float) else "-",

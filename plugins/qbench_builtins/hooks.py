@@ -138,6 +138,11 @@ def qbench_register_datasets():
             description="any ImageFolder-style root (ImageNet, FFHQ, ...), resize + centre crop",
         ),
         DatasetSpec(
+            name="webdataset",
+            factory="qbench_builtins.shards:webdataset_shards",
+            description="WebDataset tar shards (qbench data shards), streamed per rank and worker; same crop as imagefolder",
+        ),
+        DatasetSpec(
             name="cifar10",
             factory="qbench_builtins.datasets:CIFAR10Dataset",
             description="torchvision CIFAR-10 from a local root (downloads only when asked)",

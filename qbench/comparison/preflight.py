@@ -309,6 +309,7 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     """
     # deferred: loads torch only when this runs
     from qbench.engine.data import build_dataset
+    from qbench.engine.distributed import env_world_size
     from qbench.engine.losses import check_pretrained
 
     problems = Problems()
@@ -332,6 +333,11 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     problems.check(check_loggers, recipe, regs)
     if device_here:
         problems.check(_memoised, memo, [recipe.train.device, recipe.train.precision], check_device, recipe)
+    problems.add(recipe_checks.batch_problem(recipe.data.batch_size, env_world_size()))
+    if resume_state is not None and int(resume_state.get("world_size", 1)) != env_world_size():
+        problems.add(f"the checkpoint was written by {resume_state.get('world_size', 1)} rank(s) and this "
+                     f"process group has {env_world_size()}; resume with the same world size (the same "
+                     "samples, but sums over ranks round differently)")
     if out_root is not None:
         problems.check(check_out_root, out_root, recipe)
     if run_dir is not None:

@@ -178,6 +178,8 @@ def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_s
     except (ConfigError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a plugin raising mid-run fails this run only
+        if distributed.world_size() > 1 and distributed.is_peer_failure(exc):
+            raise  # another rank died: the run is interrupted, not failed, and resumes from its checkpoint
         info = {"steps": 0, "wall_time_s": round(time.perf_counter() - started, 2), "final_loss": None,
                 "device": str(device), "world_size": distributed.world_size()}
         return finish("failed", f"{type(exc).__name__}: {exc}", train_info=info)

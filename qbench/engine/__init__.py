@@ -2,6 +2,7 @@
 
   model           encoder -> quantizer -> decoder, assembled from the registries
   data            a deterministic, resumable, sharded stream of batches
+  shards          an image folder written as WebDataset tar shards (qbench data shards)
   train           the one training loop every quantizer goes through
   losses          reconstruction, LPIPS perceptual, adversarial
   discriminators  PatchGAN and a frozen-DINOv2 discriminator

@@ -2,10 +2,12 @@
 
 The n-th training sample of a run is fixed by (seed, n) alone: sample n is
 item ``perm_e[n mod N]`` of a permutation ``perm_e`` seeded by (seed, epoch
-e = n div N).  Step s on rank r of W ranks takes samples
-``[(s*W + r)*B, (s*W + r + 1)*B)``.  So a resumed run sees exactly the
-batches an uninterrupted one would, and ranks never share a sample, with no
-sampler state to checkpoint.  (The same idea as the "stateless" samplers of
+e = n div N).  The recipe's batch B is the *global* batch: step s takes
+samples ``[s*B, (s+1)*B)`` whatever the number of ranks, and rank r of W
+takes the contiguous slice ``[s*B + r*B/W, s*B + (r+1)*B/W)`` of them (B must
+be divisible by W).  So a resumed run sees exactly the batches an
+uninterrupted one would, ranks never share a sample, the samples of a step
+do not depend on the world size, and there is no sampler state to checkpoint.  (The same idea as the "stateless" samplers of
 large-scale trainers; see also torch's DistributedSampler.)
 """
 
@@ -16,7 +18,9 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from qbench.errors import ConfigError
 from qbench.platform.plugins import Registries, given_or_built
+from qbench.recipe.checks import batch_problem
 from qbench.recipe.config import Recipe
 
 
@@ -35,11 +39,18 @@ def build_dataset(recipe: Recipe, split: str, regs: Registries | None = None, se
 
 
 class StepBatchSampler(Sampler[list[int]]):
-    """Endless batches of indices for one rank, from ``start_step`` on (see module doc)."""
+    """Endless batches of indices for one rank, from ``start_step`` on (see module doc).
+
+    ``batch_size`` is the global batch; each rank yields its ``batch_size / world_size`` slice.
+    """
 
     def __init__(self, dataset_len: int, batch_size: int, *, seed: int, start_step: int = 0,
                  rank: int = 0, world_size: int = 1):
-        self.n, self.batch_size, self.seed = dataset_len, batch_size, seed
+        problem = batch_problem(batch_size, world_size)
+        if problem:
+            raise ConfigError(problem)
+        self.n, self.global_batch, self.seed = dataset_len, batch_size, seed
+        self.batch_size = batch_size // world_size
         self.start_step, self.rank, self.world_size = start_step, rank, world_size
         self._epoch, self._perm = -1, None
 
@@ -50,7 +61,7 @@ class StepBatchSampler(Sampler[list[int]]):
         return self._perm
 
     def indices(self, step: int) -> list[int]:
-        first = (step * self.world_size + self.rank) * self.batch_size
+        first = step * self.global_batch + self.rank * self.batch_size
         out = []
         for sample in range(first, first + self.batch_size):
             out.append(int(self._permutation(sample // self.n)[sample % self.n]))
@@ -69,14 +80,36 @@ def _stack(items):
 
 def train_batches(dataset: Dataset, batch_size: int, *, seed: int, start_step: int = 0, rank: int = 0,
                   world_size: int = 1, num_workers: int = 0) -> Iterator[torch.Tensor]:
-    """Endless uint8 batches (B, 3, H, W) for this rank, starting at ``start_step``."""
+    """Endless uint8 batches (B/W, 3, H, W) for this rank of a global batch B, from ``start_step`` on."""
+    if hasattr(dataset, "stream"):  # a streaming dataset (shards): it splits itself per rank and worker
+        problem = batch_problem(batch_size, world_size)
+        if problem:
+            raise ConfigError(problem)
+        stream = dataset.stream(rank=rank, world_size=world_size, batch_size=batch_size // world_size,
+                                start_step=start_step, num_workers=num_workers)
+        return iter(DataLoader(stream, batch_size=batch_size // world_size, num_workers=num_workers,
+                               collate_fn=_stack, **loader_options(num_workers)))
     sampler = StepBatchSampler(len(dataset), batch_size, seed=seed, start_step=start_step,
                                rank=rank, world_size=world_size)
     if num_workers <= 0:
         return (_stack([dataset[i] for i in batch]) for batch in sampler)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_stack,
-                        persistent_workers=False)
+                        **loader_options(num_workers))
     return iter(loader)
+
+
+def loader_options(num_workers: int) -> dict:
+    """DataLoader settings for the training stream.
+
+    Pinned host memory lets ``to_model_input`` copy to the GPU without
+    blocking (only when a GPU is there); workers stay alive for the whole run
+    (the stream is endless, so there is one epoch of the loader and
+    ``persistent_workers`` would change nothing); each worker keeps 4 batches
+    ready (twice torch's default) so that a slow image does not stall a step.
+    """
+    if num_workers <= 0:
+        return {"pin_memory": torch.cuda.is_available()}
+    return {"pin_memory": torch.cuda.is_available(), "prefetch_factor": 4, "persistent_workers": False}
 
 
 def to_model_input(batch: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:

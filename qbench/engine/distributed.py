@@ -52,16 +52,33 @@ def init(device: torch.device) -> bool:
     return True
 
 
-def shutdown() -> None:
+def shutdown(wait_for_others: bool = True) -> None:
     """Leave the process group after a barrier, so no rank exits while another still talks to it.
 
     Exiting with the group alive lets gloo's teardown abort the process
     ("terminate called without an active exception") when ranks finish at
-    different times.
+    different times.  ``wait_for_others=False`` skips the barrier: after a
+    failure the other ranks may be gone, and waiting for them would hang.
     """
     if is_initialized():
-        dist.barrier()
+        if wait_for_others:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+PEER_FAILURE_WORDS = ("closed by peer", "reset by peer", "remote worker")
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says another rank is gone (its process or node died), not that this run is broken.
+
+    gloo raises a plain ``RuntimeError`` ("Connection closed by peer ... caused
+    by a remote worker crashing"); torch's own ``DistError`` family covers
+    backend and network errors.
+    """
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and any(w in str(exc) for w in PEER_FAILURE_WORDS)
 
 
 def local_device(requested: str) -> torch.device:

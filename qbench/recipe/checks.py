@@ -20,6 +20,14 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def batch_problem(batch_size: int, world_size: int) -> str:
+    """Why a recipe's global batch cannot be split over ``world_size`` ranks ("" when it can)."""
+    if world_size > 1 and batch_size % world_size:
+        return (f"data.batch_size {batch_size} (the global batch) is not divisible by the {world_size} ranks; "
+                f"use a multiple of {world_size}")
+    return ""
+
+
 def _betas(name: str, betas: list[float]) -> list[str]:
     if len(betas) != 2:
         return [f"{name} must have two values, got {betas!r}"]

@@ -8,7 +8,7 @@ from typing import Any
 from qbench.comparison.preflight import check_run
 from qbench.errors import ConfigError
 from qbench.platform.plugins import Registries
-from qbench.recipe.checks import MAX_SEED
+from qbench.recipe.checks import MAX_SEED, batch_problem
 from qbench.sweeps.local import run_local, threads_per_point
 from qbench.sweeps.plan import Plan
 from qbench.sweeps.progress import SweepProgress
@@ -43,6 +43,32 @@ def check_points(plan: Plan, regs: Registries, *, local: bool = True) -> None:
         lines += [str(plan.spec.error(f"point {p.index} ({p.label}): {line}")) for line in checked[key]]
     if lines:
         raise ConfigError("\n".join(dict.fromkeys(lines)))
+
+
+def ranks_per_point(options: dict[str, Any]) -> int:
+    """How many ranks (Slurm tasks) each point trains on: nodes x tasks per node (one per GPU)."""
+    per_node = options.get("tasks_per_node") or options.get("gpus_per_node") or 1
+    return int(options.get("nodes") or 1) * int(per_node)
+
+
+def check_ranks(plan: Plan, options: dict[str, Any], cluster: str) -> int:
+    """The ranks per point, or a ``ConfigError`` for a request that cannot run, before anything is submitted."""
+    ranks = ranks_per_point(options)
+    tasks, gpus = options.get("tasks_per_node"), options.get("gpus_per_node")
+    if tasks and gpus and tasks != gpus:
+        raise plan.spec.error(f"tasks_per_node {tasks} and gpus_per_node {gpus} differ: each rank needs "
+                              "its own GPU (give gpus_per_node alone)")
+    if cluster == "local" and int(options.get("nodes") or 1) > 1:
+        raise plan.spec.error("nodes > 1 needs a Slurm cluster; submitit's local executor has one node")
+    for p in plan.pending():
+        recipe = p.identity.recipe
+        problem = batch_problem(recipe.data.batch_size, ranks)
+        if problem:
+            raise plan.spec.error(f"point {p.index} ({p.label}): {problem}")
+        if ranks > 1 and gpus and recipe.train.device == "cpu":
+            raise plan.spec.error(f"point {p.index} ({p.label}): train.device is cpu but each job reserves "
+                                  f"{gpus} GPUs per node; set train.device=auto or drop gpus_per_node")
+    return ranks
 
 
 def tasks_for(plan: Plan, threads: int) -> list[PointTask]:

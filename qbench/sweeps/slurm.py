@@ -13,6 +13,14 @@ stops the waiting, not the jobs.  Job scripts and logs go to
 nodes must have the same Python environment (submitit pickles the task).
 ``cluster="local"`` runs the same code through submitit's local executor:
 the test suite does that.
+
+A point with ``gpus_per_node`` (or ``tasks_per_node``) above 1, or
+``nodes`` above 1, is one job of ``nodes x tasks_per_node`` tasks, one per
+GPU: each task exports the allocation as torch's env:// variables
+(``submitit.helpers.TorchDistributedEnvironment``) and joins one process
+group, then trains exactly as under ``torchrun`` (``qbench.sweeps.worker``).
+On preemption submitit requeues every task of the job together, so the
+resumed run has the same world size.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ PARAMETERS = {
     "array_parallelism": "slurm_array_parallelism",
     "time": "timeout_min",
     "gpus_per_node": "gpus_per_node",
+    "nodes": "nodes",
+    "tasks_per_node": "tasks_per_node",
     "cpus_per_task": "cpus_per_task",
     "mem_gb": "mem_gb",
 }
@@ -57,12 +67,18 @@ class PointJob(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, task: dict[str, Any]) -> dict[str, Any]:
+        if submitit.JobEnvironment().num_tasks > 1:
+            # MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK from the allocation; each rank picks
+            # its GPU by LOCAL_RANK (qbench.engine.distributed.local_device), so CUDA_VISIBLE_DEVICES stays
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         return asdict(run_point(PointTask(**task)))
 
 
 def executor_parameters(options: dict[str, Any], name: str) -> dict[str, Any]:
     params = {"name": f"qbench-{name}", "timeout_min": DEFAULT_TIME_MIN}
     params.update({PARAMETERS[k]: v for k, v in options.items() if v is not None})
+    if "tasks_per_node" not in params and options.get("gpus_per_node"):
+        params["tasks_per_node"] = options["gpus_per_node"]  # one rank per GPU
     return params
 
 
@@ -86,7 +102,7 @@ def run_slurm(tasks: list[PointTask], options: dict[str, Any], name: str, out: s
                     continue
                 del pending[index]
                 try:
-                    result = PointResult.from_dict(job.result())
+                    result = PointResult.from_dict(job.results()[0])  # rank 0's result; the others match
                 except Exception as exc:  # noqa: BLE001  the job itself failed (killed, out of memory, ...)
                     reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
                     result = PointResult(index, "failed", f"job {job.job_id}: {reason}",

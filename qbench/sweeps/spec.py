@@ -33,8 +33,10 @@ SLURM_KEYS = {  # key -> (type, meaning), shared by the [slurm] table and the CL
     "qos": (str, "Slurm quality of service"),
     "constraint": (str, "Slurm node constraint"),
     "time": (int, "time limit of each job, minutes"),
-    "gpus_per_node": (int, "GPUs per job"),
-    "cpus_per_task": (int, "CPU cores per job (also its torch threads)"),
+    "gpus_per_node": (int, "GPUs per node; one task (rank) per GPU"),
+    "nodes": (int, "nodes per job: each point trains on nodes x tasks_per_node ranks (docs/scale.md)"),
+    "tasks_per_node": (int, "tasks (ranks) per node (default: gpus_per_node, else 1; for CPU-only nodes)"),
+    "cpus_per_task": (int, "CPU cores per task (also its torch threads)"),
     "mem_gb": (int, "memory per job, GB"),
     "array_parallelism": (int, "at most this many jobs of the array run at once"),
 }

@@ -15,10 +15,18 @@ requeued or repeated job does the right thing:
 
 Whatever happens, the result is a ``PointResult``; an exception becomes a
 failed result with its one-line reason, never a crash of the sweep.
+
+A point of several ranks (a multi-task Slurm job, whose tasks were given
+torch's env:// variables by ``qbench.sweeps.slurm``) runs this on every
+rank: the ranks join one process group first, rank 0 alone takes the lock
+and looks at the output folder, and its decision is broadcast, so every
+rank resumes the same run directory or trains the same new one.  The ranks
+leave the group before returning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -62,6 +70,7 @@ class PointResult:
     seconds: float = 0.0
     resumed: bool = False
     restarted: str = ""  # the run folder that could not be resumed, and why: this point trained afresh
+    world_size: int = 1  # ranks the point trained on
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PointResult:
@@ -76,8 +85,7 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _run(task: PointTask) -> PointResult:
-    found = existing.find(task.out, task.config_hash, task.seed)
+def _run(task: PointTask, found: existing.Existing) -> PointResult:
     if found.done is not None:
         return PointResult(task.index, "skipped", run_dir=str(found.done))
     regs = registries()
@@ -104,15 +112,49 @@ def _run(task: PointTask) -> PointResult:
                        restarted=restarted)
 
 
+def env_world_size() -> int:
+    """Ranks of this point as torch's env:// variables give them (1 outside a multi-task job)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _run_ranked(task: PointTask) -> PointResult:
+    """One point on every rank of a process group (see the module docstring)."""
+    # deferred: loads torch only when this runs
+    from qbench.engine import distributed
+
+    recipe = recipe_from_dict(dict(task.recipe))
+    distributed.init(distributed.local_device(recipe.train.device))
+    clean = False
+    try:
+        with contextlib.ExitStack() as stack:
+            held = found = None
+            if distributed.is_main_process():
+                held = stack.enter_context(existing.point_lock(task.out, task.config_hash, task.seed))
+                found = existing.find(task.out, task.config_hash, task.seed) if held else None
+            held, found = distributed.broadcast_object((held, found))
+            if not held:
+                result = PointResult(task.index, "busy", "another process is running this point")
+            else:
+                result = _run(task, found)
+            result.world_size = distributed.world_size()
+        clean = True
+        return result
+    finally:
+        distributed.shutdown(wait_for_others=clean)  # after a failure the peers may be gone: no barrier
+
+
 def run_point(task: PointTask) -> PointResult:
     """Run (or resume, or skip) one point; never raises for a failing run."""
     started = time.perf_counter()
     set_threads(task.threads)
     try:
-        with existing.point_lock(task.out, task.config_hash, task.seed) as held:
-            if not held:
-                return PointResult(task.index, "busy", "another process is running this point")
-            result = _run(task)
+        if env_world_size() > 1:
+            result = _run_ranked(task)
+        else:
+            with existing.point_lock(task.out, task.config_hash, task.seed) as held:
+                if not held:
+                    return PointResult(task.index, "busy", "another process is running this point")
+                result = _run(task, existing.find(task.out, task.config_hash, task.seed))
     except Exception as exc:  # noqa: BLE001  a point that cannot even start fails alone
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         result = PointResult(task.index, "failed", reason)

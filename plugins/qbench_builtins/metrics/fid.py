@@ -16,6 +16,9 @@ of torch-fidelity (Heusel et al. 2017, arXiv 1706.08500; GSQ, arXiv
 The real set's statistics are cached in ``$TORCH_HOME/qbench_fid_cache`` per
 (evaluation set key, number of images, extractor, layer, weights hash), so
 later runs on the same validation split only extract reconstruction features.
+They are computed once (sharded over the ranks of the first run, summed,
+written by rank 0) and, under DDP, read by rank 0 alone and broadcast, so
+all ranks of a run either use the cache or compute together.
 """
 
 from __future__ import annotations
@@ -139,19 +142,40 @@ class ReconstructionFID(Metric):
         return cache_dir() / f"real-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
 
     def begin(self, context: EvalContext) -> None:
+        """Use the cached real statistics when rank 0 has them; every rank then does the same.
+
+        The ranks must agree: a rank using the cache contributes no real
+        statistics to the all-reduced state, a rank without it does.  So rank 0
+        alone reads the cache (its folder may even be local to its node) and
+        hands the statistics, or "none", to the others.
+        """
+        import torch.distributed as dist
+
         self.context = context
+        ranked = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        stats = self._read_cache() if not ranked or dist.get_rank() == 0 else None
+        if ranked:
+            box = [stats.tensors("real") if stats is not None else None]
+            dist.broadcast_object_list(box, src=0)
+            if box[0] is not None:
+                stats = FeatureStats()
+                stats.load({k: v.cpu() for k, v in box[0].items()}, "real")
+        self.cached_real = stats
+
+    def _read_cache(self) -> FeatureStats | None:
         path = self._cache_path()
         if path is None or not path.is_file():
-            return
+            return None
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             if saved.get("key") != json.dumps(self._cache_key(), sort_keys=True):
                 raise ValueError("key differs")
             stats = FeatureStats()
             stats.load(saved["stats"], "real")
-            self.cached_real = stats
+            return stats
         except Exception as exc:  # a broken cache is only a lost shortcut: recompute it
             warnings.warn(f"rfid: ignoring unreadable cache {path}: {exc}", stacklevel=2)
+            return None
 
     def _save_cache(self) -> None:
         path = self._cache_path()

@@ -1,0 +1,255 @@
+"""The ``webdataset`` dataset: images in tar shards (the WebDataset format), read shard by shard.
+
+Reading ImageNet file by file is the usual bottleneck of tokenizer training
+on a shared filesystem; a tar shard is read in one sequential stream.
+``qbench data shards SRC OUT --size N`` writes ``OUT/train/shard-*.tar`` and
+``OUT/val/shard-*.tar`` from an image folder; any WebDataset shards with an
+image field (jpg, jpeg, png, webp, ...) work too.  Shards are given as
+``data.root`` (a folder holding ``train/`` and ``val/``) or per split as
+``data.options.train_urls`` / ``val_urls``: a folder, one path, or a brace
+pattern such as ``/data/in1k/train-{000000..001023}.tar``.
+
+Each image is decoded to 8-bit RGB and resized and centre cropped exactly as
+``imagefolder`` does (``qbench_builtins.datasets.resize_center_crop``), so
+the same image gives the same tensor by either route.
+
+**Training** streams (an ``IterableDataset``).  Every epoch the shard list is
+shuffled with a seed drawn from (seed, epoch) and dealt out to the
+``ranks x workers`` readers: reader ``p`` of ``P`` takes shards ``p, p+P, ...``.
+Each reader shuffles its samples in a buffer of ``shuffle_buffer`` samples
+(seeded by seed, epoch and reader) and loops over epochs on its own, so the
+DataLoader's round-robin over workers fixes which reader made each batch.
+Coverage: an epoch of every reader reads every image exactly once across all
+readers.  The readers' epochs are of equal length only when the shard count
+is divisible by ``ranks x workers`` and the shards hold equal counts; else
+this warns (some ranks then see some images more often).  Fewer shards than
+readers is refused: a reader without shards would have nothing to read.
+A resumed run skips, in every reader, the samples its batches already took
+(without decoding them), so it continues the same stream; a corrupt sample
+inside the skipped part shifts the stream by one sample from there on.
+
+**Evaluation** is a map-style index of the validation shards (shard, offset,
+size of every image, read from the tar headers once): ranks take every
+world-size-th image, as with ``imagefolder``, and the order is the shards'.
+
+A corrupt shard (not a tar, truncated) or a sample that does not decode is
+counted in ``skipped``, warned about, and skipped; the run goes on
+(``report()`` puts the count in the run record).  Counts made inside
+DataLoader worker processes stay there: their warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import random
+import tarfile
+import warnings
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from qbench import ConfigError
+from qbench_builtins.datasets import _check_common, _to_tensor, resize_center_crop
+
+IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff")
+
+
+def _webdataset():
+    try:
+        # deferred: the optional webdataset package, only when shards are read
+        import webdataset
+    except ImportError:
+        raise ConfigError("the webdataset dataset needs the webdataset package: pip install 'qbench[webdataset]'") from None
+    return webdataset
+
+
+def expand_shards(spec: str) -> list[str]:
+    """Local shard paths from a folder (its ``*.tar``, sorted), a path, or a brace pattern."""
+    path = Path(spec).expanduser()
+    shards = sorted(str(p) for p in path.glob("*.tar")) if path.is_dir() else list(
+        _webdataset().shardlists.expand_urls(str(path)))
+    if not shards:
+        raise ConfigError(f"webdataset: no shards (*.tar) in {spec!r}")
+    missing = [s for s in shards if not Path(s).is_file()]
+    if missing:
+        raise ConfigError(f"webdataset: {len(missing)} of {len(shards)} shards not found, e.g. {missing[0]}")
+    return shards
+
+
+def split_key(name: str) -> tuple[str, str]:
+    """WebDataset's grouping: ``dir/key.field.ext`` -> (``dir/key``, ``field.ext``)."""
+    folder, _, base = name.rpartition("/")
+    key, _, field = base.partition(".")
+    return (f"{folder}/{key}" if folder else key), field
+
+
+def decode_image(data: bytes, image_size: int) -> torch.Tensor:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return _to_tensor(resize_center_crop(image, image_size))
+
+
+class _Skips:
+    """What could not be read, by shard or sample key, with the reason (mixed into both datasets)."""
+
+    skipped: dict[str, str]
+
+    def _skip(self, what: str, exc: BaseException) -> None:
+        self.skipped[what] = f"{type(exc).__name__}: {exc}"
+        warnings.warn(f"webdataset: skipping {what}: {self.skipped[what]}", stacklevel=3)
+
+    def report(self) -> str:
+        if not self.skipped:
+            return ""
+        shown = ", ".join(list(self.skipped)[:3])
+        return f"skipped {len(self.skipped)} unreadable shard(s) or sample(s): {shown}"
+
+
+class ShardStream(_Skips, torch.utils.data.IterableDataset):
+    """Training images streamed from shards (see the module docstring); ``stream`` sets the reader layout."""
+
+    def __init__(self, shards: list[str], image_size: int, seed: int, shuffle_buffer: int):
+        self.shards, self.image_size, self.seed, self.shuffle_buffer = shards, image_size, seed, shuffle_buffer
+        self.skipped: dict[str, str] = {}
+        self.rank, self.world_size, self.batch_size, self.start_step = 0, 1, 1, 0
+
+    def stream(self, *, rank: int, world_size: int, batch_size: int, start_step: int, num_workers: int) -> ShardStream:
+        """This rank's stream of a run: ``batch_size`` per rank and step, from ``start_step`` on."""
+        readers = world_size * max(1, num_workers)
+        if len(self.shards) < readers:
+            raise ConfigError(f"webdataset: {len(self.shards)} shards for {world_size} rank(s) x "
+                              f"{max(1, num_workers)} worker(s); every reader needs a shard (write smaller shards)")
+        if len(self.shards) % readers and rank == 0:
+            warnings.warn(f"webdataset: {len(self.shards)} shards do not divide among {readers} readers "
+                          f"(ranks x workers): epochs of the readers differ in length", stacklevel=2)
+        view = copy.copy(self)
+        view.rank, view.world_size, view.batch_size, view.start_step = rank, world_size, batch_size, start_step
+        return view
+
+    def epoch_shards(self, epoch: int, reader: int, readers: int) -> list[str]:
+        order = list(self.shards)
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order[reader::readers]
+
+    def raw_samples(self, epoch: int, reader: int, readers: int):
+        """One epoch of one reader: undecoded samples (dicts of bytes), buffer-shuffled."""
+        wds = _webdataset()
+
+        def corrupt_shard(exc: BaseException) -> bool:
+            shard = next((a for a in exc.args if isinstance(a, str) and a.endswith(".tar")), "")
+            self._skip(f"shard {shard or '?'} (error {len(self.skipped) + 1})", exc)
+            return True  # go on with the next shard
+
+        stages = [wds.SimpleShardList(self.epoch_shards(epoch, reader, readers)),
+                  wds.tarfile_to_samples(handler=corrupt_shard)]
+        if self.shuffle_buffer > 1:
+            seed = (self.seed * 1_000_003 + epoch) * 10_007 + reader
+            stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed))
+        return wds.DataPipeline(*stages)
+
+    def decoded(self, sample: dict) -> torch.Tensor | None:
+        key = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+        try:
+            data = next(sample[f] for f in IMAGE_FIELDS if f in sample)
+        except StopIteration:
+            self._skip(key, ValueError(f"no image field among {sorted(k for k in sample if not k.startswith('__'))}"))
+            return None
+        try:
+            return decode_image(data, self.image_size)
+        except Exception as exc:  # a corrupt image: counted and skipped, the run goes on
+            self._skip(key, exc)
+            return None
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # the loader asks its workers in turn from worker 0, and batch k of a run comes from reader
+        # k % workers: a loader started at step s hands worker w the part of reader (w + s) % workers
+        role = (worker + self.start_step) % workers
+        reader, readers = self.rank * workers + role, self.world_size * workers
+        # batches the run already took from this reader: k < start_step with k % workers == role
+        skip = max(0, -(-(self.start_step - role) // workers)) * self.batch_size
+        epoch = 0
+        while True:
+            usable = False  # an epoch of nothing but unreadable samples would loop for ever
+            for sample in self.raw_samples(epoch, reader, readers):
+                if skip:
+                    skip, usable = skip - 1, True
+                    continue
+                image = self.decoded(sample)
+                if image is not None:
+                    usable = True
+                    yield image
+            if not usable:
+                raise ConfigError(f"webdataset: reader {reader} of {readers} read no image in a whole epoch")
+            epoch += 1
+
+
+class ShardIndex(_Skips, torch.utils.data.Dataset):
+    """Evaluation images: every image member of the shards, by (shard, offset, size), in shard order."""
+
+    def __init__(self, shards: list[str], image_size: int):
+        self.image_size, self.skipped = image_size, {}
+        self.items: list[tuple[str, str, int, int]] = []
+        for shard in shards:
+            try:
+                length = os.path.getsize(shard)
+                with tarfile.open(shard) as tar:
+                    for member in tar:
+                        key, field = split_key(member.name)
+                        if member.isfile() and field.lower() in IMAGE_FIELDS and \
+                                member.offset_data + member.size <= length:
+                            self.items.append((shard, key, member.offset_data, member.size))
+                    end = tar.offset
+                # tarfile stops quietly at a truncation; a whole archive ends with two zero blocks
+                if length < end + 2 * tarfile.BLOCKSIZE:
+                    raise tarfile.ReadError(f"truncated at byte {length}: no end-of-archive marker")
+            except (tarfile.TarError, OSError) as exc:  # the images before the damage stay usable
+                self._skip(shard, exc)
+        if not self.items:
+            raise ConfigError(f"webdataset: no readable images in the {len(shards)} evaluation shard(s)")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _load(self, index: int) -> torch.Tensor:
+        shard, _, offset, size = self.items[index]
+        with open(shard, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(size)
+        if len(data) != size:
+            raise OSError(f"truncated: {len(data)} of {size} bytes")
+        return decode_image(data, self.image_size)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        for offset in range(len(self.items)):
+            i = (index + offset) % len(self.items)
+            name = f"{self.items[i][0]}:{self.items[i][1]}"
+            if name in self.skipped:
+                continue
+            try:
+                return self._load(i)
+            except Exception as exc:  # corrupt: counted, and the next readable image takes its place
+                self._skip(name, exc)
+        raise ConfigError(f"webdataset: none of the {len(self.items)} evaluation images could be read")
+
+
+def webdataset_shards(*, split: str = "train", image_size: int = 256, root: str = "", seed: int = 0,
+                      train_urls: str = "", val_urls: str = "", shuffle_buffer: int = 1000):
+    """The ``webdataset`` dataset factory: a ``ShardStream`` for training, a ``ShardIndex`` for evaluation."""
+    _check_common(split, image_size)
+    if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 0:
+        raise ConfigError(f"webdataset: shuffle_buffer must be a non-negative integer, got {shuffle_buffer!r}")
+    spec = train_urls if split == "train" else val_urls
+    if not spec:
+        if not root:
+            raise ConfigError(f"webdataset needs data.root (a folder with train/ and val/ shards) or "
+                              f"data.options.{split}_urls (a folder, path or brace pattern)")
+        spec = str(Path(root).expanduser() / split)
+    shards = expand_shards(spec)
+    if split == "train":
+        return ShardStream(shards, image_size, int(seed), shuffle_buffer)
+    return ShardIndex(shards, image_size)

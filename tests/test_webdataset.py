@@ -1,0 +1,157 @@
+"""The ``webdataset`` dataset and ``qbench data shards``, on shards made from tiles of the shipped photos."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tarfile
+
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image
+
+import qbench
+from qbench.comparison import runner
+from qbench.engine.data import train_batches
+from qbench.recipe.config import load_recipe
+from qbench_builtins.datasets import PHOTO_FILES, ImageFolderDataset, skimage_data_dir
+from qbench_builtins.shards import ShardIndex, expand_shards, webdataset_shards
+
+pytest.importorskip("webdataset")
+
+SIZE = 16  # crop size
+TRAIN, VAL, PER_SHARD = 24, 6, 3  # 8 train shards: 2 per reader for 2 ranks x 2 workers
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """An image folder of photo tiles (PNG and JPEG, one greyscale), and its shards from the CLI."""
+    root = tmp_path_factory.mktemp("shards")
+    src = root / "src"
+    tiles = []
+    for name in PHOTO_FILES:
+        with Image.open(skimage_data_dir() / name) as photo:
+            photo = photo.convert("RGB")
+            for k in range(6):
+                left = (k * 53) % max(1, photo.width - 40)
+                tiles.append(photo.crop((left, 20 * k, left + 40 + k, 20 * k + 30)))  # not square: crops matter
+    for i, tile in enumerate(tiles[:TRAIN + VAL]):
+        split, number = ("train", i) if i < TRAIN else ("val", i - TRAIN)
+        folder = src / split / f"class{number % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if i == 5:
+            tile = tile.convert("L")  # decoded to RGB like any other
+        tile.save(folder / f"tile{number:02d}.{'jpg' if i % 4 == 0 else 'png'}")
+    out = root / "shards"
+    result = run_cli("data", "shards", str(src), str(out), "--size", str(PER_SHARD))
+    assert result.returncode == 0, result.stderr
+    assert f"train: {TRAIN} images in {TRAIN // PER_SHARD} shard(s)" in result.stdout
+    return src, out
+
+
+def digest(image: torch.Tensor) -> str:
+    return hashlib.sha1(image.contiguous().numpy().tobytes()).hexdigest()
+
+
+def test_shards_hold_the_images_imagefolder_reads(folders):
+    src, out = folders
+    val = webdataset_shards(split="val", image_size=SIZE, root=str(out))
+    reference = ImageFolderDataset(split="val", image_size=SIZE, root=str(src))
+    assert isinstance(val, ShardIndex) and len(val) == len(reference) == VAL
+    for i in range(VAL):  # same order, same pixels
+        assert torch.equal(val[i], reference[i]), i
+    assert len(expand_shards(str(out / "val" / "shard-{000000..000001}.tar"))) == 2  # brace patterns
+    with tarfile.open(out / "train" / "shard-000000.tar") as tar:
+        names = tar.getnames()
+    assert names[:2] == ["00000000.jpg", "00000000.path.txt"]  # the file's own bytes, under its own extension
+
+
+def test_an_epoch_covers_every_image_once_across_2_ranks_x_2_workers(folders):
+    src, out = folders
+    reference = ImageFolderDataset(split="train", image_size=SIZE, root=str(src))
+    expected = sorted(digest(reference[i]) for i in range(len(reference)))
+    stream = webdataset_shards(split="train", image_size=SIZE, root=str(out), seed=3, shuffle_buffer=4)
+    global_batch, per_rank = 6, 3
+    steps = TRAIN // global_batch  # one epoch of every reader
+    seen, first = [], {}
+    for rank in (0, 1):
+        batches = train_batches(stream, global_batch, seed=3, rank=rank, world_size=2, num_workers=2)
+        taken = [next(batches) for _ in range(steps + 2)]
+        assert all(b.shape == (per_rank, 3, SIZE, SIZE) and b.dtype == torch.uint8 for b in taken)
+        seen += [digest(image) for batch in taken[:steps] for image in batch]
+        first[rank] = taken
+    assert sorted(seen) == expected  # every image exactly once
+    # the next epoch reshuffles: same images, another order
+    again = [digest(i) for rank in (0, 1) for b in first[rank][steps:] for i in b]
+    assert again != seen[:len(again)]
+    # a resumed run continues the stream where it stopped (skipping without decoding)
+    resumed = train_batches(stream, global_batch, seed=3, start_step=3, rank=1, world_size=2, num_workers=2)
+    for k in range(3, steps + 2):
+        assert torch.equal(next(resumed), first[1][k]), k
+
+
+def test_fewer_shards_than_readers_is_refused(folders):
+    _, out = folders
+    stream = webdataset_shards(split="train", image_size=SIZE, root=str(out))
+    with pytest.raises(qbench.ConfigError, match="8 shards for 2 rank\\(s\\) x 8 worker\\(s\\)"):
+        train_batches(stream, 8, seed=0, rank=0, world_size=2, num_workers=8)
+    with pytest.warns(UserWarning, match="8 shards do not divide among 3 readers"):
+        stream.stream(rank=0, world_size=3, batch_size=1, start_step=0, num_workers=1)
+    with pytest.raises(qbench.ConfigError, match="needs data.root"):
+        webdataset_shards(split="train", image_size=SIZE)
+
+
+def test_corrupt_shards_and_samples_are_counted_and_skipped(folders, tmp_path):
+    import webdataset
+
+    _, out = folders
+    for split in ("train", "val"):
+        shutil.copytree(out / split, tmp_path / split)
+    with webdataset.TarWriter(str(tmp_path / "train" / "shard-bad-sample.tar")) as sink:
+        sink.write({"__key__": "broken", "png": b"not an image"})
+        sink.write({"__key__": "fine", "png": _png_bytes()})
+    (tmp_path / "train" / "shard-not-a-tar.tar").write_bytes(b"\x00garbage" * 100)
+    whole = (tmp_path / "val" / "shard-000001.tar").read_bytes()
+    (tmp_path / "val" / "shard-000001.tar").write_bytes(whole[: len(whole) // 2])  # truncated mid-image
+
+    stream = webdataset_shards(split="train", image_size=SIZE, root=str(tmp_path), shuffle_buffer=0)
+    with pytest.warns(UserWarning, match="skipping"):
+        images = list(stream.decoded(s) for s in stream.raw_samples(0, 0, 1))
+    good = [i for i in images if i is not None]
+    assert len(good) == TRAIN + 1 and len(images) == TRAIN + 2  # the broken sample was seen and dropped
+    assert len(stream.skipped) == 2 and "skipped 2" in stream.report()  # the sample and the shard
+
+    with pytest.warns(UserWarning, match="skipping"):
+        val = webdataset_shards(split="val", image_size=SIZE, root=str(tmp_path))
+        items = [val[i] for i in range(len(val))]
+    assert VAL - PER_SHARD <= len(val) < VAL and all(i.shape == (3, SIZE, SIZE) for i in items)
+    assert val.report()
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 24), (10, 200, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_run_trains_and_evaluates_from_shards(folders, tmp_path):
+    _, out = folders
+    recipe = load_recipe("smoke", ["data.dataset='webdataset'", f"data.root='{out}'", "data.batch_size=4",
+                                   "data.num_workers=2", "train.steps=3", "eval.max_images=6", "eval.grid_images=2",
+                                   "data.options.shuffle_buffer=8"])
+    [outcome] = runner.run_comparison(["gsq"], recipe, out_root=tmp_path, progress=False)
+    assert outcome.status == "ok", outcome.reason
+    assert outcome.record["train"]["steps"] == 3 and outcome.metrics["psnr"]["status"] == "ok"
+
+
+def test_the_shard_command_refuses_bad_input_in_one_line(folders, tmp_path):
+    src, out = folders
+    for args, message in ((["--size", "0"], "--size must be a positive"),
+                          (["--size", "2"], "already holds shards")):
+        result = run_cli("data", "shards", str(src), str(out), *args)
+        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    result = run_cli("data", "shards", str(tmp_path / "nowhere"), str(tmp_path / "o"), "--size", "2")
+    assert result.returncode == 2 and "is not a folder of images" in result.stderr
