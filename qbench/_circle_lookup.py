@@ -87,7 +87,7 @@ def circle_nearest(u: torch.Tensor, codes: torch.Tensor, brute) -> torch.Tensor 
     # three turns, so every window [a - w, a + w] with w < pi is one contiguous run
     ext_angle = torch.cat([angle - 2 * math.pi, angle, angle + 2 * math.pi])
     ext_index = index.repeat(3)
-    ext_codes = codes[ext_index]
+    ext_c0, ext_c1 = codes[ext_index, 0].contiguous(), codes[ext_index, 1].contiguous()
 
     n = u.shape[0]
     out = torch.zeros(n, dtype=torch.long)
@@ -108,7 +108,7 @@ def circle_nearest(u: torch.Tensor, codes: torch.Tensor, brute) -> torch.Tensor 
     todo = (live & ~wide).nonzero().squeeze(1)
     for r0 in range(0, todo.shape[0], ROW_BLOCK):
         block = todo[r0 : r0 + ROW_BLOCK]
-        _search_block(u, block, lo[block], hi[block], ext_codes, ext_index, first_zero, out)
+        _search_block(u, block, lo[block], hi[block], ext_c0, ext_c1, ext_index, first_zero, out)
 
     rest = (~regular) | (live & wide)
     if bool(rest.any()):
@@ -116,38 +116,40 @@ def circle_nearest(u: torch.Tensor, codes: torch.Tensor, brute) -> torch.Tensor 
     return out
 
 
-def fma_score(u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def fma_score(u0: torch.Tensor, u1: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor) -> torch.Tensor:
     """float32 fma(u1, c1, u0 * c0), rounded once, as the fused kernel and BLAS compute a 2-term dot.
 
     The product u1 * c1 is exact in float64; the float64 sum is corrected
     (two-sum) wherever it lands exactly on a float32 rounding midpoint, the
     one case where rounding twice differs from rounding once."""
-    p = u[..., 1].double() * c[..., 1].double()
-    q = (u[..., 0] * c[..., 0]).double()
+    p = u1.double() * c1.double()
+    q = (u0 * c0).double()
     s = p + q
     t = s - p
     err = (p - (s - t)) + (q - t)
     r = s.float()
-    toward = torch.where(s > r.double(), float("inf"), float("-inf")).float()
+    rd = r.double()
+    toward = torch.where(s > rd, torch.tensor(float("inf")), torch.tensor(float("-inf")))
     other = torch.nextafter(r, toward)
-    midpoint = (s != r.double()) & ((r.double() + other.double()) / 2 == s) & (err != 0)
+    midpoint = (err != 0) & (s != rd) & ((rd + other.double()) * 0.5 == s)
     up = torch.maximum(r, other)
     down = torch.minimum(r, other)
     fixed = torch.where(err > 0, up, down)
     return torch.where(midpoint, fixed, r)
 
 
-def _search_block(u, block, lo, hi, ext_codes, ext_index, first_zero, out):
+def _search_block(u, block, lo, hi, ext_c0, ext_c1, ext_index, first_zero, out):
     width = int((hi - lo).max())
     if width * block.shape[0] > MAX_SCORES and block.shape[0] > 1:  # keep memory bounded
         half = block.shape[0] // 2
-        _search_block(u, block[:half], lo[:half], hi[:half], ext_codes, ext_index, first_zero, out)
-        _search_block(u, block[half:], lo[half:], hi[half:], ext_codes, ext_index, first_zero, out)
+        _search_block(u, block[:half], lo[:half], hi[:half], ext_c0, ext_c1, ext_index, first_zero, out)
+        _search_block(u, block[half:], lo[half:], hi[half:], ext_c0, ext_c1, ext_index, first_zero, out)
         return
     pos = lo[:, None] + torch.arange(width)[None, :]
     inside = pos < hi[:, None]
     pos = pos.clamp(max=ext_index.shape[0] - 1)
-    scores = fma_score(u[block][:, None, :], ext_codes[pos]).masked_fill_(~inside, float("-inf"))
+    rows = u[block]
+    scores = fma_score(rows[:, 0:1], rows[:, 1:2], ext_c0[pos], ext_c1[pos]).masked_fill_(~inside, float("-inf"))
     index = ext_index[pos]
     if first_zero is not None:  # a zero code scores exactly 0 and can win when every code is >= 90 degrees away
         scores = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], dim=1)
