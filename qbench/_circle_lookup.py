@@ -9,19 +9,19 @@ angle and a 1-d code a sign, so the nearest code needs no scan of all V codes:
 - d = 2: codes sorted by angle, one binary search per query.  The brute-force
   search compares float32 dot products, which near the maximum are flat
   (cos(t) = 1 - t^2 / 2: at V = 2^18 a dozen neighbours can round to the same
-  score), so "nearest angle" alone would differ from it on near-ties.  Each
-  query therefore takes every code whose cosine is within ``MARGIN`` of the
-  nearest angle's, a margin larger than the rounding of the normalisation and
-  of the dot product together, and scores those candidates with the very
-  call the brute-force search makes (``torch.addmm`` on float32 rows), taking
-  the first index of the maximum.  The answer equals the eager brute-force
-  search's exactly, ties and near-ties included, provided ``addmm`` computes
-  one score the same way whatever the shape of the matrices (a 2-term dot
-  product; true of the BLAS libraries torch ships with, and tested).
+  score), so "nearest angle" alone differs from it on near-ties.  Each query
+  therefore takes every code whose cosine is within ``MARGIN`` of the nearest
+  angle's (a margin above the rounding of the normalisation and of the dot
+  product together), scores those candidates with the brute-force kernel's
+  own rounding, fma(u1, c1, u0 * c0) (one float32 rounding of a fused
+  multiply-add, as the compiled kernel and BLAS's gemm compute a 2-term dot),
+  and keeps the first index of the maximum: the brute-force codes exactly,
+  ties and near-ties included.
 
-Queries are sorted by angle too, so a block of neighbouring queries shares one
-contiguous run of candidate codes: O((N + V) log V) work plus about
-N x (a few hundred) scores at V = 2^18.  Anything outside the preconditions
+The candidate scan runs in the compiled kernel (qbench/_nearest_kernel.cpp)
+for large searches, and as tensor operations otherwise (or without a
+compiler): O((N + V) log V) work plus about 200 scores per query at V = 2^18.
+Anything outside the preconditions
 (non-finite values, a code or query whose norm is neither 0 nor 1 to within
 ``NORM_TOLERANCE``) returns None or is handed to the brute-force search.
 """
@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from qbench._fused_kernel import compiled
 
 NORM_TOLERANCE = 5e-7  # F.normalize leaves norms within ~2e-7 of 1
 MARGIN = 3e-6  # in cosine: > 2 x (2 x NORM_TOLERANCE + 2^-23, the rounding of a 2-term dot)
@@ -63,11 +65,13 @@ def sign_nearest(u: torch.Tensor, codes: torch.Tensor) -> torch.Tensor | None:
     return out
 
 
-def circle_nearest(u: torch.Tensor, codes: torch.Tensor, brute) -> torch.Tensor | None:
+def circle_nearest(u: torch.Tensor, codes: torch.Tensor, brute, use_compiled: bool = False) -> torch.Tensor | None:
     """d = 2: ``u`` (N, 2) and ``codes`` (V, 2) already l2-normalised, float32 on CPU.
 
     ``brute(rows)`` is the brute-force search for rows outside the preconditions.
-    None when the codes themselves break them."""
+    None when the codes themselves break them.  ``use_compiled``: scan the
+    candidates in the compiled kernel (same rule, same rounding, about 100x
+    faster; compiled once per machine) instead of with tensor operations."""
     if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(codes).all())):
         return None
     code_norm = codes.double().norm(dim=1)
@@ -83,17 +87,29 @@ def circle_nearest(u: torch.Tensor, codes: torch.Tensor, brute) -> torch.Tensor 
     angle = torch.atan2(cd[:, 1], cd[:, 0])
     angle, order = torch.sort(angle, stable=True)  # ties keep index order
     index = nonzero[order]
+    n = u.shape[0]
+    out = torch.zeros(n, dtype=torch.long)
+    q_norm = u.double().norm(dim=1)
+    regular = _unit_or_zero(q_norm)
+    live = regular & (q_norm > 0)  # zero queries score 0 on every code: index 0, as brute force
+    module = compiled() if use_compiled else None
+    if module is not None:
+        rows = live.nonzero().squeeze(1)
+        found = module.circle(u[rows].contiguous(), angle.contiguous(), codes[index, 0].contiguous(),
+                              codes[index, 1].contiguous(), index.contiguous(),
+                              -1 if first_zero is None else first_zero, MARGIN)
+        out[rows] = found
+        rest = (~regular) | (out < 0)
+        if bool(rest.any()):
+            out[rest] = brute(u[rest])
+        return out
+
     m = angle.shape[0]
     # three turns, so every window [a - w, a + w] with w < pi is one contiguous run
     ext_angle = torch.cat([angle - 2 * math.pi, angle, angle + 2 * math.pi])
     ext_index = index.repeat(3)
     ext_c0, ext_c1 = codes[ext_index, 0].contiguous(), codes[ext_index, 1].contiguous()
 
-    n = u.shape[0]
-    out = torch.zeros(n, dtype=torch.long)
-    q_norm = u.double().norm(dim=1)
-    regular = _unit_or_zero(q_norm)
-    live = regular & (q_norm > 0)  # zero queries score 0 on every code: index 0, as brute force
     qa = torch.atan2(u[:, 1].double(), u[:, 0].double())
 
     # nearest angle among the sorted codes: the neighbours on either side

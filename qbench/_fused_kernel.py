@@ -65,11 +65,25 @@ def _load():
         _module = load_inline(
             f"qbench_nearest_{_cpu_tag()}",
             cpp_sources=SOURCE.read_text(),
-            functions=["nearest", "lanes"],
+            functions=["nearest", "lanes", "circle"],
             extra_cflags=flags,
             verbose=False,
         )
     return _module
+
+
+def compiled():
+    """The compiled module (compiling it on first use), or None after one warning if that fails."""
+    global _failed
+    if _failed:
+        return None
+    try:
+        return _load()
+    except Exception as exc:  # compiler missing or broken: the eager paths still work
+        _failed = True
+        warnings.warn(f"compiled nearest-code kernel unavailable ({type(exc).__name__}: {exc}); "
+                      "using matmul + argmax", stacklevel=3)
+        return None
 
 
 def fused_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, *, fallback) -> torch.Tensor | None:
@@ -78,15 +92,8 @@ def fused_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, *, f
 
     ``fallback(rows, codes, bias, max_chunk_bytes)`` is the eager search, used
     for any row whose scores are all NaN (the kernel never picks a NaN)."""
-    global _failed
-    if _failed or codes.shape[0] >= MAX_CODES:
-        return None
-    try:
-        module = _load()
-    except Exception as exc:  # compiler missing or broken: the eager path still works
-        _failed = True
-        warnings.warn(f"fused nearest-code kernel unavailable ({type(exc).__name__}: {exc}); using matmul + argmax",
-                      stacklevel=2)
+    module = compiled() if codes.shape[0] < MAX_CODES else None
+    if module is None:
         return None
     v, d = codes.shape
     vpad = -(-v // PAD) * PAD

@@ -11,6 +11,8 @@
 // rule, so the result is the first index of the row maximum.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -106,4 +108,62 @@ torch::Tensor nearest(torch::Tensor x, torch::Tensor codes_t, torch::Tensor bias
     }
   });
   return best_i;
+}
+
+// Exact search on the unit circle (see qbench/_circle_lookup.py): u (N, 2) unit
+// rows; angles (M) the codes' angles sorted ascending, c0, c1 and index the
+// sorted codes and their indices.  Each query scores every code whose cosine
+// is within `margin` of the nearest angle's, with the kernel's rounding
+// (fma(u1, c1, u0 * c0)), and keeps the first index of the maximum.  Rows
+// whose window would take the whole circle get -1 (the caller scans them).
+torch::Tensor circle(torch::Tensor u, torch::Tensor angles, torch::Tensor c0, torch::Tensor c1, torch::Tensor index,
+                     int64_t first_zero, double margin) {
+  const int64_t n = u.size(0), m = angles.size(0);
+  auto out = torch::empty({n}, torch::kLong);
+  const float* up = u.data_ptr<float>();
+  const double* ap = angles.data_ptr<double>();
+  const float* c0p = c0.data_ptr<float>();
+  const float* c1p = c1.data_ptr<float>();
+  const int64_t* ip = index.data_ptr<int64_t>();
+  int64_t* op = out.data_ptr<int64_t>();
+  const double two_pi = 2 * M_PI;
+  at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float u0 = up[2 * i], u1 = up[2 * i + 1];
+      const double theta = std::atan2((double)u1, (double)u0);
+      const int64_t p = std::lower_bound(ap, ap + m, theta) - ap;
+      const int64_t after = p % m, before = (p + m - 1) % m;
+      const double fwd_gap = after == p ? ap[after] - theta : ap[after] + two_pi - theta;
+      const double back_gap = before == p - 1 ? theta - ap[before] : theta - (ap[before] - two_pi);
+      const double floor = std::cos(std::min(fwd_gap, back_gap)) - margin;
+      if (floor <= -1 + 1e-9) {
+        op[i] = -1;
+        continue;
+      }
+      const double half = std::acos(floor) + 1e-9;
+      float best = -std::numeric_limits<float>::infinity();
+      int64_t best_i = std::numeric_limits<int64_t>::max();
+      auto consider = [&](float score, int64_t idx) {
+        if (score > best || (score == best && idx < best_i)) {
+          best = score;
+          best_i = idx;
+        }
+      };
+      for (int64_t k = 0; k < m; ++k) {  // forward from the first angle >= theta
+        const int64_t j = (p + k) % m;
+        const double offset = ap[j] + (p + k >= m ? two_pi : 0.0) - theta;
+        if (offset > half) break;
+        consider(std::fma(u1, c1p[j], u0 * c0p[j]), ip[j]);
+      }
+      for (int64_t k = 1; k <= m; ++k) {  // backward from the last angle < theta
+        const int64_t j = ((p - k) % m + m) % m;
+        const double offset = theta - (ap[j] - (p - k < 0 ? two_pi : 0.0));
+        if (offset > half) break;
+        consider(std::fma(u1, c1p[j], u0 * c0p[j]), ip[j]);
+      }
+      if (first_zero >= 0) consider(0.0f, first_zero);
+      op[i] = best_i;
+    }
+  });
+  return out;
 }

@@ -51,14 +51,14 @@ def _use_fused(fused: bool | None, x: torch.Tensor, v: int) -> bool:
     return x.shape[0] * v >= FUSED_MIN_SCORES
 
 
-def _structured(x: torch.Tensor, codes: torch.Tensor, max_chunk_bytes: int) -> torch.Tensor | None:
+def _structured(x: torch.Tensor, codes: torch.Tensor, max_chunk_bytes: int, fused: bool) -> torch.Tensor | None:
     """The d <= 2 exact search on normalised rows, or None where it does not apply."""
     if x.device.type != "cpu" or x.shape[1] > 2:
         return None
     if x.shape[1] == 1:
         return sign_nearest(x, codes)
     bias = torch.zeros(codes.shape[0])
-    return circle_nearest(x, codes, lambda rows: _eager_nearest(rows, codes, bias, max_chunk_bytes))
+    return circle_nearest(x, codes, lambda rows: _eager_nearest(rows, codes, bias, max_chunk_bytes), use_compiled=fused)
 
 
 def nearest_code(
@@ -99,7 +99,7 @@ def nearest_code(
         if x.shape[0] == 0:
             return torch.empty(0, dtype=torch.long, device=x.device)
         if normalize and structured:
-            found = _structured(x, codes, max_chunk_bytes)
+            found = _structured(x, codes, max_chunk_bytes, _use_fused(fused, x, codes.shape[0]))
             if found is not None:
                 return found
         if _use_fused(fused, x, codes.shape[0]):
