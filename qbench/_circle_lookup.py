@@ -51,8 +51,8 @@ def sign_nearest(u: torch.Tensor, codes: torch.Tensor) -> torch.Tensor | None:
         return None
 
     def first(mask: torch.Tensor) -> int | None:
-        hits = mask.nonzero()
-        return int(hits[0, 0]) if hits.numel() else None
+        at = int(torch.argmax(mask.to(torch.uint8)))  # the first maximum: the first hit, if any
+        return at if bool(mask[at]) else None
 
     plus, minus, zero = first(c == 1), first(c == -1), first(c == 0)
     # a positive query scores +1 on a +1 code, 0 on a zero code, -1 on a -1 code; all equal -> index 0

@@ -124,3 +124,20 @@ def test_sign_search_random():
     book = torch.randint(-1, 2, (200, 1), generator=g).float() * torch.rand(200, 1, generator=g)
     x = torch.randint(-1, 2, (500, 1), generator=g).float() * torch.randn(500, 1, generator=g)
     assert torch.equal(nearest_code(x, book, normalize=True), _reference(x, book))
+
+
+@pytest.mark.parametrize("size,rows,tokens,shared", [(2**18, 2048, 16, True), (2**18, 2048, 8, False), (4096, 50, 3, True)])
+def test_usage_stats_for_a_large_codebook_equal_the_dense_histogram(size, rows, tokens, shared):
+    # at V = 2^18 the step's usage statistics skip the dense (T, V) histogram; the values must not change
+    from qbench.codebook import code_histogram, perplexity, usage, usage_stats
+
+    g = torch.Generator().manual_seed(7)
+    codes = torch.randint(0, size, (rows, tokens), generator=g) // 5  # repeated codes, most of V unused
+    got = usage_stats(codes, size, shared)
+    per = code_histogram(codes, size, shared=False)
+    pooled = code_histogram(codes, size, shared=True) if shared else per
+    assert torch.equal(got["usage"], usage(pooled).mean().float())
+    assert torch.equal(got["perplexity"], perplexity(pooled).mean().float())
+    for t in range(tokens):
+        assert torch.equal(got[f"usage/{t}"], usage(per)[t].float())
+        assert torch.equal(got[f"perplexity/{t}"], perplexity(per)[t].float())
