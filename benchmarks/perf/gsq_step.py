@@ -3,11 +3,11 @@ V = 2^18 against V = 1024, for G = 1, 2, 4, 8, 16 groups at D = 16.
 
     python benchmarks/perf/gsq_step.py [--groups 1,2,4,8,16] [--steps 6] [--threads N]
 
-Each G builds both tokenizers from the ``cpu-default`` recipe (F4 conv
-backbone, batch 32 of 32 x 32 crops: 2,048 positions per step) with
-``model.latent_dim=16``, ``quantizers.gsq.groups=G`` and the codebook size,
-and runs the recipe's training step (forward, MSE + quantizer loss, backward,
-AdamW) on a fixed random batch.  After one warm-up step each (which also
+Each G builds both models as the ``cpu-default`` recipe does (its conv
+backbone with latent_dim = 16, batch 32 of 32 x 32 crops: 2,048 positions per
+step) with GSQ at G groups and the codebook size, and runs the recipe's
+training step (forward, MSE + quantizer loss, backward, gradient clipping,
+AdamW, channels_last, float32) on a fixed random batch.  After one warm-up step each (which also
 compiles the fused lookup kernel), the two models' steps alternate, so both
 see the same machine load; the ratio is of the median step times.
 """
@@ -27,22 +27,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_description  # noqa: E402
 
 
-def _trainer(groups: int, size: int):
-    import qbench
-    from qbench.engine.model import build_tokenizer
-    from qbench.engine.train import _Trainer
-    from qbench.recipe.config import load_recipe
-    from qbench.recipe.identity import resolve
+def _recipe() -> dict:
+    import importlib.resources
 
-    regs = qbench.registries()
-    recipe = load_recipe("cpu-default", [
-        "model.latent_dim=16", f"quantizers.gsq.groups={groups}", f"quantizers.gsq.codebook_size={size}",
-    ], registries=regs)
+    import tomllib
+
+    return tomllib.loads(importlib.resources.files("qbench_builtins").joinpath("recipes/cpu-default.toml").read_text())
+
+
+def _trainer(groups: int, size: int):
+    """The recipe's training step, built from public plugin registries: conv backbone, GSQ,
+    MSE + quantizer loss, AdamW with the recipe's settings, gradient clipping, channels_last."""
+    import qbench
+
+    recipe, regs = _recipe(), qbench.registries()
+    model, optim = recipe["model"], recipe["optim"]
     torch.manual_seed(0)
-    trainer = _Trainer(build_tokenizer(resolve(recipe, "gsq", regs), regs), recipe, torch.device("cpu"))
-    size_px = recipe.data.image_size
-    batch = torch.randint(0, 256, (recipe.data.batch_size, 3, size_px, size_px), dtype=torch.uint8)
-    return lambda: trainer.train_step(batch)
+    backbone = regs.backbones.create(model["backbone"], latent_dim=16, **model["options"])
+    quantizer = regs.quantizers.create("gsq", dim=16, groups=groups, codebook_size=size)
+    modules = torch.nn.ModuleDict({"backbone": backbone, "quantizer": quantizer}).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(modules.parameters(), lr=optim["lr"], betas=tuple(optim["betas"]),
+                            weight_decay=optim["weight_decay"])
+    px, batch = recipe["data"]["image_size"], recipe["data"]["batch_size"]
+    x = (torch.rand(batch, 3, px, px) * 2 - 1).contiguous(memory_format=torch.channels_last)
+
+    def step():
+        out = quantizer(backbone.encode(x))
+        x_hat = backbone.decode(out.z_q)
+        loss = torch.nn.functional.mse_loss(x_hat, x) + out.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(modules.parameters(), optim["grad_clip"])
+        opt.step()
+
+    return step
 
 
 def main(argv=None) -> int:
