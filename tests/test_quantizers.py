@@ -219,10 +219,12 @@ def test_fused_lookup_finds_the_nearest_code(d):
     torch.manual_seed(0)
     x, book = torch.randn(1500, d), torch.randn(70001, d)  # > 1 row chunk, > 1 code chunk, a padded tail
     got = nearest_code(x, book, fused=True)
-    dist = torch.cdist(x.double(), book.double())
+    dist = torch.cdist(x.double(), book.double()).square()
     best = dist.min(dim=1).values
+    # scores x.c - |c|^2 / 2 round at ~1e-6 in float32: squared distances closer than that are ties
     assert torch.allclose(dist.gather(1, got[:, None]).squeeze(1), best, atol=1e-5)
-    assert (got == dist.argmin(dim=1)).float().mean() > 0.99
+    if d > 1:  # at d = 1, 70k codes on a line: most rows have codes within float32 rounding of each other
+        assert (got == dist.argmin(dim=1)).float().mean() > 0.99
     ties = nearest_code(x[:20], torch.cat([book[:5], book[:5]]), fused=True)  # duplicated codes: the first
     assert bool((ties < 5).all())
 
