@@ -141,3 +141,20 @@ def test_usage_stats_for_a_large_codebook_equal_the_dense_histogram(size, rows, 
     for t in range(tokens):
         assert torch.equal(got[f"usage/{t}"], usage(per)[t].float())
         assert torch.equal(got[f"perplexity/{t}"], perplexity(per)[t].float())
+
+
+def test_without_a_compiler_the_lookup_warns_once_and_stays_exact(monkeypatch):
+    from qbench import _fused_kernel
+
+    def no_compiler():
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(_fused_kernel, "_load", no_compiler)
+    monkeypatch.setattr(_fused_kernel, "_failed", False)
+    g = torch.Generator().manual_seed(8)
+    x, book = torch.randn(200, 6, generator=g), torch.randn(500, 6, generator=g)
+    with pytest.warns(UserWarning, match="unavailable"):
+        got = nearest_code(x, book, fused=True)
+    assert torch.equal(got, nearest_code(x, book, fused=False))
+    x2, book2 = torch.randn(300, 2, generator=g), torch.randn(2000, 2, generator=g)
+    assert torch.equal(nearest_code(x2, book2, normalize=True, fused=True), _reference(x2, book2))  # tensor-op scan
