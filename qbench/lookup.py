@@ -35,7 +35,8 @@ from qbench._circle_lookup import circle_nearest, sign_nearest
 #
 # With ``normalize`` at d <= 2 the geometry allows exact search far below brute
 # force (qbench._circle_lookup): the sign at d = 1, sorted angles at d = 2.
-# Both return exactly the eager brute-force codes, ties included.
+# Both return exactly the fused brute-force kernel's codes, ties included (its
+# fma rounding; BLAS rounds some block shapes differently, docs/design-notes.md).
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 FUSED_MIN_SCORES = 2**27  # below ~1e8 scores the eager search takes under a second
@@ -81,7 +82,7 @@ def nearest_code(
     fused kernel on CPU for searches of at least ``FUSED_MIN_SCORES`` scores
     (environment ``QBENCH_FUSED_LOOKUP=0`` turns that off).  ``structured``:
     with ``normalize`` on CPU at d = 1 or 2, the exact sign / sorted-angle
-    search (the eager brute force's codes exactly); False forces brute force.
+    search (the fused brute force's codes exactly); False forces brute force.
     """
     if x.dim() != 2 or codebook.dim() != 2 or x.shape[1] != codebook.shape[1]:
         raise ValueError(
