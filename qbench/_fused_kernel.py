@@ -34,7 +34,7 @@ CODE_CHUNK_BYTES = 2**19  # a slice of the codebook (d x codes x 4 bytes) that s
 
 
 def code_chunk(d: int) -> int:
-    """Codes per cache slice, a multiple of PAD: 8192 at d = 16, 4096 at d <= 8 (tuned on AVX-512)."""
+    """Codes per cache slice (512 KiB of codes, at most 2^14), a multiple of PAD: 8192 at d = 16, 16384 at d <= 8."""
     return max(PAD, min(2**14, CODE_CHUNK_BYTES // (4 * max(d, 8))) // PAD * PAD)
 
 
