@@ -68,15 +68,18 @@ def nonzero_counts(codes: torch.Tensor, codebook_size: int, shared: bool = True,
                    dense_limit: int = DENSE_LIMIT) -> list[torch.Tensor]:
     """The non-zero code counts of each histogram row: one row pooled when ``shared``, else one per token.
 
-    A dense ``bincount`` while the histogram has at most ``dense_limit`` bins,
-    else ``torch.unique`` over the codes (memory grows with the codes seen,
-    not with the codebook).
+    A dense ``bincount`` while the histogram has at most ``dense_limit`` bins
+    and the codebook does not dwarf the codes, else ``torch.unique`` over the
+    codes (time and memory grow with the codes seen, not with the codebook);
+    both give the same counts.
     """
     flat = codes.detach().reshape(-1, codes.shape[-1]).long()
     rows = 1 if shared else flat.shape[1]
     keys = flat if shared else flat + torch.arange(rows, device=flat.device) * codebook_size
     keys = keys.reshape(-1)
-    if rows * codebook_size <= dense_limit:
+    # dense while the histogram is small and not much larger than the batch (V = 2^18 against a few
+    # thousand positions per step would make every training step pay O(T * V) for its statistics)
+    if rows * codebook_size <= dense_limit and keys.numel() * 4 >= codebook_size:
         hist = torch.bincount(keys, minlength=rows * codebook_size).view(rows, codebook_size)
         return [row[row > 0] for row in hist]
     found, counts = torch.unique(keys, return_counts=True)

@@ -12,6 +12,8 @@ import os
 
 import torch
 
+from qbench._circle_lookup import circle_nearest, sign_nearest
+
 # Nearest-neighbour search ------------------------------------------------------------
 #
 # The score of code c for a query x is x.c - |c|^2 / 2 (its argmax is the argmin
@@ -24,14 +26,20 @@ import torch
 # would exceed the budget.
 #
 # At small d the cost is writing and re-reading the score block, not the
-# arithmetic; on CPU a fused dot-product + max kernel (qbench._fused_kernel,
-# torch.compile) never writes the scores and is several times faster.  It is
-# used automatically for large searches (compiling costs seconds once per
-# process and shape), and falls back to the eager path if compiling fails.
+# arithmetic, and BLAS itself is memory-bound at an inner dimension of 16.  On
+# CPU a fused dot-product + running-max kernel (qbench._fused_kernel, C++
+# compiled once per machine) never writes the scores and runs at a large part of
+# a square matmul's rate at every d (benchmarks/README.md).  It is used
+# automatically for large searches and falls back to the eager path if
+# compiling fails.  GPUs keep the plain matmul path.
+#
+# With ``normalize`` at d <= 2 the geometry allows exact search far below brute
+# force (qbench._circle_lookup): the sign at d = 1, sorted angles at d = 2.
+# Both return exactly the fused brute-force kernel's codes, ties included (its
+# fma rounding; BLAS rounds some block shapes differently, docs/design-notes.md).
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 FUSED_MIN_SCORES = 2**27  # below ~1e8 scores the eager search takes under a second
-FUSED_MAX_DIM = 8  # at larger d the matmul is compute-bound and efficient
 
 
 def _use_fused(fused: bool | None, x: torch.Tensor, v: int) -> bool:
@@ -41,7 +49,17 @@ def _use_fused(fused: bool | None, x: torch.Tensor, v: int) -> bool:
         return fused
     if os.environ.get("QBENCH_FUSED_LOOKUP", "1") == "0":
         return False
-    return x.shape[1] <= FUSED_MAX_DIM and x.shape[0] * v >= FUSED_MIN_SCORES
+    return x.shape[0] * v >= FUSED_MIN_SCORES
+
+
+def _structured(x: torch.Tensor, codes: torch.Tensor, max_chunk_bytes: int, fused: bool) -> torch.Tensor | None:
+    """The d <= 2 exact search on normalised rows, or None where it does not apply."""
+    if x.device.type != "cpu" or x.shape[1] > 2:
+        return None
+    if x.shape[1] == 1:
+        return sign_nearest(x, codes)
+    bias = torch.zeros(codes.shape[0])
+    return circle_nearest(x, codes, lambda rows: _eager_nearest(rows, codes, bias, max_chunk_bytes), use_compiled=fused)
 
 
 def nearest_code(
@@ -51,6 +69,7 @@ def nearest_code(
     normalize: bool = False,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     fused: bool | None = None,
+    structured: bool = True,
 ) -> torch.Tensor:
     """Index of the nearest codebook row for every row of ``x``: int64 (N,).
 
@@ -60,9 +79,10 @@ def nearest_code(
     near-ties and halve codebook usage).  Extra memory: at most
     ``max_chunk_bytes`` of scores plus O(N + V * d).  ``fused``: True forces
     the compiled CPU kernel, False the eager one, None (default) picks the
-    fused kernel on CPU for d <= ``FUSED_MAX_DIM`` and searches of at least
-    ``FUSED_MIN_SCORES`` scores
-    (environment ``QBENCH_FUSED_LOOKUP=0`` turns that off).
+    fused kernel on CPU for searches of at least ``FUSED_MIN_SCORES`` scores
+    (environment ``QBENCH_FUSED_LOOKUP=0`` turns that off).  ``structured``:
+    with ``normalize`` on CPU at d = 1 or 2, the exact sign / sorted-angle
+    search (the fused brute force's codes exactly); False forces brute force.
     """
     if x.dim() != 2 or codebook.dim() != 2 or x.shape[1] != codebook.shape[1]:
         raise ValueError(
@@ -79,6 +99,10 @@ def nearest_code(
             bias = -0.5 * codes.pow(2).sum(dim=-1)
         if x.shape[0] == 0:
             return torch.empty(0, dtype=torch.long, device=x.device)
+        if normalize and structured:
+            found = _structured(x, codes, max_chunk_bytes, _use_fused(fused, x, codes.shape[0]))
+            if found is not None:
+                return found
         if _use_fused(fused, x, codes.shape[0]):
             # deferred: loads torch only when this runs
             from qbench._fused_kernel import fused_nearest
