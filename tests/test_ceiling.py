@@ -91,3 +91,20 @@ def test_a_ceiling_trains_and_scores_end_to_end(tmp_path):
     assert record["run"]["status"] == "ok" and record["model"]["continuous"] is True
     assert record["metrics"]["psnr"]["status"] == "ok"
     assert record["metrics"]["usage"]["status"] == "unavailable"
+
+
+def test_a_ceiling_is_compared_only_with_curves_trained_as_it_was(tmp_path):
+    root = tmp_path / "runs"
+    for steps, offset in ((500, 0.0), (1000, 2.0)):
+        for q in ("gsq", "identity"):
+            for seed in range(2):
+                path = write_run(root, q, {"dim": 4}, seed, psnr_metrics(20.0 + offset + (1.0 if q == "identity" else 0)),
+                                 bits=None if q == "identity" else 10.0, recipe_hash=f"s{steps}", config=f"{q}{steps}",
+                                 sweep={"name": "steps", "file": "s.toml", "point": {"train.steps": steps}})
+                if q == "identity":
+                    record = json.loads((path / "metrics.json").read_text())
+                    record["model"]["continuous"] = True
+                    (path / "metrics.json").write_text(json.dumps(record))
+    gap = next(s for s in build_report([root]).sections if "ceiling" in s.title).frame
+    assert len(gap) == 2  # each ceiling with the gsq run of its own budget, not with both
+    assert set(gap["gap PSNR (dB) at lowest"]) == {"1.00 [1.00, 1.00] (n=2)"}

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from qbench.report.columns import Column, fmt
-from qbench.report.curves import ceilings, curves, seed_values
+from qbench.report.curves import ceilings, coordinates, curves, is_option, seed_values
 from qbench.report.sections import Section
 from qbench.report.stats import paired_difference
 
@@ -37,12 +37,17 @@ def gap_table(runs: pd.DataFrame, metrics: list[Column]) -> pd.DataFrame:
     ceiling_groups = list(dict.fromkeys(ceilings(runs)["group"]))
     if not ceiling_groups or not columns:
         return pd.DataFrame()
-    labels = runs.drop_duplicates("group").set_index("group")["label"]
+    firsts = runs.drop_duplicates("group").set_index("group")
+    labels = firsts["label"]
     bits = runs.groupby("group")["bits"].mean()
     values = {c.key: seed_values(runs, c.key) for c in columns}
     rows = []
     for ceiling_group in ceiling_groups:
+        # a ceiling bounds the curves trained as it was: the same recipe keys (train.steps, ...)
+        where = {k: v for k, v in coordinates(firsts.loc[ceiling_group]).items() if not is_option(k)}
         for curve in curves(runs):
+            if any(where.get(k, v) != v for k, v in curve.recipe_fixed.items()):
+                continue
             low, high = curve.groups[0], curve.groups[-1]
             row: dict[str, Any] = {"ceiling": labels[ceiling_group], "curve": curve.label,
                                    "rates (bits/pos)": f"{bits[low]:.2f} → {bits[high]:.2f}"}
