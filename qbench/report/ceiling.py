@@ -50,6 +50,7 @@ def gap_table(runs: pd.DataFrame, metrics: list[Column]) -> pd.DataFrame:
                 continue
             low, high = curve.groups[0], curve.groups[-1]
             row: dict[str, Any] = {"ceiling": labels[ceiling_group], "curve": curve.label,
+                                   **({"at": ", ".join(f"{k}={v}" for k, v in where.items())} if where else {}),
                                    "rates (bits/pos)": f"{bits[low]:.2f} → {bits[high]:.2f}"}
             for column in columns:
                 row[f"gap {column.heading} at lowest"] = _gap(values[column.key], ceiling_group, low, column)
