@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import run_cli
+from test_sweep import child_pids
 
 import qbench
 from qbench import commands
@@ -103,22 +104,8 @@ def test_two_tasks_train_like_torchrun_bit_for_bit_and_like_one_process_within_r
     assert moved > 1e-3  # training moved the weights far more than the tolerance: the comparison has teeth
 
 
-def job_tasks(controller_pid: int) -> list[int]:
-    """The task processes submitit's local controller started (Linux /proc)."""
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if int(fields.get("PPid", "0").strip()) == controller_pid:
-            found.append(int(status.parent.name))
-    return found
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the task processes through /proc")
-def test_a_preempted_two_task_job_requeues_and_ends_bit_identical(two_task_point, tmp_path, monkeypatch):
+def submit_until_checkpoint(two_task_point, tmp_path, monkeypatch):
+    """Submit the 2-task point through submitit's local executor; return once it wrote a checkpoint."""
     import submitit
 
     from qbench.sweeps import build_plan, load_sweep
@@ -135,6 +122,18 @@ def test_a_preempted_two_task_job_requeues_and_ends_bit_identical(two_task_point
     deadline = time.time() + 240
     while not list(out.rglob("checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.05)
+    return job, task, out, uninterrupted
+
+
+def job_tasks(controller_pid: int) -> list[int]:
+    """The task processes submitit's local controller started (Linux /proc)."""
+    return child_pids(controller_pid)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the task processes through /proc")
+def test_a_preempted_two_task_job_requeues_and_ends_bit_identical(two_task_point, tmp_path, monkeypatch):
+    job, task, out, uninterrupted = submit_until_checkpoint(two_task_point, tmp_path, monkeypatch)
     assert list(out.rglob("checkpoint.pt")), "the job never wrote a checkpoint"
     # Slurm preempts by sending USR2 to every task of the job; rank 0 requeues it, the job restarts
     tasks = job_tasks(job._process.pid)
@@ -190,29 +189,14 @@ def test_a_rank_that_dies_leaves_an_interrupted_run_that_the_next_sweep_resumes(
                                                                                 monkeypatch):
     """What a dead node does to a point, on one machine: its peer fails, nothing is marked failed, and
     running the sweep again resumes the run from its checkpoint to the uninterrupted result."""
-    import submitit
-
-    from qbench.sweeps import build_plan, load_sweep
-    from qbench.sweeps.launch import tasks_for
-    from qbench.sweeps.slurm import PointJob
-
-    uninterrupted, path = two_task_point
-    out = tmp_path / "out"
-    [task] = tasks_for(build_plan(load_sweep(path), out, qbench.registries()), threads=1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
-    executor.update_parameters(timeout_min=10, tasks_per_node=2)
-    job = executor.submit(PointJob(), asdict(task))
-    deadline = time.time() + 240
-    while not list(out.rglob("checkpoint.pt")) and time.time() < deadline:
-        time.sleep(0.05)
+    job, task, out, uninterrupted = submit_until_checkpoint(two_task_point, tmp_path, monkeypatch)
     [rank1] = [pid for pid in job_tasks(job._process.pid) if task_rank(pid) == 1]
     os.kill(rank1, signal.SIGKILL)
     result = job.task(0).result()  # rank 0 notices its peer is gone, and ends
     assert result["status"] == "failed" and "remote worker" in result["reason"]
     run_dir = only_run(out)
     assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "metrics.json").exists()  # interrupted
-    code = commands.sweep(str(path), dry_run=False, jobs=None, launcher="slurm", out=str(out),
+    code = commands.sweep(str(two_task_point[1]), dry_run=False, jobs=None, launcher="slurm", out=str(out),
                           slurm_options={"tasks_per_node": 2, "cpus_per_task": 1, "time": 10}, progress=False,
                           cluster="local")
     assert code == 0 and only_run(out) == run_dir  # resumed in place
