@@ -167,3 +167,142 @@ torch::Tensor circle(torch::Tensor u, torch::Tensor angles, torch::Tensor c0, to
   });
   return out;
 }
+
+// Exact Euclidean search at d = 1 and 2 (see qbench/_grid_lookup.py): codes
+// are counted into a grid of cells over their bounding box (about v / 4 cells,
+// a counting sort); each query scans its own cell, then ring after ring of
+// cells around it, and stops once every unscanned code is provably worse.  A
+// code at distance R >= t from the query (t: the gap to the next ring) scores
+// below the best so far when R^2 (1 - 2k) - 6 k |x| R > D^2 + 2 e_best + 4 k |x|^2
+// (D: the best code's distance, e(c) <= k (|c|^2 + |x| |c|) the kernel's
+// rounding, `kappa` = k), and the left side grows with R.  Scores are the
+// brute-force kernel's own, fma chain from the bias, so ties and near-ties
+// resolve as there (first index of the maximum).  A query whose search visits
+// more than `cap` cells and codes, or that is not finite or exceeds `limit`,
+// gets -1 (the caller runs the brute force); codes that do return an empty
+// tensor (the caller runs the brute force for every query).
+constexpr int64_t CELL_CODES = 4;  // codes per cell on average
+
+torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, double kappa, int64_t cap,
+                   double limit) {
+  const int64_t n = x.size(0), d = x.size(1), v = codes.size(0);
+  const int64_t g = std::min<int64_t>(d, 2);  // gridded axes
+  const float* xp = x.data_ptr<float>();
+  const float* cp = codes.data_ptr<float>();
+  const float* bp = bias.data_ptr<float>();
+  auto fits = [&](const float* p, int64_t k) {
+    for (int64_t j = 0; j < k; ++j)
+      if (!(std::fabs(p[j]) <= limit)) return false;  // also false for NaN
+    return true;
+  };
+  if (!fits(cp, v * d) || !fits(bp, v)) return torch::empty({0}, torch::kLong);
+  double lo[2] = {0, 0}, range[2] = {0, 0}, w[2] = {1, 1};
+  int64_t cells[2] = {1, 1};
+  for (int64_t a = 0; a < g; ++a) {
+    double l = cp[a], h = cp[a];
+    for (int64_t c = 1; c < v; ++c) {
+      l = std::min(l, (double)cp[c * d + a]);
+      h = std::max(h, (double)cp[c * d + a]);
+    }
+    lo[a] = l;
+    range[a] = h - l;
+  }
+  const int64_t total = std::max<int64_t>(1, v / CELL_CODES);
+  if (g == 1 || !(range[1] > 0)) {
+    cells[0] = range[0] > 0 ? total : 1;
+  } else if (!(range[0] > 0)) {
+    cells[1] = total;
+  } else {
+    cells[0] = std::clamp<int64_t>(std::llround(std::sqrt(total * range[0] / range[1])), 1, total);
+    cells[1] = std::max<int64_t>(1, total / cells[0]);
+  }
+  for (int64_t a = 0; a < g; ++a) w[a] = range[a] > 0 ? range[a] / cells[a] : 1.0;
+  auto cell_of = [&](int64_t a, double value) {
+    const double b = std::floor((value - lo[a]) / w[a]);
+    return (int64_t)std::min<double>(cells[a] - 1, std::max<double>(0, b));
+  };
+  auto flat = [&](const float* p) { return cell_of(0, p[0]) + (g == 2 ? cells[0] * cell_of(1, p[1]) : 0); };
+  const int64_t nc = cells[0] * cells[1];
+  std::vector<int64_t> start(nc + 1, 0), order(v);
+  for (int64_t c = 0; c < v; ++c) ++start[flat(cp + c * d) + 1];
+  for (int64_t b = 0; b < nc; ++b) start[b + 1] += start[b];
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t c = 0; c < v; ++c) order[fill[flat(cp + c * d)]++] = c;
+  }
+  std::vector<float> sorted(v * d), sorted_bias(v);
+  for (int64_t k = 0; k < v; ++k) {
+    std::memcpy(&sorted[k * d], cp + order[k] * d, d * sizeof(float));
+    sorted_bias[k] = bp[order[k]];
+  }
+  // cell edges are computed in double; the slack covers their rounding
+  double slack = 0;
+  for (int64_t a = 0; a < g; ++a) slack += 1e-12 * (std::fabs(lo[a]) + range[a] + w[a]);
+  auto out = torch::empty({n}, torch::kLong);
+  int64_t* op = out.data_ptr<int64_t>();
+  at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* q = xp + i * d;
+      if (!fits(q, d)) {
+        op[i] = -1;
+        continue;
+      }
+      double xnorm2 = 0;
+      for (int64_t k = 0; k < d; ++k) xnorm2 += (double)q[k] * q[k];
+      const double xnorm = std::sqrt(xnorm2);
+      float best = -std::numeric_limits<float>::infinity();
+      int64_t best_i = std::numeric_limits<int64_t>::max(), best_k = -1, work = 0;
+      double bound = std::numeric_limits<double>::infinity();  // D^2 + 2 e_best + 4 k |x|^2
+      auto scan = [&](int64_t cx, int64_t cy) {
+        const int64_t b = cx + cells[0] * cy, was = best_k;
+        for (int64_t k = start[b]; k < start[b + 1]; ++k) {
+          const float* c = &sorted[k * d];
+          float acc = sorted_bias[k];
+          for (int64_t j = 0; j < d; ++j) acc = std::fma(q[j], c[j], acc);
+          if (acc > best || (acc == best && order[k] < best_i)) {
+            best = acc;
+            best_i = order[k];
+            best_k = k;
+          }
+        }
+        work += 1 + start[b + 1] - start[b];
+        if (best_k != was) {
+          const float* c = &sorted[best_k * d];
+          double dist2 = 0, cnorm2 = 0;
+          for (int64_t j = 0; j < d; ++j) {
+            dist2 += ((double)q[j] - c[j]) * ((double)q[j] - c[j]);
+            cnorm2 += (double)c[j] * c[j];
+          }
+          const double e_best = kappa * (cnorm2 + xnorm * std::sqrt(cnorm2)) + 1e-37;
+          bound = dist2 + 2 * e_best + 4 * kappa * xnorm2 + 1e-37;
+        }
+      };
+      const int64_t hx = cell_of(0, q[0]), hy = g == 2 ? cell_of(1, q[1]) : 0;
+      scan(hx, hy);
+      for (int64_t k = 1; work <= cap; ++k) {
+        // the nearest point outside rings 0 .. k-1: the gap to their box's nearest open side
+        double t = std::numeric_limits<double>::infinity();
+        const int64_t home[2] = {hx, hy};
+        for (int64_t a = 0; a < g; ++a) {
+          if (home[a] - k >= 0) t = std::min(t, q[a] - (lo[a] + (home[a] - k + 1) * w[a]));
+          if (home[a] + k < cells[a]) t = std::min(t, (lo[a] + (home[a] + k) * w[a]) - q[a]);
+        }
+        if (t == std::numeric_limits<double>::infinity()) break;  // every cell scanned
+        t = std::max(0.0, t - slack);
+        if (t * t * (1 - 2 * kappa) - 6 * kappa * xnorm * t > bound) break;
+        const int64_t x0 = std::max<int64_t>(0, hx - k), x1 = std::min<int64_t>(cells[0] - 1, hx + k);
+        const int64_t y0 = std::max<int64_t>(0, hy - k), y1 = std::min<int64_t>(cells[1] - 1, hy + k);
+        for (int64_t cy = y0; cy <= y1; ++cy) {
+          if (cy == hy - k || cy == hy + k) {
+            for (int64_t cx = x0; cx <= x1; ++cx) scan(cx, cy);
+          } else {
+            if (hx - k >= 0) scan(hx - k, cy);
+            if (hx + k < cells[0]) scan(hx + k, cy);
+          }
+        }
+      }
+      op[i] = work > cap ? -1 : best_i;
+    }
+  });
+  return out;
+}

@@ -13,6 +13,9 @@ import os
 import torch
 
 from qbench._circle_lookup import circle_nearest, sign_nearest
+from qbench._fused_kernel import fused_nearest
+from qbench._grid_lookup import MAX_D as GRID_MAX_D
+from qbench._grid_lookup import grid_nearest
 
 # Nearest-neighbour search ------------------------------------------------------------
 #
@@ -33,10 +36,12 @@ from qbench._circle_lookup import circle_nearest, sign_nearest
 # automatically for large searches and falls back to the eager path if
 # compiling fails.  GPUs keep the plain matmul path.
 #
-# With ``normalize`` at d <= 2 the geometry allows exact search far below brute
-# force (qbench._circle_lookup): the sign at d = 1, sorted angles at d = 2.
-# Both return exactly the fused brute-force kernel's codes, ties included (its
-# fma rounding; BLAS rounds some block shapes differently, docs/design-notes.md).
+# At d <= 2 the geometry allows exact search far below brute force: with
+# ``normalize`` the sign at d = 1 and sorted angles at d = 2
+# (qbench._circle_lookup); without, codes bucketed along one coordinate and a
+# scan that stops once the rest are provably worse (qbench._strip_lookup).  All
+# return exactly the fused brute-force kernel's codes, ties included (its fma
+# rounding; BLAS rounds some block shapes differently, docs/design-notes.md).
 
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 FUSED_MIN_SCORES = 2**27  # below ~1e8 scores the eager search takes under a second
@@ -82,7 +87,9 @@ def nearest_code(
     fused kernel on CPU for searches of at least ``FUSED_MIN_SCORES`` scores
     (environment ``QBENCH_FUSED_LOOKUP=0`` turns that off).  ``structured``:
     with ``normalize`` on CPU at d = 1 or 2, the exact sign / sorted-angle
-    search (the fused brute force's codes exactly); False forces brute force.
+    search, and without ``normalize`` at d <= 2 on a fused-size CPU search the
+    grid search (both the fused brute force's codes exactly); False forces
+    brute force.
     """
     if x.dim() != 2 or codebook.dim() != 2 or x.shape[1] != codebook.shape[1]:
         raise ValueError(
@@ -99,18 +106,24 @@ def nearest_code(
             bias = -0.5 * codes.pow(2).sum(dim=-1)
         if x.shape[0] == 0:
             return torch.empty(0, dtype=torch.long, device=x.device)
+        use_fused = _use_fused(fused, x, codes.shape[0])
         if normalize and structured:
-            found = _structured(x, codes, max_chunk_bytes, _use_fused(fused, x, codes.shape[0]))
+            found = _structured(x, codes, max_chunk_bytes, use_fused)
             if found is not None:
                 return found
-        if _use_fused(fused, x, codes.shape[0]):
-            # deferred: loads torch only when this runs
-            from qbench._fused_kernel import fused_nearest
+        if not normalize and structured and use_fused and x.shape[1] <= GRID_MAX_D:
+            found = grid_nearest(x, codes, bias, lambda rows: _brute(rows, codes, bias, True, max_chunk_bytes))
+            if found is not None:
+                return found
+        return _brute(x, codes, bias, use_fused, max_chunk_bytes)
 
-            found = fused_nearest(x, codes, bias, fallback=_eager_nearest)
-            if found is not None:
-                return found
-        return _eager_nearest(x, codes, bias, max_chunk_bytes)
+
+def _brute(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, use_fused: bool, max_chunk_bytes: int):
+    if use_fused:
+        found = fused_nearest(x, codes, bias, fallback=_eager_nearest)
+        if found is not None:
+            return found
+    return _eager_nearest(x, codes, bias, max_chunk_bytes)
 
 
 def _eager_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, max_chunk_bytes: int) -> torch.Tensor:

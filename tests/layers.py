@@ -16,7 +16,7 @@ from pathlib import Path
 # lowest first; a prefix names a module or a subpackage
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("qbench._version", "qbench.errors", "qbench.specs", "qbench.hookspecs", "qbench.atomic",
-              "qbench.codebook", "qbench.lookup", "qbench._fused_kernel", "qbench._circle_lookup",
+              "qbench.codebook", "qbench.lookup", "qbench._fused_kernel", "qbench._circle_lookup", "qbench._grid_lookup",
               "qbench.quantizer", "qbench.metric",
               "qbench.logger")),
     ("platform", ("qbench.platform",)),

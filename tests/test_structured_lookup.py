@@ -103,7 +103,7 @@ def test_preconditions_fall_back_to_brute_force():
     book_nan[3] = float("nan")
     assert _circle_lookup.circle_nearest(F.normalize(x, dim=1), book_nan, None) is None
     assert _circle_lookup.sign_nearest(torch.ones(3, 1), torch.tensor([[0.5], [1.0]])) is None
-    # unnormalised lookups never take the structured path: plain brute force
+    # unnormalised lookups below the fused size never take a structured path: plain brute force
     assert torch.equal(nearest_code(x, book), nearest_code(x, book, structured=False))
 
 

@@ -10,7 +10,9 @@ code pairs per second (N x V / time) and the brute-force equivalent rate,
 2 d FLOPs per pair; "% of matmul" divides it by a square float32 matmul's
 GFLOP/s measured in the same run, before and after the table (the machine may
 be shared: compare within a run).  At d <= 2 the lookup is the exact
-structured search; the "brute" rows force the brute-force path for comparison.
+structured search; the "brute" rows force the brute-force path for comparison,
+and the "euclidean" rows time the Euclidean lookup (GSQ's at d <= 2, where its
+l2 lookup is off) on the exact grid search and on the brute force.
 The first search compiles the fused CPU kernel once per machine (about a
 minute, cached on disk); it is done before any timing.
 """
@@ -39,10 +41,10 @@ def _seconds(fn, repeats: int) -> float:
     return min(times)
 
 
-def _search(x, book, structured):
+def _search(x, book, structured, normalize=True):
     from qbench.lookup import nearest_code
 
-    return lambda: nearest_code(x, book, normalize=True, structured=structured)
+    return lambda: nearest_code(x, book, normalize=normalize, structured=structured)
 
 
 def _train_step(x, d, v):
@@ -85,9 +87,14 @@ def main(argv=None) -> int:
         for v in sizes:
             x, book = torch.randn(n, d), torch.randn(v, d)
             paths = [("structured", True), ("brute", False)] if d <= 2 else [("brute", True)]
+            if d <= 2:
+                paths += [("euclidean grid", "grid"), ("euclidean brute", "euclidean brute")]
             for path, structured in paths:
-                cases = [("fwd", _search(x, book, structured))]
-                if structured or d > 2:
+                if isinstance(structured, str):  # the Euclidean rows: search only
+                    cases = [("fwd", _search(x, book, structured == "grid", normalize=False))]
+                else:
+                    cases = [("fwd", _search(x, book, structured))]
+                if structured is True or d > 2:
                     cases.append(("fwd+bwd", _train_step(x, d, v)))
                 for label, fn in cases:
                     seconds = _seconds(fn, args.repeats)

@@ -1,0 +1,54 @@
+"""Exact Euclidean nearest-code search at d = 1 and 2 on a grid of cells.
+
+GSQ (arXiv 2412.02632, section 3.2) turns its l2 lookup off at d <= 2, so its
+G = 8 and G = 16 rows at D = 16 search V = 2^18 codes by Euclidean distance,
+where the sign and circle searches (qbench._circle_lookup) do not apply.  In
+one or two dimensions the nearest code need not be found by brute force
+either: count the codes into a grid of cells over their bounding box (about
+four codes a cell, a counting sort: O(V)), scan the query's cell, then ring
+after ring of cells around it, and stop once the gap to the next ring proves
+every code beyond it worse.
+
+"Worse" is judged on the brute-force kernel's own float32 scores
+(bias + x.c, a chain of fused multiply-adds), not on exact distances, so the
+result is the fused kernel's codes exactly, ties and near-ties included.  The
+stopping rule leaves a margin ``KAPPA`` (|c|^2 + |x| |c|) for the rounding of
+the bias and of the dot product, whose first-order bound is d 2^-24 (|c|^2 + |x| |c|).
+
+The scan runs in the compiled kernel (qbench/_nearest_kernel.cpp).  A query
+inside the codes' cloud scores a few dozen codes.  One far outside it, or in a
+dense cluster, that would visit more than ``CAP`` cells and codes is handed to
+the brute force, as is any input that is not finite or is huge, so no input
+costs more than the brute force plus ``CAP`` steps per query.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from qbench._fused_kernel import compiled
+
+MAX_D = 2
+KAPPA = 2.0**-20  # per unit of |c|^2 + |x| |c|: 8 x the rounding bound d 2^-24 at d = 2
+LIMIT = 1e15  # values beyond it (products could overflow float32) go to the brute force
+CAP = 2**14  # cells and codes one query may visit before it is handed to the brute force
+
+
+def grid_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, brute) -> torch.Tensor | None:
+    """Nearest codes of ``x`` (N, d) among ``codes`` (V, d) by bias + x.c, float32 on CPU, d <= MAX_D.
+
+    ``brute(rows)`` is the brute-force search for rows the scan hands back.
+    None when the kernel is unavailable or the inputs break the preconditions."""
+    if x.shape[1] > MAX_D or x.shape[0] == 0 or codes.shape[0] == 0:
+        return None
+    module = compiled()
+    if module is None:
+        return None
+    # the kernel checks finiteness and LIMIT itself, in its one pass over the codes
+    found = module.grid(x.contiguous(), codes.contiguous(), bias.contiguous(), KAPPA, CAP, LIMIT)
+    if found.shape[0] != x.shape[0]:  # a code or bias is not finite or exceeds LIMIT
+        return None
+    missed = found < 0
+    if bool(missed.any()):
+        found[missed] = brute(x[missed])
+    return found
