@@ -16,10 +16,14 @@ stopping rule leaves a margin ``KAPPA`` (|c|^2 + |x| |c|) for the rounding of
 the bias and of the dot product, whose first-order bound is d 2^-24 (|c|^2 + |x| |c|).
 
 The scan runs in the compiled kernel (qbench/_nearest_kernel.cpp).  A query
-inside the codes' cloud scores a few dozen codes.  One far outside it, or in a
-dense cluster, that would visit more than ``CAP`` cells and codes is handed to
-the brute force, as is any input that is not finite or is huge, so no input
-costs more than the brute force plus ``CAP`` steps per query.
+inside the codes' cloud scores a few dozen codes.  Duplicated codes (GSQ's
+spherical init at d = 1 is V codes of +-1) are kept once, at their first
+index.  A query that would visit more than ``CAP`` cells and codes (far
+outside the codes' cloud, inside a ring of codes, in a dense cluster) is
+handed to the brute force, as is any input that is not finite or is huge;
+and when more than an eighth of the first 64 queries are handed over, all
+of them are. So
+no input costs much more than the brute force.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from qbench._fused_kernel import compiled
 MAX_D = 2
 KAPPA = 2.0**-20  # per unit of |c|^2 + |x| |c|: 8 x the rounding bound d 2^-24 at d = 2
 LIMIT = 1e15  # values beyond it (products could overflow float32) go to the brute force
-CAP = 2**14  # cells and codes one query may visit before it is handed to the brute force
+CAP = 2**12  # cells and codes one query may visit before it is handed to the brute force
 
 
 def grid_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, brute) -> torch.Tensor | None:

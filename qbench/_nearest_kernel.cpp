@@ -179,8 +179,9 @@ torch::Tensor circle(torch::Tensor u, torch::Tensor angles, torch::Tensor c0, to
 // brute-force kernel's own, fma chain from the bias, so ties and near-ties
 // resolve as there (first index of the maximum).  A query whose search visits
 // more than `cap` cells and codes, or that is not finite or exceeds `limit`,
-// gets -1 (the caller runs the brute force); codes that do return an empty
-// tensor (the caller runs the brute force for every query).
+// gets -1 (the caller runs the brute force); so does every query when more
+// than an eighth of the first 64 do; codes that are not finite or exceed `limit` return an
+// empty tensor (the caller runs the brute force for every query).
 constexpr int64_t CELL_CODES = 4;  // codes per cell on average
 
 torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, double kappa, int64_t cap,
@@ -207,40 +208,112 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
     lo[a] = l;
     range[a] = h - l;
   }
-  const int64_t total = std::max<int64_t>(1, v / CELL_CODES);
-  if (g == 1 || !(range[1] > 0)) {
-    cells[0] = range[0] > 0 ? total : 1;
-  } else if (!(range[0] > 0)) {
-    cells[1] = total;
-  } else {
-    cells[0] = std::clamp<int64_t>(std::llround(std::sqrt(total * range[0] / range[1])), 1, total);
-    cells[1] = std::max<int64_t>(1, total / cells[0]);
-  }
-  for (int64_t a = 0; a < g; ++a) w[a] = range[a] > 0 ? range[a] / cells[a] : 1.0;
+  std::vector<int64_t> start, order(v);
+  std::vector<int32_t> cell(v);
+  int64_t nc = 1;
   auto cell_of = [&](int64_t a, double value) {
     const double b = std::floor((value - lo[a]) / w[a]);
     return (int64_t)std::min<double>(cells[a] - 1, std::max<double>(0, b));
   };
-  auto flat = [&](const float* p) { return cell_of(0, p[0]) + (g == 2 ? cells[0] * cell_of(1, p[1]) : 0); };
-  const int64_t nc = cells[0] * cells[1];
-  std::vector<int64_t> start(nc + 1, 0), order(v);
-  for (int64_t c = 0; c < v; ++c) ++start[flat(cp + c * d) + 1];
-  for (int64_t b = 0; b < nc; ++b) start[b + 1] += start[b];
+  // counts the codes into about `total` cells over the bounding box; returns the cells in use
+  auto build = [&](int64_t total) {
+    cells[0] = cells[1] = 1;
+    if (g == 1 || !(range[1] > 0)) {
+      cells[0] = range[0] > 0 ? total : 1;
+    } else if (!(range[0] > 0)) {
+      cells[1] = total;
+    } else {
+      cells[0] = std::clamp<int64_t>(std::llround(std::sqrt(total * range[0] / range[1])), 1, total);
+      cells[1] = std::max<int64_t>(1, total / cells[0]);
+    }
+    for (int64_t a = 0; a < g; ++a) w[a] = range[a] > 0 ? range[a] / cells[a] : 1.0;
+    nc = cells[0] * cells[1];
+    start.assign(nc + 1, 0);
+    for (int64_t c = 0; c < v; ++c) {
+      const float* p = cp + c * d;
+      cell[c] = (int32_t)(cell_of(0, p[0]) + (g == 2 ? cells[0] * cell_of(1, p[1]) : 0));
+      ++start[cell[c] + 1];
+    }
+    int64_t used = 0;
+    for (int64_t b = 0; b < nc; ++b) {
+      used += start[b + 1] > 0;
+      start[b + 1] += start[b];
+    }
+    return used;
+  };
+  const int64_t total = std::max<int64_t>(1, v / CELL_CODES);
+  const int64_t used = build(total);
+  // Few cells in use (codes on a few values or a curve, e.g. GSQ's +-1 init at d = 1): a grid
+  // sized to them, so that a query does not walk through thousands of empty cells.
+  if (used * 16 < total) build(std::max<int64_t>(1, 4 * used));
   {
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (int64_t c = 0; c < v; ++c) order[fill[flat(cp + c * d)]++] = c;
+    for (int64_t c = 0; c < v; ++c) order[fill[cell[c]]++] = c;  // ascending index in a cell
   }
-  std::vector<float> sorted(v * d), sorted_bias(v);
-  for (int64_t k = 0; k < v; ++k) {
+  // Duplicated codes (same values, same bias) score alike for every query, so only the first
+  // index of each can win: keep that one.  GSQ's spherical init at d = 1 is 2^18 codes of +-1.
+  auto same = [&](int64_t a, int64_t b) {
+    return bp[a] == bp[b] && std::memcmp(cp + a * d, cp + b * d, d * sizeof(float)) == 0;
+  };
+  int64_t kept = 0;
+  std::vector<int64_t> table;
+  for (int64_t b = 0; b < nc; ++b) {
+    const int64_t s0 = start[b], s1 = start[b + 1];
+    start[b] = kept;
+    bool uniform = true;  // one value repeated (the +-1 cells above): the first index is the answer
+    for (int64_t k = s0 + 1; k < s1 && uniform; ++k) uniform = same(order[k], order[s0]);
+    if (uniform && s1 > s0) {
+      order[kept++] = order[s0];
+      continue;
+    }
+    if (s1 - s0 <= 8) {  // a few codes: compare each with those kept so far
+      const int64_t first = kept;
+      for (int64_t k = s0; k < s1; ++k) {
+        bool seen = false;
+        for (int64_t j = first; j < kept && !seen; ++j) seen = same(order[k], order[j]);
+        if (!seen) order[kept++] = order[k];
+      }
+      continue;
+    }
+    // many codes: an open-addressing table of the kept ones, keyed by their bits (O(m))
+    int64_t size = 16;
+    while (size < 2 * (s1 - s0)) size *= 2;
+    table.assign(size, -1);
+    for (int64_t k = s0; k < s1; ++k) {
+      const int64_t c = order[k];
+      uint64_t h = 1469598103934665603ull;
+      for (int64_t j = 0; j <= d; ++j) {
+        uint32_t bits;
+        std::memcpy(&bits, j < d ? cp + c * d + j : bp + c, 4);
+        h = (h ^ bits) * 1099511628211ull;
+      }
+      int64_t slot = (int64_t)(h & (size - 1));
+      bool seen = false;
+      while (table[slot] >= 0 && !(seen = same(c, order[table[slot]]))) slot = (slot + 1) & (size - 1);
+      if (!seen) {
+        table[slot] = kept;
+        order[kept++] = c;
+      }
+    }
+  }
+  start[nc] = kept;
+  std::vector<float> sorted(kept * d), sorted_bias(kept);
+  double cmax2 = 0;  // the largest |c|^2 of any code: bounds every code's rounding error
+  for (int64_t k = 0; k < kept; ++k) {
     std::memcpy(&sorted[k * d], cp + order[k] * d, d * sizeof(float));
     sorted_bias[k] = bp[order[k]];
+    double norm2 = 0;
+    for (int64_t j = 0; j < d; ++j) norm2 += (double)sorted[k * d + j] * sorted[k * d + j];
+    cmax2 = std::max(cmax2, norm2);
   }
+  const double cmax = std::sqrt(cmax2);
+  const double box_hi[2] = {lo[0] + range[0], lo[1] + range[1]};
   // cell edges are computed in double; the slack covers their rounding
   double slack = 0;
   for (int64_t a = 0; a < g; ++a) slack += 1e-12 * (std::fabs(lo[a]) + range[a] + w[a]);
   auto out = torch::empty({n}, torch::kLong);
   int64_t* op = out.data_ptr<int64_t>();
-  at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+  auto search = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* q = xp + i * d;
       if (!fits(q, d)) {
@@ -250,9 +323,12 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
       double xnorm2 = 0;
       for (int64_t k = 0; k < d; ++k) xnorm2 += (double)q[k] * q[k];
       const double xnorm = std::sqrt(xnorm2);
+      // rounding of any code's score: at most k (|c|^2 + |x| |c|) with |c| <= cmax
+      const double e_any = kappa * (cmax2 + xnorm * cmax) + 1e-37;
       float best = -std::numeric_limits<float>::infinity();
       int64_t best_i = std::numeric_limits<int64_t>::max(), best_k = -1, work = 0;
       double bound = std::numeric_limits<double>::infinity();  // D^2 + 2 e_best + 4 k |x|^2
+      double bound_any = std::numeric_limits<double>::infinity();  // D^2 + 2 e_best + 2 e_any
       auto scan = [&](int64_t cx, int64_t cy) {
         const int64_t b = cx + cells[0] * cy, was = best_k;
         for (int64_t k = start[b]; k < start[b + 1]; ++k) {
@@ -275,21 +351,33 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
           }
           const double e_best = kappa * (cnorm2 + xnorm * std::sqrt(cnorm2)) + 1e-37;
           bound = dist2 + 2 * e_best + 4 * kappa * xnorm2 + 1e-37;
+          bound_any = dist2 + 2 * e_best + 2 * e_any + 1e-37;
         }
       };
       const int64_t hx = cell_of(0, q[0]), hy = g == 2 ? cell_of(1, q[1]) : 0;
+      const int64_t home[2] = {hx, hy};
+      double out2[2] = {0, 0};  // squared distance from the query to the codes' range, per axis
+      for (int64_t a = 0; a < g; ++a) {
+        const double o = std::max({0.0, lo[a] - q[a], q[a] - box_hi[a]});
+        out2[a] = o * o;
+      }
       scan(hx, hy);
       for (int64_t k = 1; work <= cap; ++k) {
-        // the nearest point outside rings 0 .. k-1: the gap to their box's nearest open side
-        double t = std::numeric_limits<double>::infinity();
-        const int64_t home[2] = {hx, hy};
+        // the nearest point of a cell outside rings 0 .. k-1: past an open side on one axis,
+        // and at least the distance to the codes' range on the other
+        double gap[2] = {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
         for (int64_t a = 0; a < g; ++a) {
-          if (home[a] - k >= 0) t = std::min(t, q[a] - (lo[a] + (home[a] - k + 1) * w[a]));
-          if (home[a] + k < cells[a]) t = std::min(t, (lo[a] + (home[a] + k) * w[a]) - q[a]);
+          if (home[a] - k >= 0) gap[a] = std::min(gap[a], q[a] - (lo[a] + (home[a] - k + 1) * w[a]));
+          if (home[a] + k < cells[a]) gap[a] = std::min(gap[a], (lo[a] + (home[a] + k) * w[a]) - q[a]);
+          gap[a] = std::max(0.0, gap[a] - slack);
         }
-        if (t == std::numeric_limits<double>::infinity()) break;  // every cell scanned
-        t = std::max(0.0, t - slack);
-        if (t * t * (1 - 2 * kappa) - 6 * kappa * xnorm * t > bound) break;
+        double t2 = gap[0] * gap[0] + (g == 2 ? out2[1] : 0.0);
+        if (g == 2) t2 = std::min(t2, gap[1] * gap[1] + out2[0]);
+        if (t2 == std::numeric_limits<double>::infinity()) break;  // every cell scanned
+        const double t = std::sqrt(t2);
+        // a code at distance R >= t is worse when R^2 - D^2 > 2 (e_best + e(c)); two bounds on e(c)
+        if (t2 > bound_any) break;
+        if (t2 * (1 - 2 * kappa) - 6 * kappa * xnorm * t > bound) break;
         const int64_t x0 = std::max<int64_t>(0, hx - k), x1 = std::min<int64_t>(cells[0] - 1, hx + k);
         const int64_t y0 = std::max<int64_t>(0, hy - k), y1 = std::min<int64_t>(cells[1] - 1, hy + k);
         for (int64_t cy = y0; cy <= y1; ++cy) {
@@ -303,6 +391,17 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
       }
       op[i] = work > cap ? -1 : best_i;
     }
-  });
+  };
+  // A probe of the first queries: where many of them miss (queries far from the codes, or codes
+  // on a ring with an empty inside), the grid would only add work to the brute force.
+  const int64_t probe = std::min<int64_t>(n, 64);
+  search(0, probe);
+  int64_t missed = 0;
+  for (int64_t i = 0; i < probe; ++i) missed += op[i] < 0;
+  if (8 * missed > probe) {
+    std::fill(op, op + n, -1);
+    return out;
+  }
+  at::parallel_for(probe, n, 256, search);
   return out;
 }
