@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from qbench import _grid_lookup
 from qbench.lookup import nearest_code
@@ -35,6 +36,13 @@ def _cases():
         yield f"zeros d{d}", torch.cat([torch.zeros(5, d), torch.randn(20, d, generator=g)]), \
             torch.cat([torch.zeros(3, d), torch.randn(30, d, generator=g), torch.zeros(2, d)])
         yield f"tiny d{d}", torch.randn(300, d, generator=g) * 1e-30, torch.randn(400, d, generator=g) * 1e-30
+    # GSQ's spherical init: +-1 at d = 1 (two distinct codes, each repeated), the unit circle at d = 2
+    yield "plus minus one d1", torch.randn(800, 1, generator=g), torch.randn(4096, 1, generator=g).sign()
+    yield "unit circle d2", torch.randn(800, 2, generator=g), F.normalize(torch.randn(4096, 2, generator=g), dim=1)
+    # crowded cells with some duplicates (the hashed de-duplication), signed zeros among them
+    crowd = torch.randn(60, 2, generator=g) * 1e-3
+    yield "crowded cells d2", torch.randn(400, 2, generator=g) * 1e-3, \
+        torch.cat([crowd, crowd[:30], torch.tensor([[0.0, 0.0], [-0.0, 0.0], [0.0, -0.0]]), crowd.flip(0), torch.randn(40, 2, generator=g)])
     # a degenerate axis: every code on one vertical line, so one axis has no extent
     line = torch.stack([torch.full((3000,), 0.25), torch.randn(3000, generator=g)], dim=1)
     yield "one line d2", torch.randn(400, 2, generator=g), line
