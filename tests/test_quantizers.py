@@ -4,7 +4,6 @@ plus the shared lookup and statistics against independent references."""
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -225,7 +224,6 @@ def test_codes_with_the_wrong_token_count_are_a_config_error_naming_the_quantize
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("QBENCH_SLOW"), reason="compiles a kernel (about a minute on 2 cores); set QBENCH_SLOW=1")
 @pytest.mark.parametrize("d", [1, 3, 4, 8, 16, 20])
 def test_fused_lookup_finds_the_nearest_code(d):
     # compiles the C++ kernel once (cached on disk); near-ties may break differently from the
@@ -244,7 +242,6 @@ def test_fused_lookup_finds_the_nearest_code(d):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("QBENCH_SLOW"), reason="compiles a kernel (about a minute on 2 cores); set QBENCH_SLOW=1")
 def test_compiled_circle_search_equals_fused_brute_force():
     g = torch.Generator().manual_seed(0)
     x, book = torch.randn(4000, 2, generator=g), torch.randn(2**16, 2, generator=g)
