@@ -64,7 +64,7 @@ def _load():
         _module = load_inline(
             f"qbench_nearest_{_cpu_tag()}",
             cpp_sources=SOURCE.read_text(),
-            functions=["nearest", "lanes", "circle", "grid"],
+            functions=["nearest", "lanes", "circle", "grid", "ring"],
             extra_cflags=flags,
             verbose=False,
         )

@@ -15,7 +15,13 @@ result is the fused kernel's codes exactly, ties and near-ties included.  The
 stopping rule leaves a margin ``KAPPA`` (|c|^2 + |x| |c|) for the rounding of
 the bias and of the dot product, whose first-order bound is d 2^-24 (|c|^2 + |x| |c|).
 
-The scan runs in the compiled kernel (qbench/_nearest_kernel.cpp).  A query
+At d = 2 a codebook whose codes all lie near one circle (norms within 10%:
+GSQ's spherical init) is searched by angle instead: the grid's empty inside
+would send every query in it to the brute force.  The codes are counted into
+buckets of angle and each query scans outwards from its own angle until the
+angular gap proves the rest worse (bias + x.c <= b_max + |x| r_max cos a).
+
+The scans run in the compiled kernel (qbench/_nearest_kernel.cpp).  A query
 inside the codes' cloud scores a few dozen codes.  Duplicated codes (GSQ's
 spherical init at d = 1 is V codes of +-1) are kept once, at their first
 index.  A query that would visit more than ``CAP`` cells and codes (far
@@ -48,8 +54,11 @@ def grid_nearest(x: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor, brute
     module = compiled()
     if module is None:
         return None
-    # the kernel checks finiteness and LIMIT itself, in its one pass over the codes
-    found = module.grid(x.contiguous(), codes.contiguous(), bias.contiguous(), KAPPA, CAP, LIMIT)
+    args = (x.contiguous(), codes.contiguous(), bias.contiguous(), KAPPA, CAP, LIMIT)
+    # the kernels check finiteness and LIMIT themselves, in their one pass over the codes
+    found = module.ring(*args) if x.shape[1] == 2 else x.new_empty(0)
+    if found.shape[0] != x.shape[0]:  # not a ring of codes
+        found = module.grid(*args)
     if found.shape[0] != x.shape[0]:  # a code or bias is not finite or exceeds LIMIT
         return None
     missed = found < 0

@@ -217,9 +217,10 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
   std::vector<int64_t> start, order(v);
   std::vector<int32_t> cell(v);
   int64_t nc = 1;
-  auto cell_of = [&](int64_t a, double value) {
-    const double b = std::floor((value - lo[a]) / w[a]);
-    return (int64_t)std::min<double>(cells[a] - 1, std::max<double>(0, b));
+  double inv_w[2] = {1, 1};
+  auto cell_of = [&](int64_t a, double value) {  // the slack below covers the rounding of inv_w
+    const double b = (value - lo[a]) * inv_w[a];
+    return b <= 0 ? int64_t(0) : (int64_t)std::min<double>(cells[a] - 1, b);
   };
   // counts the codes into about `total` cells over the bounding box; returns the cells in use
   auto build = [&](int64_t total) {
@@ -232,7 +233,10 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
       cells[0] = std::clamp<int64_t>(std::llround(std::sqrt(total * range[0] / range[1])), 1, total);
       cells[1] = std::max<int64_t>(1, total / cells[0]);
     }
-    for (int64_t a = 0; a < g; ++a) w[a] = range[a] > 0 ? range[a] / cells[a] : 1.0;
+    for (int64_t a = 0; a < g; ++a) {
+      w[a] = range[a] > 0 ? range[a] / cells[a] : 1.0;
+      inv_w[a] = 1.0 / w[a];
+    }
     nc = cells[0] * cells[1];
     start.assign(nc + 1, 0);
     for (int64_t c = 0; c < v; ++c) {
@@ -261,57 +265,65 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
   auto same = [&](int64_t a, int64_t b) {
     return bp[a] == bp[b] && std::memcmp(cp + a * d, cp + b * d, d * sizeof(float)) == 0;
   };
-  int64_t kept = 0;
-  std::vector<int64_t> table;
-  for (int64_t b = 0; b < nc; ++b) {
-    const int64_t s0 = start[b], s1 = start[b + 1];
-    start[b] = kept;
-    bool uniform = true;  // one value repeated (the +-1 cells above): the first index is the answer
-    for (int64_t k = s0 + 1; k < s1 && uniform; ++k) uniform = same(order[k], order[s0]);
-    if (uniform && s1 > s0) {
-      order[kept++] = order[s0];
-      continue;
-    }
-    if (s1 - s0 <= 8) {  // a few codes: compare each with those kept so far
-      const int64_t first = kept;
+  auto dedupe = [&]() {
+    int64_t kept = 0;
+    std::vector<int64_t> table;
+    for (int64_t b = 0; b < nc; ++b) {
+      const int64_t s0 = start[b], s1 = start[b + 1];
+      start[b] = kept;
+      bool uniform = true;  // one value repeated (the +-1 cells above): the first index is the answer
+      for (int64_t k = s0 + 1; k < s1 && uniform; ++k) uniform = same(order[k], order[s0]);
+      if (uniform && s1 > s0) {
+        order[kept++] = order[s0];
+        continue;
+      }
+      if (s1 - s0 <= 8) {  // a few codes: compare each with those kept so far
+        const int64_t first = kept;
+        for (int64_t k = s0; k < s1; ++k) {
+          bool seen = false;
+          for (int64_t j = first; j < kept && !seen; ++j) seen = same(order[k], order[j]);
+          if (!seen) order[kept++] = order[k];
+        }
+        continue;
+      }
+      // many codes: an open-addressing table of the kept ones, keyed by their bits (O(m))
+      int64_t size = 16;
+      while (size < 2 * (s1 - s0)) size *= 2;
+      table.assign(size, -1);
       for (int64_t k = s0; k < s1; ++k) {
+        const int64_t c = order[k];
+        uint64_t h = 1469598103934665603ull;
+        for (int64_t j = 0; j <= d; ++j) {
+          uint32_t bits;
+          std::memcpy(&bits, j < d ? cp + c * d + j : bp + c, 4);
+          h = (h ^ bits) * 1099511628211ull;
+        }
+        int64_t slot = (int64_t)(h & (size - 1));
         bool seen = false;
-        for (int64_t j = first; j < kept && !seen; ++j) seen = same(order[k], order[j]);
-        if (!seen) order[kept++] = order[k];
-      }
-      continue;
-    }
-    // many codes: an open-addressing table of the kept ones, keyed by their bits (O(m))
-    int64_t size = 16;
-    while (size < 2 * (s1 - s0)) size *= 2;
-    table.assign(size, -1);
-    for (int64_t k = s0; k < s1; ++k) {
-      const int64_t c = order[k];
-      uint64_t h = 1469598103934665603ull;
-      for (int64_t j = 0; j <= d; ++j) {
-        uint32_t bits;
-        std::memcpy(&bits, j < d ? cp + c * d + j : bp + c, 4);
-        h = (h ^ bits) * 1099511628211ull;
-      }
-      int64_t slot = (int64_t)(h & (size - 1));
-      bool seen = false;
-      while (table[slot] >= 0 && !(seen = same(c, order[table[slot]]))) slot = (slot + 1) & (size - 1);
-      if (!seen) {
-        table[slot] = kept;
-        order[kept++] = c;
+        while (table[slot] >= 0 && !(seen = same(c, order[table[slot]]))) slot = (slot + 1) & (size - 1);
+        if (!seen) {
+          table[slot] = kept;
+          order[kept++] = c;
+        }
       }
     }
-  }
-  start[nc] = kept;
-  std::vector<float> sorted(kept * d), sorted_bias(kept);
+    start[nc] = kept;
+    return kept;
+  };
+  std::vector<float> sorted, sorted_bias;
   double cmax2 = 0;  // the largest |c|^2 of any code: bounds every code's rounding error
-  for (int64_t k = 0; k < kept; ++k) {
-    std::memcpy(&sorted[k * d], cp + order[k] * d, d * sizeof(float));
-    sorted_bias[k] = bp[order[k]];
-    double norm2 = 0;
-    for (int64_t j = 0; j < d; ++j) norm2 += (double)sorted[k * d + j] * sorted[k * d + j];
-    cmax2 = std::max(cmax2, norm2);
-  }
+  auto gather = [&](int64_t count) {
+    sorted.resize(count * d);
+    sorted_bias.resize(count);
+    for (int64_t k = 0; k < count; ++k) {
+      std::memcpy(&sorted[k * d], cp + order[k] * d, d * sizeof(float));
+      sorted_bias[k] = bp[order[k]];
+      double norm2 = 0;
+      for (int64_t j = 0; j < d; ++j) norm2 += (double)sorted[k * d + j] * sorted[k * d + j];
+      cmax2 = std::max(cmax2, norm2);
+    }
+  };
+  gather(dedupe());
   const double cmax = std::sqrt(cmax2);
   const double box_hi[2] = {lo[0] + range[0], lo[1] + range[1]};
   // cell edges are computed in double; the slack covers their rounding
@@ -400,6 +412,141 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
   };
   // A probe of the first queries: where many of them miss (queries far from the codes, or codes
   // on a ring with an empty inside), the grid would only add work to the brute force.
+  const int64_t probe = std::min<int64_t>(n, 64);
+  search(0, probe);
+  int64_t missed = 0;
+  for (int64_t i = 0; i < probe; ++i) missed += op[i] < 0;
+  if (8 * missed > probe) {
+    std::fill(op, op + n, -1);
+    return out;
+  }
+  at::parallel_for(probe, n, 256, search);
+  return out;
+}
+
+// Exact Euclidean search at d = 2 when most codes lie on one circle (GSQ's spherical init, and
+// its codebooks later: the codes never picked keep their common norm, AdamW's weight decay scales
+// them alike), where a grid's empty inside would send every query in it to the brute force.
+// The codes within RING_BAND (relative) of the median norm are the ring; the others, at most
+// v / 8 of them, are searched for every query with the brute-force tile (the same scores).  Ring
+// codes are counted into about v / 4 buckets of angle; each query scans its own bucket, then the
+// next ones on both sides, and stops once the angular gap a to the next bucket proves every ring
+// code beyond it worse: such a code scores at most b_max + |x| r_max cos a + E (cos a >= 0; E:
+// any code's rounding, at most k (|b|_max + |x| r_max)), so cos a < C = (best - E - b_max) /
+// (|x| r_max) with C > 0 ends the scan.  Scores are the brute-force kernel's fma chain, ties go
+// to the first index.  Codebooks that are no ring return an empty tensor; queries at the origin,
+// not finite, or past `cap` buckets and codes get -1, and all of them do when more than an
+// eighth of the first 64 do (the caller runs the brute force for them).
+constexpr double RING_BAND = 1e-5;
+
+torch::Tensor ring(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, double kappa, int64_t cap,
+                   double limit) {
+  const int64_t n = x.size(0), v = codes.size(0);
+  const float* xp = x.data_ptr<float>();
+  const float* cp = codes.data_ptr<float>();
+  const float* bp = bias.data_ptr<float>();
+  const double pi = M_PI;
+  std::vector<double> norm(v);
+  for (int64_t c = 0; c < v; ++c) {
+    const double c0 = cp[2 * c], c1 = cp[2 * c + 1];
+    if (!(std::fabs(c0) <= limit && std::fabs(c1) <= limit && std::fabs((double)bp[c]) <= limit))
+      return torch::empty({0}, torch::kLong);
+    norm[c] = std::sqrt(c0 * c0 + c1 * c1);
+  }
+  std::vector<double> sorted_norm(norm);
+  std::nth_element(sorted_norm.begin(), sorted_norm.begin() + v / 2, sorted_norm.end());
+  const double median = sorted_norm[v / 2];
+  if (!(median > 0)) return torch::empty({0}, torch::kLong);
+  std::vector<int64_t> on_ring, off_ring;
+  for (int64_t c = 0; c < v; ++c) (std::fabs(norm[c] - median) <= RING_BAND * median ? on_ring : off_ring).push_back(c);
+  if ((int64_t)off_ring.size() * 8 > v) return torch::empty({0}, torch::kLong);
+  const int64_t m = on_ring.size();
+  double r_max = 0, b_max = -std::numeric_limits<double>::infinity(), b_abs = 0;
+  for (int64_t c : on_ring) {
+    r_max = std::max(r_max, norm[c]);
+    b_max = std::max(b_max, (double)bp[c]);
+    b_abs = std::max(b_abs, std::fabs((double)bp[c]));
+  }
+  const int64_t nb = std::max<int64_t>(1, m / CELL_CODES);
+  const double bw = 2 * pi / nb;
+  auto bucket_of = [&](double a) {
+    const double b = (a + pi) / bw;
+    return b <= 0 ? int64_t(0) : (int64_t)std::min<double>(nb - 1, b);
+  };
+  std::vector<int64_t> start(nb + 1, 0), order(m);
+  std::vector<int32_t> bucket(m);
+  for (int64_t k = 0; k < m; ++k) {
+    const int64_t c = on_ring[k];
+    bucket[k] = (int32_t)bucket_of(std::atan2((double)cp[2 * c + 1], (double)cp[2 * c]));
+    ++start[bucket[k] + 1];
+  }
+  for (int64_t b = 0; b < nb; ++b) start[b + 1] += start[b];
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t k = 0; k < m; ++k) order[fill[bucket[k]]++] = on_ring[k];  // ascending index in a bucket
+  }
+  std::vector<float> s0(m), s1(m), sb(m);
+  for (int64_t k = 0; k < m; ++k) {
+    s0[k] = cp[2 * order[k]];
+    s1[k] = cp[2 * order[k] + 1];
+    sb[k] = bp[order[k]];
+  }
+  // the codes off the ring: the brute-force tile, for every query (best score and index)
+  const int64_t off = off_ring.size(), opad = std::max<int64_t>(W, (off + W - 1) / W * W);
+  std::vector<float> off_t(2 * opad, 0.f), off_b(opad, -std::numeric_limits<float>::infinity());
+  for (int64_t k = 0; k < off; ++k) {
+    off_t[k] = cp[2 * off_ring[k]];
+    off_t[opad + k] = cp[2 * off_ring[k] + 1];
+    off_b[k] = bp[off_ring[k]];
+  }
+  const double slack = 1e-9;  // radians: the rounding of atan2 and of the bucket edges
+  auto out = torch::empty({n}, torch::kLong);
+  int64_t* op = out.data_ptr<int64_t>();
+  auto search = [&](int64_t begin, int64_t end) {
+    std::vector<float> off_v(end - begin, -std::numeric_limits<float>::infinity()), off_i(end - begin, -1.f);
+    if (off > 0) tile_rows<2>(xp + 2 * begin, 2, end - begin, off_t.data(), opad, off_b.data(), 0, opad,
+                              off_v.data(), off_i.data());
+    for (int64_t i = begin; i < end; ++i) {
+      const float q0 = xp[2 * i], q1 = xp[2 * i + 1];
+      const double rho = std::sqrt((double)q0 * q0 + (double)q1 * q1);
+      if (!(std::fabs(q0) <= limit && std::fabs(q1) <= limit) || rho == 0) {
+        op[i] = -1;
+        continue;
+      }
+      const double theta = std::atan2((double)q1, (double)q0);
+      const double e_any = kappa * (b_abs + rho * r_max) + 1e-37;
+      float best = off_v[i - begin];
+      int64_t best_i = off_i[i - begin] >= 0 ? off_ring[(int64_t)off_i[i - begin]] : std::numeric_limits<int64_t>::max();
+      int64_t work = 0;
+      auto scan = [&](int64_t b) {
+        for (int64_t k = start[b]; k < start[b + 1]; ++k) {
+          const float acc = std::fma(q1, s1[k], std::fma(q0, s0[k], sb[k]));
+          if (acc > best || (acc == best && order[k] < best_i)) {
+            best = acc;
+            best_i = order[k];
+          }
+        }
+        work += 1 + start[b + 1] - start[b];
+      };
+      const int64_t home = bucket_of(theta);
+      scan(home);
+      bool done = false;
+      for (int64_t k = 1; 2 * k - 1 < nb && work <= cap; ++k) {
+        const double forward = -pi + (home + k) * bw - theta, backward = theta - (-pi + (home - k + 1) * bw);
+        const double gap = std::max(0.0, std::min(forward, backward) - slack);
+        const double limit_cos = ((double)best - e_any - b_max) / (rho * r_max);
+        if (limit_cos > 0 && std::cos(gap) < limit_cos) {
+          done = true;
+          break;
+        }
+        const int64_t ahead = ((home + k) % nb + nb) % nb, behind = ((home - k) % nb + nb) % nb;
+        scan(ahead);
+        if (behind != ahead) scan(behind);
+      }
+      if (!done && work <= cap) done = true;  // every bucket scanned
+      op[i] = done && work <= cap ? best_i : -1;
+    }
+  };
   const int64_t probe = std::min<int64_t>(n, 64);
   search(0, probe);
   int64_t missed = 0;

@@ -39,6 +39,11 @@ def _cases():
     # GSQ's spherical init: +-1 at d = 1 (two distinct codes, each repeated), the unit circle at d = 2
     yield "plus minus one d1", torch.randn(800, 1, generator=g), torch.randn(4096, 1, generator=g).sign()
     yield "unit circle d2", torch.randn(800, 2, generator=g), F.normalize(torch.randn(4096, 2, generator=g), dim=1)
+    # a trained GSQ codebook at d = 2: the untouched codes on one circle (shrunk alike by weight
+    # decay), duplicates among them, a few codes moved off it, inside and outside
+    ring = F.normalize(torch.randn(4000, 2, generator=g), dim=1) * 0.9994
+    yield "ring with outliers d2", torch.cat([torch.randn(600, 2, generator=g), ring[:50] * 0.5, ring[50:80]]), \
+        torch.cat([ring, ring[:100], torch.randn(300, 2, generator=g) * 0.3, F.normalize(torch.randn(100, 2, generator=g), dim=1) * 1.001])
     # crowded cells with some duplicates (the hashed de-duplication), signed zeros among them
     crowd = torch.randn(60, 2, generator=g) * 1e-3
     yield "crowded cells d2", torch.randn(400, 2, generator=g) * 1e-3, \
@@ -123,3 +128,19 @@ def test_paper_scale_codebook(monkeypatch):
         x = torch.randn(2048, d, generator=g)
         assert torch.equal(nearest_code(x, book), _brute(x, book))
     assert len(calls) == 2
+
+
+def test_ring_codebooks_take_the_angular_search():
+    from qbench._fused_kernel import compiled
+
+    g = torch.Generator().manual_seed(6)
+    ring = F.normalize(torch.randn(2**14, 2, generator=g), dim=1)
+    book = torch.cat([ring, torch.randn(200, 2, generator=g) * 0.5])  # 200 codes off the ring
+    x = torch.randn(1000, 2, generator=g) * 0.7
+    bias = -0.5 * book.pow(2).sum(-1)
+    args = (_grid_lookup.KAPPA, _grid_lookup.CAP, _grid_lookup.LIMIT)
+    found = compiled().ring(x, book, bias, *args)
+    assert found.shape[0] == 1000 and bool((found >= 0).all())  # searched by angle, none handed back
+    assert torch.equal(found, _brute(x, book))
+    gaussian = torch.randn(4096, 2, generator=g)
+    assert compiled().ring(x, gaussian, -0.5 * gaussian.pow(2).sum(-1), *args).shape[0] == 0  # no ring
