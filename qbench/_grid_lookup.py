@@ -15,11 +15,15 @@ result is the fused kernel's codes exactly, ties and near-ties included.  The
 stopping rule leaves a margin ``KAPPA`` (|c|^2 + |x| |c|) for the rounding of
 the bias and of the dot product, whose first-order bound is d 2^-24 (|c|^2 + |x| |c|).
 
-At d = 2 a codebook whose codes all lie near one circle (norms within 10%:
-GSQ's spherical init) is searched by angle instead: the grid's empty inside
-would send every query in it to the brute force.  The codes are counted into
-buckets of angle and each query scans outwards from its own angle until the
-angular gap proves the rest worse (bias + x.c <= b_max + |x| r_max cos a).
+At d = 2 a codebook whose codes mostly lie on one circle is searched by angle
+instead, where the grid's empty inside would send every query in it to the
+brute force.  That is GSQ's spherical init, and its codebooks later too: the
+codes never picked keep their common norm (AdamW's weight decay scales them
+alike).  Codes within 1e-5 (relative) of the median norm form the ring; the
+others, at most V / 8, are searched for every query by the brute-force tile.
+Ring codes are counted into buckets of angle and each query scans outwards
+from its own angle until the angular gap proves the rest worse
+(bias + x.c <= b_max + |x| r_max cos a).
 
 The scans run in the compiled kernel (qbench/_nearest_kernel.cpp).  A query
 inside the codes' cloud scores a few dozen codes.  Duplicated codes (GSQ's
