@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(cpu_description())
+    print(f"kernel: -march={os.environ.get('QBENCH_KERNEL_ARCH', 'native')}")
     print(f"\n| G | d | step at V = {args.small} (s) | step at V = {args.large} (s) | ratio |")
     print("|---|---|---|---|---|")
     for groups in (int(g) for g in args.groups.split(",")):

@@ -76,6 +76,7 @@ def main(argv=None) -> int:
     sizes = [2 ** int(s) for s in args.sizes.split(",")]
 
     print(cpu_description())
+    print(f"kernel: -march={os.environ.get('QBENCH_KERNEL_ARCH', 'native')}")
     # compile the fused kernel before any timing (cached on disk afterwards)
     _search(torch.randn(64, 4), torch.randn(2**21, 4), False)()
     before = matmul_gflops()
