@@ -58,7 +58,8 @@ def _cpu_tag() -> str:
             flags = next((line for line in info if line.startswith("flags")), "")
     except OSError:
         flags = ""
-    digest = hashlib.sha1((flags + _arch() + SOURCE.read_text() + torch.__version__).encode()).hexdigest()
+    build = _arch() + " openmp"
+    digest = hashlib.sha1((flags + build + SOURCE.read_text() + torch.__version__).encode()).hexdigest()
     return digest[:10]
 
 
@@ -70,12 +71,15 @@ def _load():
 
         # -march=native: the machine's widest vectors and its fused multiply-add, whose
         # rounding the structured search reproduces with std::fma
-        flags = ["-O3", "-ffp-contract=fast", f"-march={_arch()}"]
+        # -fopenmp: at::parallel_for runs its chunks on torch's threads only when the extension
+        # itself is built with OpenMP; without it every search ran on one core
+        flags = ["-O3", "-ffp-contract=fast", f"-march={_arch()}", "-fopenmp"]
         _module = load_inline(
             f"qbench_nearest_{_cpu_tag()}",
             cpp_sources=SOURCE.read_text(),
             functions=["nearest", "lanes", "circle", "grid", "ring"],
             extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],
             verbose=False,
         )
     return _module
