@@ -174,6 +174,23 @@ torch::Tensor circle(torch::Tensor u, torch::Tensor angles, torch::Tensor c0, to
   return out;
 }
 
+// Runs `search(begin, end)` (which writes -1 for a query it hands back) on the first 64 queries
+// alone: where more than an eighth of them are handed back (queries far from the codes, codes on a
+// ring with an empty inside), every query is, since the scan would only add work to the brute
+// force; else on the rest, in parallel.
+template <typename Search>
+void probe_then_search(int64_t n, int64_t* op, const Search& search) {
+  const int64_t probe = std::min<int64_t>(n, 64);
+  search(0, probe);
+  int64_t missed = 0;
+  for (int64_t i = 0; i < probe; ++i) missed += op[i] < 0;
+  if (8 * missed > probe) {
+    std::fill(op, op + n, -1);
+    return;
+  }
+  at::parallel_for(probe, n, 256, search);
+}
+
 // Exact Euclidean search at d = 1 and 2 (see qbench/_grid_lookup.py): codes
 // are counted into a grid of cells over their bounding box (about v / 4 cells,
 // a counting sort); each query scans its own cell, then ring after ring of
@@ -410,17 +427,7 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
       op[i] = work > cap ? -1 : best_i;
     }
   };
-  // A probe of the first queries: where many of them miss (queries far from the codes, or codes
-  // on a ring with an empty inside), the grid would only add work to the brute force.
-  const int64_t probe = std::min<int64_t>(n, 64);
-  search(0, probe);
-  int64_t missed = 0;
-  for (int64_t i = 0; i < probe; ++i) missed += op[i] < 0;
-  if (8 * missed > probe) {
-    std::fill(op, op + n, -1);
-    return out;
-  }
-  at::parallel_for(probe, n, 256, search);
+  probe_then_search(n, op, search);
   return out;
 }
 
@@ -547,14 +554,6 @@ torch::Tensor ring(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
       op[i] = done && work <= cap ? best_i : -1;
     }
   };
-  const int64_t probe = std::min<int64_t>(n, 64);
-  search(0, probe);
-  int64_t missed = 0;
-  for (int64_t i = 0; i < probe; ++i) missed += op[i] < 0;
-  if (8 * missed > probe) {
-    std::fill(op, op + n, -1);
-    return out;
-  }
-  at::parallel_for(probe, n, 256, search);
+  probe_then_search(n, op, search);
   return out;
 }
