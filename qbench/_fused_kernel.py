@@ -52,36 +52,42 @@ def _arch() -> str:
     return os.environ.get(ARCH_ENV, "native")
 
 
-def _cpu_tag() -> str:
+def _cpu_tag(build: str) -> str:
     try:
         with open("/proc/cpuinfo") as info:
             flags = next((line for line in info if line.startswith("flags")), "")
     except OSError:
         flags = ""
-    build = _arch() + " openmp"
     digest = hashlib.sha1((flags + build + SOURCE.read_text() + torch.__version__).encode()).hexdigest()
     return digest[:10]
+
+
+def _build(openmp: bool):
+    # deferred: loads torch's C++ extension builder only when this runs
+    from torch.utils.cpp_extension import load_inline
+
+    # -march=native: the machine's widest vectors and its fused multiply-add, whose
+    # rounding the structured search reproduces with std::fma.  -fopenmp: at::parallel_for
+    # runs its chunks on torch's threads only when the extension itself is built with
+    # OpenMP; without it every search runs on one core
+    flags = ["-O3", "-ffp-contract=fast", f"-march={_arch()}"] + (["-fopenmp"] if openmp else [])
+    return load_inline(
+        f"qbench_nearest_{_cpu_tag(_arch() + (' openmp' if openmp else ''))}",
+        cpp_sources=SOURCE.read_text(),
+        functions=["nearest", "lanes", "circle", "grid", "ring"],
+        extra_cflags=flags,
+        extra_ldflags=["-fopenmp"] if openmp else [],
+        verbose=False,
+    )
 
 
 def _load():
     global _module
     if _module is None:
-        # deferred: loads torch's C++ extension builder only when this runs
-        from torch.utils.cpp_extension import load_inline
-
-        # -march=native: the machine's widest vectors and its fused multiply-add, whose
-        # rounding the structured search reproduces with std::fma
-        # -fopenmp: at::parallel_for runs its chunks on torch's threads only when the extension
-        # itself is built with OpenMP; without it every search ran on one core
-        flags = ["-O3", "-ffp-contract=fast", f"-march={_arch()}", "-fopenmp"]
-        _module = load_inline(
-            f"qbench_nearest_{_cpu_tag()}",
-            cpp_sources=SOURCE.read_text(),
-            functions=["nearest", "lanes", "circle", "grid", "ring"],
-            extra_cflags=flags,
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
+        try:
+            _module = _build(openmp=True)
+        except Exception:  # a compiler without OpenMP (e.g. Apple clang): the same kernel on one core
+            _module = _build(openmp=False)
     return _module
 
 
