@@ -2,11 +2,12 @@
 // registers, never a score in memory (see qbench/_fused_kernel.py).
 //
 // Register tiling: one vector of W codes (AVX-512: 16, else 8) is loaded once
-// per input dimension and multiplied into RB rows' accumulators (AVX-512: 8,
-// else 4), so each load feeds RB fused multiply-adds and RB independent fma
-// chains hide the fma latency (with 4 chains, half the fma throughput sat
-// idle on AVX-512: benchmarks/README.md).  Cache tiling: a thread works through
-// `row_chunk` rows against `code_chunk` codes at a time, a slice of the
+// per input dimension and multiplied into RB = 8 rows' accumulators, so each
+// load feeds 8 fused multiply-adds and 8 independent fma chains hide the fma
+// latency (with 4, half the fma throughput sat idle; AVX2's 16 registers spill
+// some of the 8 rows' state to L1 and still gain: benchmarks/README.md).
+// Cache tiling: a thread works through `row_chunk` rows against `code_chunk`
+// codes at a time, a slice of the
 // codebook that stays in L2 while every row of the chunk passes over it.
 // Each lane keeps its own best (score, index) with a strict >, so within a
 // lane the lowest index wins a tie; lanes and chunks are merged with the same
@@ -26,11 +27,7 @@ constexpr int W = 16;
 constexpr int W = 8;
 #endif
 typedef float vec __attribute__((vector_size(W * 4)));
-#ifdef __AVX512F__
-constexpr int RB = 8;  // 8 independent fma chains hide the fma latency; 32 vector registers hold them
-#else
-constexpr int RB = 4;  // 16 vector registers: 4 rows of accumulator, best value and best index
-#endif
+constexpr int RB = 8;
 
 inline vec load(const float* p) { vec v; std::memcpy(&v, p, sizeof(vec)); return v; }
 inline vec splat(float s) { return vec{} + s; }
