@@ -31,9 +31,8 @@ spherical init at d = 1 is V codes of +-1) are kept once, at their first
 index.  A query that would visit more than ``CAP`` cells and codes (far
 outside the codes' cloud, inside a ring of codes, in a dense cluster) is
 handed to the brute force, as is any input that is not finite or is huge;
-and when more than an eighth of the first 64 queries are handed over, all
-of them are. So
-no input costs much more than the brute force.
+and when more than an eighth of the first 64 queries are handed over, all of
+them are.  So no input costs much more than the brute force.
 """
 
 from __future__ import annotations

@@ -171,6 +171,13 @@ torch::Tensor circle(torch::Tensor u, torch::Tensor angles, torch::Tensor c0, to
   return out;
 }
 
+// Every one of the k values is finite and at most `limit` in magnitude.
+inline bool within(const float* p, int64_t k, double limit) {
+  for (int64_t j = 0; j < k; ++j)
+    if (!(std::fabs(p[j]) <= limit)) return false;  // also false for NaN
+  return true;
+}
+
 // Runs `search(begin, end)` (which writes -1 for a query it hands back) on the first 64 queries
 // alone: where more than an eighth of them are handed back (queries far from the codes, codes on a
 // ring with an empty inside), every query is, since the scan would only add work to the brute
@@ -211,12 +218,7 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
   const float* xp = x.data_ptr<float>();
   const float* cp = codes.data_ptr<float>();
   const float* bp = bias.data_ptr<float>();
-  auto fits = [&](const float* p, int64_t k) {
-    for (int64_t j = 0; j < k; ++j)
-      if (!(std::fabs(p[j]) <= limit)) return false;  // also false for NaN
-    return true;
-  };
-  if (!fits(cp, v * d) || !fits(bp, v)) return torch::empty({0}, torch::kLong);
+  if (!within(cp, v * d, limit) || !within(bp, v, limit)) return torch::empty({0}, torch::kLong);
   double lo[2] = {0, 0}, range[2] = {0, 0}, w[2] = {1, 1};
   int64_t cells[2] = {1, 1};
   for (int64_t a = 0; a < g; ++a) {
@@ -348,7 +350,7 @@ torch::Tensor grid(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
   auto search = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* q = xp + i * d;
-      if (!fits(q, d)) {
+      if (!within(q, d, limit)) {
         op[i] = -1;
         continue;
       }
@@ -453,8 +455,7 @@ torch::Tensor ring(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
   std::vector<double> norm(v);
   for (int64_t c = 0; c < v; ++c) {
     const double c0 = cp[2 * c], c1 = cp[2 * c + 1];
-    if (!(std::fabs(c0) <= limit && std::fabs(c1) <= limit && std::fabs((double)bp[c]) <= limit))
-      return torch::empty({0}, torch::kLong);
+    if (!within(cp + 2 * c, 2, limit) || !within(bp + c, 1, limit)) return torch::empty({0}, torch::kLong);
     norm[c] = std::sqrt(c0 * c0 + c1 * c1);
   }
   std::vector<double> sorted_norm(norm);
@@ -513,7 +514,7 @@ torch::Tensor ring(torch::Tensor x, torch::Tensor codes, torch::Tensor bias, dou
     for (int64_t i = begin; i < end; ++i) {
       const float q0 = xp[2 * i], q1 = xp[2 * i + 1];
       const double rho = std::sqrt((double)q0 * q0 + (double)q1 * q1);
-      if (!(std::fabs(q0) <= limit && std::fabs(q1) <= limit) || rho == 0) {
+      if (!within(xp + 2 * i, 2, limit) || rho == 0) {
         op[i] = -1;
         continue;
       }
