@@ -361,7 +361,7 @@ def test_a_preempted_job_is_requeued_and_resumes_its_run(tmp_path, regs):
     [job_process] = child_pids(job._process.pid)
     os.kill(job_process, signal.SIGUSR2)
     result = job.result()
-    assert result["status"] == "ok" and result["resumed"] is True
+    assert result["status"] == "ok" and result["resumed"] is True, result  # the result says why, if not
     [run_dir] = run_dirs(out)  # continued in place, not restarted
     assert read_metrics(run_dir)["train"]["steps"] == 40
 
