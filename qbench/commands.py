@@ -23,7 +23,7 @@ from qbench.recipe.config import available_recipes, load_recipe_and_problems, re
 from qbench.report.output import check_writable
 from qbench.rundir.directory import slug
 from qbench.sweeps import Plan, build_plan, load_sweep
-from qbench.sweeps.launch import check_points, check_ranks, launch
+from qbench.sweeps.launch import check_points, check_ranks, check_resumable, launch
 from qbench.sweeps.local import available_cores, capped_jobs, default_jobs, threads_per_point
 from qbench.sweeps.render import render_plan
 from qbench.sweeps.spec import check_slurm, with_overrides
@@ -318,10 +318,11 @@ def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = Non
         ranks = check_ranks(plan, options, cluster)  # an impossible request stops here, before submitting
         parallel = int(options.get("array_parallelism") or max(1, len(plan.pending())))
         how = f"with {parallel} Slurm jobs at a time" + (f", {ranks} ranks each" if ranks > 1 else "")
+    check_resumable(plan, 1 if launcher == "local" else ranks)  # another world size: refused, never retrained
     print(render_plan(plan, parallel, how), flush=True)
     if dry_run or not plan.pending():
         return SweepOutcome(plan, [])
-    check_points(plan, regs, local=launcher == "local")
+    check_points(plan, regs, local=launcher == "local", ranks=1 if launcher == "local" else ranks)
     print(flush=True)
     return SweepOutcome(plan, launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
                                      cluster=cluster))

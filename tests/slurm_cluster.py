@@ -39,7 +39,8 @@ DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", 
 CLIENTS = ("sbatch", "srun", "sacct", "squeue", "scontrol", "scancel", "sinfo", "sacctmgr")
 NODE_CPUS = 4  # more than this machine's cores: the CPUs are Slurm's bookkeeping, not a promise
 NODE_MEMORY_MB = 8000
-GRACE_S = 20  # a preempted job gets SIGTERM and this long to write its checkpoint before SIGKILL
+GRACE_S = 0
+CRED_EXPIRE_S = 5  # a preempted job gets SIGTERM and this long to write its checkpoint before SIGKILL
 
 
 def missing_programs() -> list[str]:
@@ -80,6 +81,8 @@ class Cluster:
         self.ports = {k: _free_port() for k in ("ctld", "slurmd", "dbd", "mysql")}
         munge = f"AuthInfo=socket={f / 'munge' / 'munge.sock'}"
         self.conf.write_text("\n".join([
+            # cred_expire: also how long a requeued job waits before it may start again (default 120 s)
+            f"{munge},cred_expire={CRED_EXPIRE_S}",
             "ClusterName=qbench",
             f"SlurmctldHost={self.node}(127.0.0.1)",
             f"SlurmctldPort={self.ports['ctld']}",
@@ -88,7 +91,6 @@ class Cluster:
             "SlurmdUser=root",
             "AuthType=auth/munge",
             "CredType=cred/munge",
-            munge,
             f"StateSaveLocation={f / 'state'}",
             f"SlurmdSpoolDir={f / 'spool'}",
             f"SlurmctldPidFile={f / 'run' / 'slurmctld.pid'}",
@@ -109,9 +111,10 @@ class Cluster:
             "ReturnToService=2",
             "SlurmdParameters=config_overrides",
             "SchedulerType=sched/backfill",
+            "SchedulerParameters=sched_interval=2,bf_interval=2",  # a requeued job starts within seconds
             "PreemptType=preempt/partition_prio",
             "PreemptMode=REQUEUE",
-            "KillWait=5",
+            "KillWait=3",
             "MinJobAge=600",
             "InactiveLimit=0",
             "MessageTimeout=30",
@@ -196,14 +199,42 @@ class Cluster:
         """Cancel every job, stop every daemon (each by the pid it wrote), remove the folder."""
         pid = _pid(self.folder / "run" / "slurmctld.pid")
         if self.conf.exists() and pid and _alive(pid):
-            try:  # the jobs' processes are children of slurmd's step daemons: end them first
-                subprocess.run([_program("scancel"), "--full", "-u", os.environ.get("USER", "root")],
-                               env={**os.environ, **self.env}, capture_output=True, timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
+            self.cancel_all()
+        # every process of this cluster runs in its folder (the daemons in log/): anything left, e.g. a
+        # step daemon whose slurmd is gone, is found there
         _stop([self.folder / "run" / f"{name}.pid" for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd")])
         _stop([self.folder / "run" / "munged.pid"])  # last: the others talk to it while they stop
+        _kill_left_in(self.folder)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def cancel_all(self, timeout: float = 60) -> None:
+        """Cancel every job and wait until none is left (their step daemons end their processes)."""
+        def queue() -> str:
+            return subprocess.run([_program("squeue"), "--noheader", "--format", "%i"], capture_output=True,
+                                  text=True, env={**os.environ, **self.env}, timeout=30).stdout.strip()
+        try:
+            subprocess.run([_program("scancel"), "--user", os.environ.get("USER", "root")],
+                           env={**os.environ, **self.env}, capture_output=True, timeout=30)
+            deadline = time.monotonic() + timeout
+            while queue() and time.monotonic() < deadline:
+                time.sleep(0.5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _kill_left_in(folder: Path) -> None:
+    """SIGKILL every process whose working directory is inside ``folder`` (this cluster's, and only those)."""
+    root = str(folder.resolve())
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(proc / "cwd").removesuffix(" (deleted)")
+        except OSError:
+            continue
+        if (cwd == root or cwd.startswith(root + os.sep)) and int(proc.name) != os.getpid():
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _port_open(port: int) -> bool:

@@ -26,6 +26,7 @@ resumed run has the same world size.
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -38,11 +39,13 @@ try:
 except ImportError:  # this module is imported only for --launcher slurm
     raise ConfigError("--launcher slurm needs submitit: pip install 'qbench[slurm]'") from None
 
+from qbench.sweeps import slurm_request
 from qbench.sweeps.progress import SweepProgress
 from qbench.sweeps.worker import PointResult, PointTask, run_point
 
 DEFAULT_TIME_MIN = 120
 POLL_S = 30.0
+REQUEUE_WAIT_S = 120  # a rank other than 0, once its job is being requeued: how long it waits to be ended
 # sweep-file / CLI key -> submitit AutoExecutor parameter
 PARAMETERS = {
     "partition": "slurm_partition",
@@ -63,15 +66,33 @@ class PointJob(submitit.helpers.Checkpointable):
     """One point as a submitit job; on preemption or time-out, requeued with the same task and resumed.
 
     ``checkpoint`` is submitit's default (resubmit ``self`` with the same
-    arguments): the state worth keeping is the run's own checkpoint on disk.
+    arguments): the state worth keeping is the run's own checkpoint on disk,
+    which the training loop writes when a preemption signal comes
+    (``qbench.engine.preemption``): SIGTERM (Slurm preempts after a grace
+    time) gets a checkpoint and training goes on until Slurm kills and
+    requeues the job; submitit's signal (before the time limit) gets a
+    checkpoint and a stop, then submitit's handler requeues the job.
     """
 
     def __call__(self, task: dict[str, Any]) -> dict[str, Any]:
-        if submitit.JobEnvironment().num_tasks > 1:
+        # deferred: loads torch only when this runs
+        from qbench.engine import preemption
+
+        env = submitit.JobEnvironment()
+        if env.num_tasks > 1:
             # MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK from the allocation; each rank picks
             # its GPU by LOCAL_RANK (qbench.engine.distributed.local_device), so CUDA_VISIBLE_DEVICES stays
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        return asdict(run_point(PointTask(**task)))
+        stop_signal = getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
+        requeue = preemption.install(stop_signal)  # submitit's handler: checkpoint the submission, requeue, exit
+        try:
+            return asdict(run_point(PointTask(**task)))
+        except preemption.Preempted:
+            if env.global_rank == 0 and callable(requeue):
+                requeue(stop_signal, None)  # exits the process once the job is requeued
+            # the other ranks wait to be ended by the requeue; a result written here would end the job
+            time.sleep(REQUEUE_WAIT_S)
+            raise SystemExit(1) from None
 
 
 def executor_parameters(options: dict[str, Any], name: str) -> dict[str, Any]:
@@ -82,30 +103,99 @@ def executor_parameters(options: dict[str, Any], name: str) -> dict[str, Any]:
     return params
 
 
+def _submit(executor, tasks: list[PointTask], cluster: str | None) -> list:
+    """The array of jobs, after Slurm said it would run them (``qbench.sweeps.slurm_request``)."""
+    if cluster == "slurm":
+        from submitit.slurm.slurm import _make_sbatch_string  # the script submitit itself would submit
+
+        parameters = executor._executor.parameters
+        slurm_request.check_accounting()
+        slurm_request.check_request(parameters, _make_sbatch_string(command="true", folder=executor.folder,
+                                                                    **parameters))
+    try:
+        return executor.map_array(PointJob(), [asdict(t) for t in tasks])
+    except Exception as exc:  # noqa: BLE001  sbatch refused what --test-only accepted (a limit changed meanwhile)
+        said = " ".join(str(getattr(exc, "stderr", None) or exc).split())
+        raise ConfigError(f"--launcher slurm: sbatch refused the jobs: {said[:400]}") from None
+
+
+def _last_line(text: str | None) -> str:
+    """The telling line of a traceback or a log: its last line that is not submitit's own logging."""
+    lines = [line.strip() for line in (text or "").splitlines()
+             if line.strip() and not line.startswith(("submitit ", "----", "srun: Job step aborted"))]
+    return lines[-1] if lines else ""
+
+
+def failure_reason(job) -> str:
+    """One line for a job that ended without a usable result: the failing rank's own error.
+
+    A rank that only saw its peers disappear (``qbench.engine.distributed.is_peer_failure``) is not the
+    one that failed, so a rank with its own error is named first.
+    """
+    # deferred: loads torch only when this runs (peer failures are told apart by their words)
+    from qbench.engine.distributed import PEER_FAILURE_WORDS
+
+    ranks = [job.task(i) for i in range(job.num_tasks)] if job.num_tasks > 1 else [job]
+    found = []
+    for rank, sub in enumerate(ranks):
+        try:
+            if not sub.paths.result_pickle.exists():  # the job is over: a result would be there by now
+                raise FileNotFoundError(sub.paths.result_pickle)
+            outcome, value = sub._get_outcome_and_result()
+        except Exception:  # noqa: BLE001  no result at all: killed, out of memory, node failure
+            state = sub.state
+            logged = _last_line(sub.stderr())
+            found.append((rank, f"ended without a result (Slurm state {state})" + (f": {logged}" if logged else "")))
+            continue
+        if outcome == "error":
+            found.append((rank, _last_line(value)))
+        elif isinstance(value, dict) and value.get("status") == "failed":
+            found.append((rank, value.get("reason", "")))
+    if not found:
+        return "the job ended without a result"
+    own = [f for f in found if not any(w in f[1] for w in PEER_FAILURE_WORDS)] or found
+    rank, reason = own[0]
+    return (f"rank {rank}: {reason}" if len(ranks) > 1 else reason)[:500]
+
+
+REQUEUE_STATES = ("PREEMPTED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
+
+
 def run_slurm(tasks: list[PointTask], options: dict[str, Any], name: str, out: str | Path,
               progress: SweepProgress, *, cluster: str | None = "slurm", poll_s: float = POLL_S) -> list[PointResult]:
-    """Submit ``tasks`` as one array and wait for them; results in task order."""
+    """Submit ``tasks`` as one array and wait for them; results in task order.
+
+    A requeued job (preempted, or out of time) is waited for: the point resumes in the requeued job,
+    and the display says so.
+    """
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise ConfigError("--launcher slurm: no sbatch on PATH; run the command on a Slurm login node")
     executor = submitit.AutoExecutor(folder=Path(out) / "submitit" / "%j", cluster=cluster)
     executor.update_parameters(**executor_parameters(options, name))
-    jobs = executor.map_array(PointJob(), [asdict(t) for t in tasks])
+    jobs = _submit(executor, tasks, cluster)
     for task, job in zip(tasks, jobs):
         progress.started(task.index, task.label, f" (job {job.job_id})")
     results: dict[int, PointResult] = {}
     pending = dict(zip((t.index for t in tasks), zip(tasks, jobs)))
+    requeued: dict[int, bool] = {}
     started = time.perf_counter()
     try:
         while pending:
             for index, (task, job) in list(pending.items()):
                 if not job.done():
+                    state = job.state if cluster == "slurm" else ""  # from submitit's cache: no extra sacct call
+                    if state in REQUEUE_STATES and not requeued.get(index):
+                        progress.note(f"requeued {task.label} (job {job.job_id}, {state.lower()}): it resumes "
+                                      "from its last checkpoint when Slurm starts it again")
+                    requeued[index] = state in REQUEUE_STATES
                     continue
                 del pending[index]
                 try:
                     result = PointResult.from_dict(job.results()[0])  # rank 0's result; the others match
-                except Exception as exc:  # noqa: BLE001  the job itself failed (killed, out of memory, ...)
-                    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-                    result = PointResult(index, "failed", f"job {job.job_id}: {reason}",
+                    if result.status == "failed" and job.num_tasks > 1:
+                        result.reason = failure_reason(job)
+                except Exception:  # noqa: BLE001  the job itself failed (killed, out of memory, ...)
+                    result = PointResult(index, "failed", f"job {job.job_id}: {failure_reason(job)}",
                                          seconds=round(time.perf_counter() - started, 1))
                 results[index] = result
                 progress.finished(index, task.label, result.status, result.seconds,
