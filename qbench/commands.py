@@ -295,8 +295,11 @@ class SweepOutcome:
 
 def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = None, launcher: str = "local",
               out: str | Path | None = None, slurm_options: dict | None = None, progress: bool = True,
-              overrides: list[str] = (), cluster: str = "slurm") -> SweepOutcome:
-    """Plan every point (``ConfigError`` on the first problem), print the plan, run what is not done."""
+              overrides: list[str] = (), cluster: str = "slurm", poll_s: float | None = None) -> SweepOutcome:
+    """Plan every point (``ConfigError`` on the first problem), print the plan, run what is not done.
+
+    ``poll_s``: how often a Slurm sweep looks at its jobs (default ``qbench.sweeps.slurm.POLL_S``).
+    """
 
     spec = with_overrides(load_sweep(str(path)), list(overrides))
     given = {k: v for k, v in (slurm_options or {}).items() if v is not None}
@@ -325,15 +328,16 @@ def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = Non
     check_points(plan, regs, local=launcher == "local", ranks=1 if launcher == "local" else ranks)
     print(flush=True)
     return SweepOutcome(plan, launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
-                                     cluster=cluster))
+                                     cluster=cluster, poll_s=poll_s))
 
 
 def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
-          slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm") -> ExitCode:
+          slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm",
+          poll_s: float | None = None) -> ExitCode:
     """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
 
     outcome = run_sweep(path, dry_run=dry_run, jobs=jobs, launcher=launcher, out=out, slurm_options=slurm_options,
-                        progress=progress, overrides=overrides, cluster=cluster)
+                        progress=progress, overrides=overrides, cluster=cluster, poll_s=poll_s)
     plan, results = outcome.plan, outcome.results
     if not results:
         return ExitCode.OK

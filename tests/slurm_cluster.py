@@ -258,7 +258,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stop(pid_files: list[Path], timeout: float = 20) -> None:
+def _stop(pid_files: list[Path], timeout: float = 5) -> None:
     """SIGTERM to each daemon, SIGKILL to any still there after ``timeout``."""
     pids = [pid for pid in map(_pid, pid_files) if pid is not None and _alive(pid)]
     for pid in pids:

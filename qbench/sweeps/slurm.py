@@ -45,7 +45,6 @@ from qbench.sweeps.worker import PointResult, PointTask, run_point
 
 DEFAULT_TIME_MIN = 120
 POLL_S = 30.0
-REQUEUE_WAIT_S = 120  # a rank other than 0, once its job is being requeued: how long it waits to be ended
 # sweep-file / CLI key -> submitit AutoExecutor parameter
 PARAMETERS = {
     "partition": "slurm_partition",
@@ -90,9 +89,9 @@ class PointJob(submitit.helpers.Checkpointable):
         except preemption.Preempted:
             if env.global_rank == 0 and callable(requeue):
                 requeue(stop_signal, None)  # exits the process once the job is requeued
-            # the other ranks wait to be ended by the requeue; a result written here would end the job
-            time.sleep(REQUEUE_WAIT_S)
-            raise SystemExit(1) from None
+            # the checkpoint is on disk (every rank passed its barrier): leave without a result, which would
+            # end the job, and with status 0, which no KillOnBadExit turns into killing rank 0 mid-requeue
+            raise SystemExit(0) from None
 
 
 def executor_parameters(options: dict[str, Any], name: str) -> dict[str, Any]:
@@ -158,9 +157,6 @@ def failure_reason(job) -> str:
     return (f"rank {rank}: {reason}" if len(ranks) > 1 else reason)[:500]
 
 
-REQUEUE_STATES = ("PREEMPTED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
-
-
 def run_slurm(tasks: list[PointTask], options: dict[str, Any], name: str, out: str | Path,
               progress: SweepProgress, *, cluster: str | None = "slurm", poll_s: float = POLL_S) -> list[PointResult]:
     """Submit ``tasks`` as one array and wait for them; results in task order.
@@ -177,21 +173,22 @@ def run_slurm(tasks: list[PointTask], options: dict[str, Any], name: str, out: s
         progress.started(task.index, task.label, f" (job {job.job_id})")
     results: dict[int, PointResult] = {}
     pending = dict(zip((t.index for t in tasks), zip(tasks, jobs)))
-    requeued: dict[int, bool] = {}
+    restarted: dict[str, int] = {}
     started = time.perf_counter()
     try:
         while pending:
+            now = slurm_request.restarts(jobs[0].job_id.split("_")[0]) if cluster == "slurm" and jobs else {}
             for index, (task, job) in list(pending.items()):
+                if now.get(job.job_id, 0) > restarted.get(job.job_id, 0):
+                    restarted[job.job_id] = now[job.job_id]
+                    progress.note(f"requeued {task.label} (job {job.job_id}, restart {now[job.job_id]}): "
+                                  "preempted or near its time limit; it resumes from its last checkpoint")
                 if not job.done():
-                    state = job.state if cluster == "slurm" else ""  # from submitit's cache: no extra sacct call
-                    if state in REQUEUE_STATES and not requeued.get(index):
-                        progress.note(f"requeued {task.label} (job {job.job_id}, {state.lower()}): it resumes "
-                                      "from its last checkpoint when Slurm starts it again")
-                    requeued[index] = state in REQUEUE_STATES
                     continue
                 del pending[index]
                 try:
-                    result = PointResult.from_dict(job.results()[0])  # rank 0's result; the others match
+                    rank0 = job.task(0) if job.num_tasks > 1 else job  # rank 0's result; the others match
+                    result = PointResult.from_dict(rank0.results()[0])
                     if result.status == "failed" and job.num_tasks > 1:
                         result.reason = failure_reason(job)
                 except Exception:  # noqa: BLE001  the job itself failed (killed, out of memory, ...)

@@ -1,6 +1,6 @@
 """Asking Slurm, before anything is submitted, whether a sweep's jobs can run there.
 
-Two questions, each answered in one line (``ConfigError``, exit 2) before a
+Before submitting, two questions, each answered in one line (``ConfigError``, exit 2) before a
 point is counted as running:
 
 - **Is there accounting?**  submitit learns how a job ended (requeued,
@@ -15,6 +15,7 @@ point is counted as running:
   partition has would pend for ever.)  When the partition's nodes are the
   reason, the line says what they offer.
 
+While the jobs run, ``restarts`` says which were requeued, for the progress display.
 ``cluster="local"`` (submitit's local executor, the tests) asks nothing.
 """
 
@@ -83,3 +84,17 @@ def check_request(parameters: dict[str, Any], script: str) -> None:
     reason = _said(result)
     offered = _offered(parameters.get("partition")) if "node configuration" in reason else ""
     raise ConfigError(f"--launcher slurm: Slurm refuses the request ({_wanted(parameters)}): {reason}{offered}")
+
+
+def restarts(array_id: str) -> dict[str, int]:
+    """How often Slurm restarted each job of the array (requeued: preempted, or by submitit before the time limit).
+
+    From ``squeue`` (jobs still queued or running); ``{}`` when it does not answer.
+    """
+    try:
+        result = subprocess.run(["squeue", "--noheader", "--array", "--jobs", array_id, "--Format",
+                                 "JobArrayID:40,RestartCnt:10"], capture_output=True, text=True, timeout=TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    rows = [line.split() for line in result.stdout.splitlines()]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
