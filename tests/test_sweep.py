@@ -492,3 +492,53 @@ def test_a_slurm_sweep_leaves_the_device_to_its_jobs(tmp_path, regs):
     with pytest.raises(ConfigError, match="train.device=cuda, but torch sees no CUDA GPU"):
         check_points(plan, regs, local=True)
     check_points(plan, regs, local=False)  # the jobs run on GPU nodes, not on this login node
+
+
+# ---- world size, and switching datasets -------------------------------------------------------
+
+
+def test_a_run_of_another_world_size_is_refused_in_one_line_and_never_retrained(tmp_path, regs, capsys):
+    import torch
+
+    path = write(tmp_path, SMOKE.replace('quantizers = ["gsq", "fsq"]', 'quantizers = ["gsq"]').replace("[1, 2]", "[1]"))
+    out = tmp_path / "out"
+    plan = build_plan(load_sweep(path), out, regs)
+    run_dir = interrupt_point(plan.points[0], plan)
+    config = run_dir / "config.toml"
+    assert "world_size = 1" in config.read_text()
+    config.write_text(config.read_text().replace("world_size = 1", "world_size = 2"))  # as a 2-rank job leaves it
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "world_size": 2}, run_dir / "checkpoint.pt")
+    with pytest.raises(ConfigError) as refused:
+        sweep(path, out, jobs=1, dry_run=True)  # the dry run says what would happen: nothing, and why
+    assert str(refused.value).count("\n") == 0
+    assert f"point 1 (gsq groups=1 seed=0): cannot resume {run_dir}: it was trained on 2 rank(s) and this would " \
+           "continue it on 1" in str(refused.value)
+    # a folder that does not record its world size (written before it was recorded) reaches the worker,
+    # which fails the point with the same reason and leaves the run as it is: never trained afresh
+    config.write_text(config.read_text().replace("world_size = 2\n", ""))
+    capsys.readouterr()
+    assert sweep(path, out, jobs=1) == 1
+    console = capsys.readouterr().out
+    assert "failed: point 1 (gsq groups=1 seed=0): cannot resume" in console and "trained on 2 rank(s)" in console, console
+    assert run_dirs(out) == [run_dir] and not (run_dir / "metrics.json").exists()
+    assert "restarted" not in console
+
+
+def test_switching_the_dataset_drops_the_old_datasets_options_and_an_empty_options_table_counts(tmp_path, regs):
+    assert load_recipe("cpu-default").data.options  # photos' own options
+    assert load_recipe("cpu-default", ["data.dataset='imagefolder'"]).data.options == {}
+    assert load_recipe("cpu-default", ["data.options.val_fraction=0.1", "data.dataset='imagefolder'"]
+                       ).data.options == {"val_fraction": 0.1}  # given beside the switch: kept, in any order
+    assert load_recipe("cpu-default", ["data.dataset='photos'"]).data.options  # not a switch: kept
+    for fixed, expected in (('"data.dataset" = "webdataset", "data.options.streams" = 4', {"streams": 4}),
+                            ('"data.options" = {}', {}),
+                            ('data = { options = {} }', {})):
+        path = write(tmp_path, f"""
+            name = "switch"
+            recipe = "cpu-default"
+            quantizers = ["gsq"]
+            set = {{ {fixed} }}
+        """)
+        [point] = build_plan(load_sweep(path), tmp_path / "out", regs).points
+        assert point.identity.recipe.data.options == expected, fixed
