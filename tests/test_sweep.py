@@ -354,12 +354,17 @@ def test_a_preempted_job_is_requeued_and_resumes_its_run(tmp_path, regs):
     job = executor.submit(PointJob(), asdict(task))
     deadline = time.time() + 240
     while not list(out.rglob("checkpoint.pt")) and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
     assert list(out.rglob("checkpoint.pt")), "the job never wrote a checkpoint"
     # Slurm preempts by sending the job step USR2 (submitit's LocalExecutor only sends it near its
-    # time limit, to the job process under its controller): send it there directly
+    # time limit, to the job process under its controller): send it there directly.  The job is frozen
+    # first: on a busy machine it could otherwise finish its 40 steps before the signal, and a job
+    # signalled after its result was written is requeued and reports the point "skipped" (the flake)
     [job_process] = child_pids(job._process.pid)
+    os.kill(job_process, signal.SIGSTOP)
+    assert not list(out.rglob("metrics.json")), "the job finished before it could be preempted"
     os.kill(job_process, signal.SIGUSR2)
+    os.kill(job_process, signal.SIGCONT)
     result = job.result()
     assert result["status"] == "ok" and result["resumed"] is True, result  # the result says why, if not
     [run_dir] = run_dirs(out)  # continued in place, not restarted
