@@ -29,6 +29,7 @@ import torch
 from conftest import make_distribution, run_cli
 
 from qbench import commands
+from qbench.errors import ConfigError
 from qbench.rundir.directory import read_metrics
 
 pytestmark = [
@@ -260,22 +261,30 @@ def test_a_two_task_point_with_a_killed_rank_fails_with_its_error_and_the_rerun_
     assert "trained on 2 rank(s) and this would continue it on 1" in result.stderr
 
 
-REJECTED = {
-    "partition": (["--partition", "nowhere"], "invalid partition specified: nowhere"),
-    "memory": (["--mem-gb", "1000"], "Requested node configuration is not available; partition debug has 1 node"),
-    "gpus": (["--gpus-per-node", "1"], "Invalid generic resource (gres) specification"),
-    "nodes": (["--nodes", "2"], "Requested node configuration is not available; partition debug has 1 node(s)"),
+REJECTED = {  # CLI options -> the line
+    "partition": ({"partition": "nowhere"}, "invalid partition specified: nowhere"),
+    "memory": ({"mem_gb": 1000}, "Requested node configuration is not available; partition debug has 1 node"),
+    "gpus": ({"gpus_per_node": 1}, "Invalid generic resource (gres) specification"),
+    "nodes": ({"nodes": 2}, "Requested node configuration is not available; partition debug has 1 node(s) of "
+                            f"{slurm_cluster.NODE_CPUS} CPUs"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(REJECTED))
-def test_a_request_slurm_cannot_run_is_one_line_exit_2_before_any_point_runs(cluster, tmp_path, case):
-    args, message = REJECTED[case]
-    path = sweep_file(tmp_path)
-    result = run_cli("sweep", str(path), "--launcher", "slurm", "--out", str(tmp_path / "out"), *args,
-                     env={"SLURM_CONF": cluster.env["SLURM_CONF"]})
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr and " running" not in result.stdout
+def test_a_request_slurm_cannot_run_is_one_line_before_any_point_runs(cluster, tmp_path, capsys, case):
+    options, message = REJECTED[case]
+    with pytest.raises(ConfigError) as refused:
+        commands.sweep(str(sweep_file(tmp_path)), dry_run=False, jobs=None, launcher="slurm",
+                       out=str(tmp_path / "out"), slurm_options={**SLURM, **options}, progress=True)
+    assert str(refused.value).count("\n") == 0 and message in str(refused.value), str(refused.value)
+    assert "start " not in capsys.readouterr().err  # no point was counted as running
     assert not (tmp_path / "out" / "submitit").exists() or not any((tmp_path / "out" / "submitit").iterdir())
     assert jobs_in_queue() == []
+
+
+def test_the_cli_says_so_in_one_line_with_exit_2(cluster, tmp_path):
+    result = run_cli("sweep", str(sweep_file(tmp_path)), "--launcher", "slurm", "--out", str(tmp_path / "out"),
+                     "--nodes", "2", env={"SLURM_CONF": cluster.env["SLURM_CONF"]})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--launcher slurm: Slurm refuses the request (the default partition, 2 node(s) x 1 task(s)" \
+           in result.stderr and "Traceback" not in result.stderr
