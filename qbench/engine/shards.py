@@ -8,8 +8,9 @@ re-encoding), under its own extension, with its path relative to SRC in a
 ``path.txt`` field; keys are the image's position in the split, so the
 ``webdataset`` dataset's evaluation index reads them in ``imagefolder``'s
 order.  Output: ``OUT/train/shard-000000.tar, ...`` and ``OUT/val/...``, at
-most N images per shard.  For training on R ranks with W loader workers,
-pick N so that the shard count is a multiple of R x W (docs/scale.md).
+most N images per shard.  Pick N so that the training shard count is a
+multiple of the ``webdataset`` dataset's ``data.options.streams`` (64 by
+default; docs/scale.md).
 """
 
 from __future__ import annotations
