@@ -32,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from qbench.engine import preemption
 from qbench.errors import ConfigError
 
 try:
@@ -74,9 +75,6 @@ class PointJob(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, task: dict[str, Any]) -> dict[str, Any]:
-        # deferred: loads torch only when this runs
-        from qbench.engine import preemption
-
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             # MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK from the allocation; each rank picks
