@@ -547,3 +547,33 @@ def test_switching_the_dataset_drops_the_old_datasets_options_and_an_empty_optio
         """)
         [point] = build_plan(load_sweep(path), tmp_path / "out", regs).points
         assert point.identity.recipe.data.options == expected, fixed
+
+
+def _fake_slurm(folder: Path, name: str, script: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+def test_a_cluster_without_accounting_or_refusing_the_job_is_one_line_before_submitting(tmp_path, monkeypatch):
+    from qbench.sweeps import slurm_request
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _fake_slurm(bin_dir, "sacct", 'echo "sacct: error: Slurm accounting storage is disabled" >&2; exit 1\n')
+    with pytest.raises(ConfigError, match="needs Slurm accounting \\(slurmdbd\\).*sacct, which says: "
+                                          "Slurm accounting storage is disabled$"):
+        slurm_request.check_accounting()
+    _fake_slurm(bin_dir, "sbatch", 'cat > /dev/null; echo "allocation failure: Requested node configuration is '
+                                   'not available" >&2; exit 1\n')
+    _fake_slurm(bin_dir, "sinfo", 'echo "gpu* 3 64 512000 gpu:8"\n')
+    with pytest.raises(ConfigError) as refused:
+        slurm_request.check_request({"partition": "gpu", "nodes": 4, "ntasks_per_node": 8, "gpus_per_node": 8},
+                                    "#!/bin/bash\n#SBATCH --nodes=4\n")
+    assert str(refused.value) == (
+        "--launcher slurm: Slurm refuses the request (partition gpu, 4 node(s) x 8 task(s), 8 GPU(s) per node): "
+        "allocation failure: Requested node configuration is not available; partition gpu has 3 node(s) of 64 "
+        "CPUs, 512000 MB, generic resources gpu:8")
+    _fake_slurm(bin_dir, "sbatch", 'cat > /dev/null; echo "sbatch: Job 3 to start at now" >&2\n')
+    slurm_request.check_request({}, "#!/bin/bash\n")  # accepted: nothing raised
