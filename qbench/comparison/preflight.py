@@ -168,12 +168,12 @@ def light_problems(recipe, regs: Registries, out_root: str | os.PathLike | None)
     return problems.lines
 
 
-def check_out_root(out_root: str | os.PathLike, recipe) -> None:
-    """``ConfigError`` unless new run folders can go under ``out_root``/RECIPE."""
-    check_writable_folder(out_root, "--out")
+def check_out_root(out_root: str | os.PathLike, recipe, what: str = "--out") -> None:
+    """``ConfigError`` unless new run folders can go under ``out_root``/RECIPE; ``what`` names the setting."""
+    check_writable_folder(out_root, what)
     inside = recipe_folder(out_root, recipe.name)
     if inside.exists() and not inside.is_dir():
-        raise ConfigError(f"--out {out_root}: {inside} is a file, not a folder")
+        raise ConfigError(f"{what} {out_root}: {inside} is a file, not a folder")
 
 
 def metric_problems(names: list[str], regs: Registries, strict: bool, options: dict[str, dict[str, Any]] | None = None) -> list[str]:
