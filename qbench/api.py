@@ -23,6 +23,7 @@ from qbench.comparison.runner import RunOutcome, run_comparison
 from qbench.errors import ConfigError
 from qbench.platform.plugins import registries
 from qbench.recipe.checks import MAX_SEED
+from qbench.report.columns import KNOWN_ORDER, metric_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,8 +118,7 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
 def _empty_columns() -> list[str]:
     """The columns ``load_runs`` gives runs that recorded the built-in metrics: those of an empty frame."""
-    # deferred: the report modules load pandas, only when this runs
-    from qbench.report.columns import KNOWN_ORDER, metric_columns
+    # deferred: the report rows load pandas, only when this runs
     from qbench.report.rows import run_row
 
     metrics = metric_columns([{"metrics": {name: {} for name in KNOWN_ORDER}}])

@@ -10,7 +10,6 @@ from conftest import ROOT, make_distribution, run_cli
 
 import qbench
 
-
 BUILTIN_QUANTIZERS = ["bsq", "fsq", "gsq", "ibq", "identity", "lfq", "rvq", "simvq", "vq"]
 
 THIRD_PARTY = """

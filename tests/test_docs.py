@@ -32,11 +32,11 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import tomllib
 from conftest import ROOT, install_example_plugin
 
 import qbench

@@ -70,6 +70,7 @@ class LPIPSMetric(PerImageMean):
         PerImageMean.__init__(self)
 
     def per_image(self, batch: EvalBatch) -> torch.Tensor:
+        self.check_image_size(*batch.originals.shape[-2:], net=self.net)  # qbench eval skips the run's checks
         device = batch.originals.device
         if next(self.network.parameters()).device != device:
             self.network.to(device)
