@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qbench.commands import DEFAULT_OUT, SweepOutcome, checked_recipe, run_sweep
-from qbench.comparison.preflight import check_out_root
+from qbench.comparison.preflight import check_out_root, check_writable_folder
 from qbench.comparison.runner import RunOutcome, run_comparison
 from qbench.errors import ConfigError
 from qbench.platform.plugins import registries
@@ -52,6 +52,7 @@ def run(quantizers: str | Iterable[str], recipe: str | Path = DEFAULT_RECIPE, ov
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
         raise ConfigError(f"seed must be an integer in 0..{MAX_SEED}, or None for the recipe's, got {seed!r}")
     out = DEFAULT_OUT if out is None else _path_or_name("out", out, "a folder")
+    check_writable_folder(out, "out")
     regs = registries()
     resolved = checked_recipe(",".join(names), recipe, items, seed, regs, out=out)
     check_out_root(out, resolved, what="out")
@@ -69,6 +70,8 @@ def sweep(path: str | Path, out: str | Path | None = None, jobs: int | None = No
     """
     path = _path_or_name("path", path, "a sweep file")
     out = None if out is None else _path_or_name("out", out, "a folder")
+    if out is not None:
+        check_writable_folder(out, "out")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ConfigError(f"jobs must be an integer >= 1 (None: one point per core), got {jobs!r}")
     return run_sweep(path, dry_run=dry_run, jobs=jobs, out=out, progress=progress, overrides=_overrides(overrides))

@@ -220,8 +220,8 @@ def check_quantizer_tables(overrides: list[str], base_recipe, regs: Registries) 
         name = parts[1]
         if name not in regs.quantizers and name not in base_recipe.quantizers:
             known = sorted(set(regs.quantizers.names()) | set(base_recipe.quantizers))
-            raise ConfigError(
-                f"--set {item.partition('=')[0].strip()}: no quantizer {name!r}{suggest(name, known)}; "
+            raise ConfigError(  # said alike to `--set` on the command line and `overrides=` in Python
+                f"{item.partition('=')[0].strip()}: no quantizer {name!r}{suggest(name, known)}; "
                 f"known: {', '.join(known)}"
             )
 

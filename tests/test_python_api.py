@@ -66,6 +66,8 @@ def test_load_runs_of_an_empty_folder_is_an_empty_frame_with_the_columns(tmp_pat
     (lambda out: qbench.run(["gsq"], recipe="smoke", seed=-1, out=out), "seed must be an integer in 0..4294967295"),
     (lambda out: qbench.run(["gsq"], recipe="smoke", seed="1", out=out), "seed must be an integer"),
     (lambda out: qbench.run(["gsq"], recipe=3, out=out), "recipe must be a recipe name"),
+    (lambda out: qbench.run(["gsq"], recipe="smoke", overrides=["quantizers.gqs.groups=2"], out=out),
+     "quantizers.gqs.groups: no quantizer 'gqs' (did you mean 'gsq'?)"),
     (lambda out: qbench.sweep(ROOT / "benchmarks" / "sweeps" / "rd-cpu.toml", jobs=0, dry_run=True),
      "jobs must be an integer >= 1"),
     (lambda out: qbench.load_runs(None), "paths must be a folder, a run directory or a list of them"),
@@ -86,6 +88,12 @@ def test_a_file_as_out_is_named_as_the_argument(tmp_path):
     taken.write_text("x")
     with pytest.raises(qbench.ConfigError, match=f"^out {taken} is a file, not a folder$"):
         qbench.run(["gsq"], recipe="smoke", out=taken)
+    with pytest.raises(qbench.ConfigError, match=f"^out {taken} is a file, not a folder$"):
+        qbench.run(["gsq"], recipe="smoke", overrides=["train.stepz=2"], out=taken)
+    sweep_file = ROOT / "benchmarks" / "sweeps" / "groups-cpu.toml"
+    with pytest.raises(qbench.ConfigError, match=f"^out {taken} is a file, not a folder$"):
+        qbench.sweep(sweep_file, out=taken, dry_run=True)
+    assert taken.read_text() == "x"
 
 
 def test_run_from_python_trains_scores_and_loads_the_tokenizer(tmp_path):
