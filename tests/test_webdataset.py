@@ -139,9 +139,10 @@ def _png_bytes() -> bytes:
 
 def test_a_run_trains_and_evaluates_from_shards(folders, tmp_path):
     _, out = folders
+    # the photos' strip options do not apply to shards; these shards have no test split
     recipe = load_recipe("smoke", ["data.dataset='webdataset'", f"data.root='{out}'", "data.batch_size=4",
                                    "data.num_workers=2", "train.steps=3", "eval.max_images=6", "eval.grid_images=2",
-                                   "data.options.shuffle_buffer=8"])
+                                   "data.options={}", "data.options.shuffle_buffer=8", "eval.split='val'"])
     [outcome] = runner.run_comparison(["gsq"], recipe, out_root=tmp_path, progress=False)
     assert outcome.status == "ok", outcome.reason
     assert outcome.record["train"]["steps"] == 3 and outcome.metrics["psnr"]["status"] == "ok"
