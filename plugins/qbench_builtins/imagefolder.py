@@ -66,7 +66,7 @@ def split_files(base: Path, split: str, *, val_fraction: float, test_fraction: f
     folders = {"train": "train", "val": val_folder, "test": test_folder}
     present = {s: bool(f) and (base / f).is_dir() for s, f in folders.items()}
     shares = {"val": val_fraction, "test": test_fraction}
-    if present[split]:
+    if present[split] and split != "train":
         return find_images(base / folders[split]), ""
     if not any(present.values()):  # a flat root: three disjoint parts by path hash
         if split == "test" and test_fraction == 0:
