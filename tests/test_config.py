@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from qbench import ConfigError
 from qbench.recipe.config import apply_overrides, available_recipes, load_recipe, parse_value, recipe_from_dict
