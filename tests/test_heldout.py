@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 from conftest import ROOT
@@ -165,3 +166,15 @@ def test_a_recipes_note_is_printed_under_the_table(tmp_path):
 def test_cpu_default_says_it_is_short_training_and_points_to_the_converged_recipe():
     note = load_recipe("cpu-default", []).note
     assert "short training" in note and "cpu-converged" in note and "results/README.md" in note
+
+
+def test_load_runs_and_summary_csv_say_which_split_scored_each_run_and_on_how_many_images(watched_and_plain):
+    _, _, out = watched_and_plain
+    frame = qbench.load_runs(out / "watched")
+    assert list(frame["eval_split"]) == ["test"] and list(frame["eval_images"]) == [32]
+    write_report(build_report([out / "watched"]), out / "summary-report")
+    summary = pd.read_csv(out / "summary-report" / "summary.csv")
+    assert list(summary["eval_split"]) == ["test"] and list(summary["eval_images"]) == [32]
+    # records written before the eval block: the split and count their metrics' protocol recorded
+    published = qbench.load_runs(ROOT / "results" / "published" / "runs" / "cpu-default")
+    assert set(published["eval_split"]) == {"val"} and set(published["eval_images"]) == {316}
