@@ -89,7 +89,7 @@ class RecordingPlugin:
         return [DatasetSpec(name="recorded_photos", factory=f"{__name__}:RecordedPhotos")]
 
 
-def test_training_looks_at_val_only_and_the_final_scoring_alone_reads_test(tmp_path):
+def test_training_and_images_look_at_val_only_and_the_final_scoring_alone_reads_test(tmp_path):
     READS.clear()
     regs = qbench.registries(extra_plugins={"recorded": RecordingPlugin()})
     recipe = load_recipe("smoke", ["data.dataset='recorded_photos'", "eval.every=2", "train.image_every=2"])
@@ -99,12 +99,14 @@ def test_training_looks_at_val_only_and_the_final_scoring_alone_reads_test(tmp_p
     first, last = trained[0], trained[-1]
     # held-out rows and logged reconstructions while training: val, never test
     assert {split for split, _ in READS[first:last]} == {"train", "val"}
-    # after the last step: its held-out row (val), then the final evaluation, every test image once
+    # after the last step: its held-out row and image (val), the final evaluation (every test image
+    # once), then recon.png (val)
     after = READS[last + 1:]
     assert {split for split, _ in after} == {"val", "test"}
     scored = [index for split, index in after if split == "test"]
-    assert scored[:32] == list(range(32)) and len(scored) == 32 + 4  # then recon.png's 4 (grid_images)
-    assert all(split == "val" for split, _ in after[:after.index(("test", 0))])
+    assert scored == list(range(32))  # recon.png, like the logged images, shows val
+    first_test = after.index(("test", 0))
+    assert {split for split, _ in after[:first_test] + after[first_test + 32:]} == {"val"}
     assert run.record["eval"] == {"split": "test", "images": 32, "heldout_split": "val"}
 
 

@@ -20,8 +20,8 @@ will use, before any run directory exists and before the first step:
 - the device (``train.device=cuda`` on a machine without a usable GPU);
 - the output folder (not a file, writable);
 - the datasets: the training split, the evaluation split (``eval.split``)
-  and, when the run looks at held-out images while training, the held-out
-  split (``eval.heldout_split``), each existing and non-empty; one
+  and, when the run measures held-out rows or shows reconstructions, the
+  held-out split (``eval.heldout_split``), each existing and non-empty; one
   evaluation image through every tokenizer (impossible shapes fail here, not at step 1);
 - on resume, that the checkpoint's tensors fit the model they are loaded into.
 
@@ -78,8 +78,8 @@ class CheckedRun:
     """What the validation pass built and found sound: run identities and the datasets.
 
     ``eval_set`` is ``eval.split`` (the final metrics); ``heldout_set`` is
-    ``eval.heldout_split`` (what training looks at: held-out rows, images), or
-    ``None`` when the recipe looks at nothing during training.
+    ``eval.heldout_split`` (what is looked at: held-out rows, reconstruction
+    images), or ``None`` when the recipe asks for neither.
     """
 
     identities: list
@@ -287,9 +287,10 @@ def _evaluation_size_problem(eval_set, recipe, split: str | None = None, what: s
     return ""
 
 
-def watches_training(recipe) -> bool:
-    """Whether the run looks at held-out images while it trains (``eval.every`` rows, logged images)."""
-    return recipe.eval.every > 0 or (recipe.train.image_every > 0 and recipe.eval.grid_images > 0)
+def shows_heldout(recipe) -> bool:
+    """Whether the run reads the held-out split: ``eval.every`` rows, or reconstruction images (logged
+    while training, and ``recon.png``)."""
+    return recipe.eval.every > 0 or recipe.eval.grid_images > 0
 
 
 def _memoised(memo: dict | None, key: Any, function, *args, **kwargs):
@@ -365,7 +366,7 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     heldout_split, heldout_set = recipe.eval.heldout_split, None
     if heldout_split == recipe.eval.split:
         heldout_set = eval_set
-    elif data_ok and watches_training(recipe) and heldout_split.strip() and heldout_split != recipe_checks.TEST_SPLIT:
+    elif data_ok and shows_heldout(recipe) and heldout_split.strip() and heldout_split != recipe_checks.TEST_SPLIT:
         heldout_set = problems.check(_memoised, memo, [data_key, heldout_split], build_dataset, recipe,
                                      heldout_split, regs=regs)
         if heldout_set is not None:
@@ -382,4 +383,4 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     if resume_state is not None and not problems:
         problems.check(check_checkpoint_fits, resume_state, identities[0], regs, run_dir)
     problems.raise_if_any()
-    return CheckedRun(identities, train_set, eval_set, heldout_set if watches_training(recipe) else None)
+    return CheckedRun(identities, train_set, eval_set, heldout_set if shows_heldout(recipe) else None)

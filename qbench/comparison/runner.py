@@ -62,7 +62,7 @@ def parse_quantizers(text: str) -> list[str]:
 
 
 def recon_samples(model, dataset, count: int, device="cpu"):
-    """uint8 originals and reconstructions of ``count`` validation items spread over the split.
+    """uint8 originals and reconstructions of ``count`` items spread over a split (the held-out one).
 
     Evenly spaced indices, so that the grid shows every photo of a split
     that is ordered photo by photo, and every quantizer shows the same items.
@@ -127,8 +127,9 @@ def _train_and_score(identity, regs: Registries, train_set, eval_set, run_dir, *
 
 def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_set, run_dir, *, heldout_set=None,
                           resume_state=None, progress=True, sweep=None):
-    """Train, then score on ``eval_set`` (``eval.split``); what training looks at comes from ``heldout_set``
-    (``eval.heldout_split``, never the test split), so nothing seen before the end reads the final images."""
+    """Train, then score on ``eval_set`` (``eval.split``).  What is looked at comes from ``heldout_set``
+    (``eval.heldout_split``, never the test split): the held-out rows, the images logged while training
+    and ``recon.png``, so nothing anyone sees or selects by reads the final numbers' images."""
     # deferred: loads torch and numpy only when this runs
     import torch
 
@@ -193,8 +194,8 @@ def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_s
                        metric_options=recipe.metrics)
     if "codes" in observers:
         tracker.log_histograms(trained.steps, observers["codes"].histograms())
-    if main and recipe.eval.grid_images > 0:
-        directory.write_recon_grid(*recon_samples(model, eval_set, recipe.eval.grid_images, device))
+    if main and recipe.eval.grid_images > 0 and heldout_set is not None:
+        directory.write_recon_grid(*recon_samples(model, heldout_set, recipe.eval.grid_images, device))
     info = {**trained.info(), **data_notes(train_set, eval_set, heldout_set)}
     return finish("ok", metrics=metrics, train_info=info)
 
