@@ -9,6 +9,7 @@ curves, tuning, early stopping) and ``test`` for final numbers only.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def check_fractions(dataset: str, val_fraction, test_fraction, *, val_low: float
 
 
 def say_once(note: str) -> None:
-    """``note`` on stderr, once per process (datasets are built once per split, and again by checks)."""
-    if note and note not in _said:
+    """``note`` on stderr, once per run: once per process (datasets are built once per split, and again
+    by checks), and only on the first rank of a ``torchrun`` group."""
+    if note and note not in _said and os.environ.get("RANK", "0") == "0":
         _said.add(note)
         print(note, file=sys.stderr)
 
