@@ -363,7 +363,9 @@ def data_shards(src: str, out: str, *, size: int, val_fraction: float = 0.05, te
     for split, (images, shards) in written.items():
         last = f"{shards - 1:06d}"
         print(f"{split}: {images} images in {shards} shard(s): {Path(out) / split}/shard-{{000000..{last}}}.tar")
-    if "test" not in written:
-        print(f"test: none (SRC has no {test_folder or 'test'}/ folder and --test-fraction is 0)")
+    for split, folder, share in (("val", val_folder, val_fraction), ("test", test_folder, test_fraction)):
+        if split not in written:
+            print(f"{split}: none (SRC has no {folder or split}/ folder, and --{split}-fraction {share:g} "
+                  "held out no image)")
     print(f"use them with: --set data.dataset=webdataset --set data.root={out}")
     return ExitCode.OK

@@ -283,6 +283,12 @@ def test_imagefolder_bad_split_options_are_one_config_error(tmp_path, options, m
         _split(tmp_path, "train", **options)
 
 
+def test_an_empty_hold_out_says_which_share_to_raise(tmp_path):
+    _images(tmp_path / "train", ["a.png", "b.png"])
+    with pytest.raises(qbench.ConfigError, match="none fell in it; raise data.options.val_fraction"):
+        _split(tmp_path, "val", val_fraction=0.01)
+
+
 def test_imagefolder_split_folders_without_train_are_refused(tmp_path):
     _images(tmp_path / "val", ["a.png"])
     assert len(_split(tmp_path, "val")) == 1

@@ -95,6 +95,11 @@ def split_files(base: Path, split: str, *, val_fraction: float, test_fraction: f
         return files, note
     lo, hi = bounds[split]
     files = [p for p, u in shares_of.items() if lo <= u < hi]
+    if shares_of and not files:
+        where = "train/" if source != base else "the folder"
+        raise ConfigError(f"imagefolder: {split} holds out {split}_fraction {held[split]:g} of the {len(shares_of)} "
+                          f"images of {where} under {base} by path hash, and none fell in it; raise "
+                          f"data.options.{split}_fraction or add a {folders[split] or split}/ folder")
     if source != base:
         note = (f"imagefolder: {split} is {len(files)} images of train/ under {base}, held out by path hash "
                 f"(no {folders[split] or split} folder; {split}_fraction {held[split]:g}), never trained on")
