@@ -62,7 +62,9 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     ``options``, ``config_hash``, ``sweep``, ``point``), ``seed``, ``rate`` (the
     model's bits per position, the x axis of a rate-distortion plot), each
     metric with its ``*_status``, and the configuration's mean and 95%
-    interval over seeds (``*_mean``, ``*_ci_low``, ``*_ci_high``, ``*_n``).
+    interval over seeds (``*_mean``, ``*_ci_low``, ``*_ci_high``, ``*_n``), and
+    the split that scored the run and its image count (``eval_split``,
+    ``eval_images``).
     A failed metric or run is a status with no value, never a number.
     Unfinished and unreadable run directories are not rows.
     """

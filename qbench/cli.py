@@ -83,10 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     d = dsub.add_parser("shards", help="write an image folder as WebDataset tar shards (the webdataset dataset)")
     d.add_argument("src", metavar="SRC", help="image folder, as data.root of the imagefolder dataset")
-    d.add_argument("out", metavar="OUT", help="output folder: OUT/train/shard-*.tar and OUT/val/shard-*.tar")
+    d.add_argument("out", metavar="OUT", help="output folder: OUT/train, OUT/val and OUT/test, shard-*.tar in each")
     d.add_argument("--size", type=int, required=True, metavar="N", help="images per shard")
     d.add_argument("--val-fraction", type=float, default=0.05, metavar="F",
-                   help="share of images for val when SRC has no train/ and val/ folders (default: 0.05)")
+                   help="share held out for val: of SRC when it has no split folders, else of SRC/train "
+                        "when it has no val folder (default: 0.05)")
+    d.add_argument("--test-fraction", type=float, default=0.0, metavar="F",
+                   help="the same for test (default: 0: without a test folder, no test split)")
+    d.add_argument("--val-folder", default="val", metavar="NAME",
+                   help="SRC's folder read as val (default: val; \"\": none, val is held out of train/)")
+    d.add_argument("--test-folder", default="test", metavar="NAME",
+                   help="SRC's folder read as test (default: test; ImageNet: val)")
 
     p = sub.add_parser("weights", help="pretrained files needed by metrics and losses")
     wsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -145,7 +152,8 @@ def cmd_eval(args) -> ExitCode:
 
 
 def cmd_data(args) -> ExitCode:
-    return data_shards(args.src, args.out, size=args.size, val_fraction=args.val_fraction)
+    return data_shards(args.src, args.out, size=args.size, val_fraction=args.val_fraction,
+                       test_fraction=args.test_fraction, val_folder=args.val_folder, test_folder=args.test_folder)
 
 
 def cmd_weights(args) -> ExitCode:

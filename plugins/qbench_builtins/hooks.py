@@ -130,7 +130,7 @@ def qbench_register_datasets():
         DatasetSpec(
             name="photos",
             factory="qbench_builtins.datasets:Photos",
-            description="offline default: the CC0/public-domain colour photos shipped in scikit-image",
+            description="offline default: the CC0/public-domain photos shipped in scikit-image, cut train | val | test",
         ),
         DatasetSpec(
             name="imagefolder",
@@ -145,7 +145,7 @@ def qbench_register_datasets():
         DatasetSpec(
             name="cifar10",
             factory="qbench_builtins.datasets:CIFAR10Dataset",
-            description="torchvision CIFAR-10 from a local root (downloads only when asked)",
+            description="CIFAR-10 from a local root: test = its test set, val = 5,000 held-out training images",
         ),
     ]
 
