@@ -127,7 +127,7 @@ def test_killed_trials_are_failed_with_a_reason_and_resumed_from_their_checkpoin
 
 def test_nothing_was_trained_twice(study):
     out, _, _ = study
-    for name, trials in _trials(out).items():
+    for trials in _trials(out).values():
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         run_dirs = [t.user_attrs["run_dir"] for t in complete]
         assert len(set(run_dirs)) == len(run_dirs)
@@ -243,3 +243,13 @@ def test_a_pruner_without_held_out_rows_is_refused(tmp_path):
         from qbench.tuning import build_plan
 
         build_plan(load_tune(path), tmp_path / "out", registries())
+
+
+def test_the_shipped_tune_files_plan():
+    regs = registries()
+    from qbench.tuning import build_plan
+
+    for path in sorted((ROOT / "benchmarks" / "tune").glob("*.toml")):
+        plan = build_plan(load_tune(path), "/nonexistent/out", regs)
+        assert len(plan.studies) == len(plan.tune.quantizers) * len(plan.tune.rates)
+        assert all(s.space.tunables() for s in plan.studies)

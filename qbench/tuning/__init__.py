@@ -14,6 +14,7 @@ The pieces, each in its own module (docs/tuning.md is the protocol):
   slurm     the Slurm launcher (submitit; imported only when used)
   best      the best configurations as recipe overlays, a tuned ladder and a re-training sweep
   report    the tuning report: chosen options, trial states, spread, importance, plots
+  command   ``qbench tune`` itself: plan listing, checks, run, summary (the CLI imports it on use)
 
 The declaration side (what a plugin writes) is ``qbench.search_space``.
 """

@@ -5,7 +5,8 @@ again by ``qbench tune --report``:
 
 - ``best/QUANTIZER-RATEbit.toml``: a recipe overlay (``extends`` the tune
   file's recipe; ``qbench.recipe.overlay``) holding the tune file's ``[set]``
-  keys and the best trial's values, selected on the validation split.  It
+  keys (but the ``eval.*`` ones, which only said how trials were scored) and
+  the best trial's values, selected on the validation split.  It
   does not set ``eval.split``: run it and it scores on the recipe's own
   final-score split.  ``qbench run --recipe OUT/best/gsq-10bit.toml
   --quantizers gsq``;
@@ -30,6 +31,7 @@ from qbench.tuning.plan import SELECTION_SPLIT, Study, TunePlan
 from qbench.tuning.studies import best_trial, finished
 
 BEST_FOLDER = "best"
+SCORING_KEYS = "eval."  # [set] keys about scoring trials stay with the trials: the final runs score as the recipe says
 LADDER_FILE = "tuned-ladder.toml"
 RETRAIN_FILE = "retrain.toml"
 
@@ -70,7 +72,7 @@ def overlay_text(plan: TunePlan, best: Best, finished: int) -> str:
     body = {"extends": _recipe_ref(tune.recipe),
             "description": f"{tune.recipe} with {study.quantizer}'s configuration tuned at {study.rate:g} bits "
                            f"({tune.name}, trial {trial.number})",
-            **_nested({**tune.fixed, **best.values})}
+            **_nested({**training_keys(tune.fixed), **best.values})}
     return header + to_toml(body)
 
 
@@ -113,9 +115,15 @@ def retrain_text(plan: TunePlan, bests: list[Best]) -> str:
               f"ladder = {_quoted(LADDER_FILE)}",
               f"rates = {_value([r if r != int(r) else int(r) for r in tune.rates])}",
               f"seeds = {_value(retrain_seeds(plan))}"]
-    if tune.fixed:
-        lines += ["", "[set]"] + [f"{_quoted(k)} = {_value(v)}" for k, v in tune.fixed.items()]
+    fixed = training_keys(tune.fixed)
+    if fixed:
+        lines += ["", "[set]"] + [f"{_quoted(k)} = {_value(v)}" for k, v in fixed.items()]
     return "\n".join(lines) + "\n"
+
+
+def training_keys(fixed: dict[str, Any]) -> dict[str, Any]:
+    """The tune file's [set] keys that shape training (not how trials were scored)."""
+    return {k: v for k, v in fixed.items() if not k.startswith(SCORING_KEYS)}
 
 
 def _recipe_ref(recipe: str) -> str:

@@ -19,8 +19,9 @@ from qbench.sweeps.spec import check_slurm
 from qbench.tuning.best import write_best
 from qbench.tuning.plan import TunePlan, build_plan, probe_values
 from qbench.tuning.report import write_report
-from qbench.tuning.run import open_studies, short_studies, tune
+from qbench.tuning.run import short_studies, tune
 from qbench.tuning.spec import load_tune, with_overrides
+from qbench.tuning.studies import open_studies
 
 DEFAULT_JOBS = 2
 

@@ -26,7 +26,7 @@ from qbench.errors import ConfigError
 from qbench.platform.plugins import Registries
 from qbench.recipe import config
 from qbench.recipe.config import EvalConfig, Recipe, recipe_from_dict, recipe_table
-from qbench.search_space import LATENT_DIM, RATE_TOLERANCE, Choice, FloatRange, IntRange, label
+from qbench.search_space import LATENT_DIM, RATE_TOLERANCE, Choice, FloatRange, IntRange, SearchSpace, label
 from qbench.tuning.space import StudySpace, choice_params, declared_space
 from qbench.tuning.spec import TuneSpec
 
@@ -124,6 +124,13 @@ def probe_values(space: StudySpace) -> dict[str, Any]:
     return space.values(params)
 
 
+def frozen(space: SearchSpace, quantizer: str, fixed: dict[str, Any]) -> SearchSpace:
+    """``space`` without the options the tune file fixes (``[set] "quantizers.Q.OPTION" = ...``)."""
+    prefix = f"quantizers.{quantizer}."
+    kept = {k: v for k, v in space.options.items() if prefix + k not in fixed}
+    return space if len(kept) == len(space.options) else dataclasses.replace(space, options=kept)
+
+
 def build_plan(tune: TuneSpec, out: str | Path, regs: Registries, storage: str | None = None) -> TunePlan:
     """Resolve and check every study of ``tune``; ``ConfigError`` naming the tune file and the study."""
     out = Path(out)
@@ -146,7 +153,8 @@ def build_plan(tune: TuneSpec, out: str | Path, regs: Registries, storage: str |
         for rate in tune.rates:
             where = f"{quantizer} at {rate:g} bits"
             try:
-                space = StudySpace(quantizer, rate, declared_space(spec, rate, dims), dict(tune.shared))
+                space = StudySpace(quantizer, rate, frozen(declared_space(spec, rate, dims), quantizer, tune.fixed),
+                                   dict(tune.shared))
                 study = Study(study_name(tune, quantizer, rate), quantizer, rate, space,
                               out / TRIALS_FOLDER / f"{quantizer}-{rate:g}bit")
                 _check_space(study, base, regs, built)

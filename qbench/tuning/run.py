@@ -1,7 +1,6 @@
 """``qbench tune`` end to end: plan, open the studies, run the workers, write the best configurations.
 
-``tune`` is what the command calls; ``open_studies`` is shared with the Slurm
-worker and the report.  Exit status: 0 when every study ends with its planned
+``tune`` is what the command calls.  Exit status: 0 when every study ends with its planned
 finished trials, 1 when a study stopped at its failure cap (its failures are
 in the storage and the report), 2 for a user error (``ConfigError``).
 """
@@ -19,7 +18,7 @@ from qbench.tuning.claim import state_of
 from qbench.tuning.plan import TunePlan
 from qbench.tuning.progress import TuneProgress
 from qbench.tuning.slots import run_slots
-from qbench.tuning.studies import open_storage, open_study
+from qbench.tuning.studies import open_studies
 
 
 @dataclass
@@ -28,17 +27,6 @@ class TuneResult:
     handles: dict[str, optuna.Study]
     short: list[str] = field(default_factory=list)  # studies that stopped before their planned trials
     written: list[Path] = field(default_factory=list)
-
-
-def direction(plan: TunePlan, regs: Registries) -> str:
-    spec = regs.metrics.get(plan.tune.metric)
-    return "minimize" if spec.higher_is_better is False else "maximize"
-
-
-def open_studies(plan: TunePlan, regs: Registries) -> dict[str, optuna.Study]:
-    storage = open_storage(plan.storage)
-    way = direction(plan, regs)
-    return {study.name: open_study(plan, study, storage, way) for study in plan.studies}
 
 
 def short_studies(plan: TunePlan, handles) -> list[str]:

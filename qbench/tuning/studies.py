@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from qbench.errors import ConfigError
+from qbench.platform.plugins import Registries
 from qbench.tuning.plan import Study, TunePlan
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts toward the planned trials
@@ -112,3 +113,15 @@ def best_trial(handle: optuna.Study) -> FrozenTrial | None:
         return None
     pick = max if handle.direction == optuna.study.StudyDirection.MAXIMIZE else min
     return pick(complete, key=lambda t: (t.value, -t.number) if pick is max else (t.value, t.number))
+
+
+def direction(plan: TunePlan, regs: Registries) -> str:
+    spec = regs.metrics.get(plan.tune.metric)
+    return "minimize" if spec.higher_is_better is False else "maximize"
+
+
+def open_studies(plan: TunePlan, regs: Registries) -> dict[str, optuna.Study]:
+    """Every study of ``plan``, created or loaded, by name (shared by ``qbench tune``, its workers and the report)."""
+    storage = open_storage(plan.storage)
+    way = direction(plan, regs)
+    return {study.name: open_study(plan, study, storage, way) for study in plan.studies}

@@ -12,9 +12,9 @@ from __future__ import annotations
 from qbench.platform.plugins import registries
 from qbench.tuning.plan import build_plan
 from qbench.tuning.progress import TuneProgress
-from qbench.tuning.run import open_studies
 from qbench.tuning.slots import run_slots
 from qbench.tuning.spec import load_tune, with_overrides
+from qbench.tuning.studies import open_studies
 
 
 def work(tune_path: str, out: str, storage: str, overrides: list[str], threads: int = 0) -> int:
