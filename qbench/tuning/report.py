@@ -70,6 +70,8 @@ def plot_study(study: Study, handle: optuna.Study, params: list[str], path: Path
 
     matplotlib.use("Agg")
     # deferred: loads matplotlib only when a report is drawn
+    import matplotlib.ticker
+    # deferred: loads matplotlib only when a report is drawn
     import matplotlib.pyplot as plt
 
     tunables = study.space.tunables()
@@ -86,6 +88,7 @@ def plot_study(study: Study, handle: optuna.Study, params: list[str], path: Path
                 xs = [t.params[name] for t in picked]
                 if isinstance(tunable, FloatRange) and tunable.log:
                     ax.set_xscale("log")
+                    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
             ax.scatter(xs, [t.value for t in picked], facecolors=face, edgecolors="C0", s=18,
                        label=state.name.lower())
         ax.set_xlabel(name, fontsize=8)
