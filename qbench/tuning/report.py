@@ -70,9 +70,8 @@ def plot_study(study: Study, handle: optuna.Study, params: list[str], path: Path
 
     matplotlib.use("Agg")
     # deferred: loads matplotlib only when a report is drawn
-    import matplotlib.ticker
-    # deferred: loads matplotlib only when a report is drawn
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     tunables = study.space.tunables()
     fig, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3.0), squeeze=False, sharey=True)
