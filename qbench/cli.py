@@ -64,6 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{key.replace('_', '-')}", dest=f"slurm_{key}", type=kind, default=None, help=meaning,
                        metavar="N" if kind is int else key.upper())
 
+    p = sub.add_parser("tune", help="tune every quantizer with the same search budget (Optuna), selected on val")
+    p.add_argument("tune_file", metavar="TUNE.toml", help="the tune file (docs/tuning.md)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="trials at a time (local) or worker jobs (slurm) (default: 2)")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local", help="where trials run (default: local)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: results/tune/NAME)")
+    p.add_argument("--storage", default=None, metavar="URL|FILE",
+                   help="Optuna storage: a database URL or a journal file .log (default: sqlite:///OUT/study.db)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a recipe key for every trial, e.g. --set train.steps=20 for a quick check")
+    p.add_argument("--dry-run", action="store_true", help="check and list every study and its space; run nothing")
+    p.add_argument("--report", action="store_true",
+                   help="write the best configurations and the tuning report from the storage; run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    s = p.add_argument_group("slurm (also a [slurm] table in the tune file; these win)")
+    for key, (kind, meaning) in SLURM_KEYS.items():
+        s.add_argument(f"--{key.replace('_', '-')}", dest=f"slurm_{key}", type=kind, default=None, help=meaning,
+                       metavar="N" if kind is int else key.upper())
+
     p = sub.add_parser("report", help="aggregate run directories into tables and plots")
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them (sweep tables follow this order)")
     p.add_argument("--out", default="results/report", help="output directory (default: results/report)")
@@ -143,6 +162,16 @@ def cmd_sweep(args) -> ExitCode:
                  slurm_options=slurm, progress=not args.no_progress, overrides=args.overrides)
 
 
+def cmd_tune(args) -> ExitCode:
+    # deferred: loads optuna only when tuning
+    from qbench.tuning.command import tune_command
+
+    slurm = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
+    return tune_command(args.tune_file, jobs=args.jobs, launcher=args.launcher, out=args.out, storage=args.storage,
+                        overrides=args.overrides, slurm_options=slurm, dry_run=args.dry_run,
+                        report_only=args.report, progress=not args.no_progress)
+
+
 def cmd_report(args) -> ExitCode:
     return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None, bd_method=args.bd_method)
 
@@ -165,6 +194,7 @@ HANDLERS = {
     "plugins": cmd_plugins,
     "run": cmd_run,
     "sweep": cmd_sweep,
+    "tune": cmd_tune,
     "report": cmd_report,
     "eval": cmd_eval,
     "data": cmd_data,

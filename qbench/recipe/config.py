@@ -21,6 +21,7 @@ import tomllib
 
 from qbench.errors import ConfigError, suggest, unknown_name_error
 from qbench.platform.plugins import Registries, given_or_built
+from qbench.recipe import overlay
 from qbench.recipe.checks import LPIPS_NETS, problems  # noqa: F401 (LPIPS_NETS: part of this module's API)
 
 if TYPE_CHECKING:
@@ -347,8 +348,9 @@ def read_toml(path: Path | Traversable) -> dict[str, Any]:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
 
 
-def recipe_table(name_or_path: str | None = None, regs: Registries | None = None) -> dict[str, Any]:
-    """The raw table of a recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, named."""
+def recipe_table(name_or_path: str | None = None, regs: Registries | None = None, _depth: int = 0) -> dict[str, Any]:
+    """The raw table of a recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, named;
+    an overlay (``extends = BASE``, ``qbench.recipe.overlay``) merged into its base."""
     ref = name_or_path or DEFAULT_RECIPE
     if ref.endswith(".toml") or os.sep in ref:
         path = Path(ref)
@@ -358,8 +360,24 @@ def recipe_table(name_or_path: str | None = None, regs: Registries | None = None
             raise unknown_name_error("recipe", ref, known)
         path = known[ref]
     table = read_toml(path)
+    if overlay.EXTENDS in table:
+        table = _extended(table, path, regs, _depth)
     table.setdefault("name", Path(path.name).stem)
     return table
+
+
+def _extended(table: dict[str, Any], path, regs: Registries | None, depth: int) -> dict[str, Any]:
+    base_ref = table.pop(overlay.EXTENDS)
+    if not isinstance(base_ref, str) or not base_ref:
+        raise ConfigError(f"recipe {path}: extends must name a recipe or a TOML file, got {base_ref!r}")
+    if depth >= overlay.MAX_DEPTH:
+        raise ConfigError(f"recipe {path}: extends recipes {overlay.MAX_DEPTH} deep (a cycle?)")
+    beside = Path(str(path)).parent / base_ref
+    if base_ref.endswith(".toml") and not Path(base_ref).is_absolute() and beside.exists():
+        base_ref = str(beside)
+    base = recipe_table(base_ref, regs, depth + 1)
+    base.pop("name", None)  # the overlay is its own recipe: named after its file unless it says otherwise
+    return overlay.merge(base, table)
 
 
 def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None, regs: Registries | None = None) -> Recipe:
