@@ -27,6 +27,7 @@ import pluggy
 from qbench._version import __version__
 from qbench.errors import ConfigError, MetricUnavailable, PluginError, QbenchError, RunFailed
 from qbench.platform.plugins import Registries, registries
+from qbench.search_space import Choice, FloatRange, IntRange, SearchSpace
 from qbench.specs import (
     BackboneSpec,
     DatasetSpec,
@@ -52,6 +53,7 @@ PUBLIC_MODULES = (
     "qbench.lookup",
     "qbench.metric",
     "qbench.quantizer",
+    "qbench.search_space",
     "qbench.specs",
     "qbench.testing",
     "qbench.weights",
@@ -88,8 +90,11 @@ def __getattr__(name: str):
 
 __all__ = [
     "BackboneSpec",
+    "Choice",
     "ConfigError",
     "DatasetSpec",
+    "FloatRange",
+    "IntRange",
     "LoggerSpec",
     "MetricSpec",
     "MetricUnavailable",
@@ -102,6 +107,7 @@ __all__ = [
     "RecipeSpec",
     "Registries",
     "RunFailed",
+    "SearchSpace",
     "WeightsSpec",
     "__version__",
     "hookimpl",

@@ -84,7 +84,9 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     ``options``, ``config_hash``, ``sweep``, ``point``), ``seed``, ``rate`` (the
     model's bits per position, the x axis of a rate-distortion plot), each
     metric with its ``*_status``, and the configuration's mean and 95%
-    interval over seeds (``*_mean``, ``*_ci_low``, ``*_ci_high``, ``*_n``).
+    interval over seeds (``*_mean``, ``*_ci_low``, ``*_ci_high``, ``*_n``), and
+    the split that scored the run and its image count (``eval_split``,
+    ``eval_images``).
     A failed metric or run is a status with no value, never a number.
     Unfinished run directories are not rows; broken ones (an unreadable
     ``metrics.json``, a metric value that is not a number) are not either,
@@ -121,14 +123,16 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
 def _empty_columns() -> list[str]:
     """The columns ``load_runs`` gives runs that recorded the built-in metrics: those of an empty frame."""
-    # deferred: the report rows load pandas, only when this runs
+    # deferred: the report modules load pandas, only when this runs
+    import pandas as pd
+
+    from qbench.report.publish import summary_frame
     from qbench.report.rows import run_row
 
     metrics = metric_columns([{"metrics": {name: {} for name in KNOWN_ORDER}}])
-    row = run_row(Path(), {"run": {}, "metrics": {}}, metrics)
-    names = [c for c in row if not c.endswith("_reason")] + ["label"]
+    names = [*run_row(Path(), {"run": {}, "metrics": {}}, metrics), "version_suffix", "label"]  # as build_report
     names += [f"{c.key}_{suffix}" for c in metrics for suffix in ("mean", "ci_low", "ci_high", "n")]
-    return [*names, "config_hash", "rate"]
+    return [*summary_frame(pd.DataFrame(columns=names)).columns, "config_hash", "rate"]
 
 
 def load_tokenizer(run_dir: str | Path, use_ema: bool | None = None) -> Tokenizer:

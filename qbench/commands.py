@@ -359,11 +359,17 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
     return ExitCode.RUN_FAILED if failed else ExitCode.OK
 
 
-def data_shards(src: str, out: str, *, size: int, val_fraction: float = 0.05) -> ExitCode:
-    """``qbench data shards``: write SRC's images as WebDataset shards under OUT/train and OUT/val."""
-    written = write_shards(src, out, size=size, val_fraction=val_fraction)
+def data_shards(src: str, out: str, *, size: int, val_fraction: float = 0.05, test_fraction: float = 0.0,
+                val_folder: str = "val", test_folder: str = "test") -> ExitCode:
+    """``qbench data shards``: write SRC's images as WebDataset shards under OUT/train, OUT/val and OUT/test."""
+    written = write_shards(src, out, size=size, val_fraction=val_fraction, test_fraction=test_fraction,
+                           val_folder=val_folder, test_folder=test_folder)
     for split, (images, shards) in written.items():
         last = f"{shards - 1:06d}"
         print(f"{split}: {images} images in {shards} shard(s): {Path(out) / split}/shard-{{000000..{last}}}.tar")
+    for split, folder, share in (("val", val_folder, val_fraction), ("test", test_folder, test_fraction)):
+        if split not in written:
+            print(f"{split}: none (SRC has no {folder or split}/ folder, and --{split}-fraction {share:g} "
+                  "held out no image)")
     print(f"use them with: --set data.dataset=webdataset --set data.root={out}")
     return ExitCode.OK

@@ -30,6 +30,7 @@ import io
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -42,14 +43,16 @@ from conftest import ROOT, install_example_plugin
 import qbench
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-PROGRAMS = {"qbench", "python", "python3", "pip", "torchrun", "tensorboard", "mlflow", "wandb", "time", "."}
+PROGRAMS = {"qbench", "python", "python3", "pip", "torchrun", "tensorboard", "mlflow", "optuna-dashboard", "wandb",
+            "time", "."}
+TIME_LIMIT_S = 120  # a command the docs call quick that takes longer fails here instead of hanging the suite
 
 # (pattern on the command, why it does not run here); every rule must still match a command of the docs
 SKIP = [
     (r"^(python3 -m venv|\. \.venv|pip install)", "installs packages (network, minutes); CI runs the README's "
                                                   "set-up commands verbatim (tests/test_readme.py)"),
     (r"^torchrun", "several processes, and GPUs for the paper recipes; tests/test_distributed.py runs the DDP path"),
-    (r"^(tensorboard|mlflow ui)", "starts a server that runs until it is stopped"),
+    (r"^(tensorboard|mlflow ui|optuna-dashboard)", "starts a server that runs until it is stopped"),
     (r"^qbench weights fetch", "downloads the weights (network)"),
     (r"check_gpu\.py", "needs an NVIDIA GPU (benchmarks/gpu/check_gpu.py --cpu-smoke is tested)"),
     (r"/data/", "needs ImageNet on disk"),
@@ -59,6 +62,8 @@ SKIP = [
                                                        "recipe's commands run"),
     (r"--resume \S*\.\.\.", "a placeholder run directory"),
     (r"^(time )?qbench sweep (?!.*--dry-run)", "trains every point of a study (up to an hour)"),
+    (r"^qbench tune (?!.*--dry-run)(?!.*--report)", "runs every trial of the tuning studies (hours)"),
+    (r"^qbench tune .*--report", "needs the studies' storage, written by the tuning above (not committed)"),
     (r"^qbench report results/sweeps/", "needs the study's runs, written by the sweep above (not committed)"),
     (r"compare_in_python\.py", "run by tests/test_python_api.py::test_the_notebook_example_runs_and_plots"),
 ]
@@ -167,13 +172,22 @@ def run_command(command: str) -> tuple[int, str]:
     if argv[0] == "qbench":
         from qbench import cli
 
+        def too_long(signum, frame):
+            raise TimeoutError(f"{command} ran past {TIME_LIMIT_S} s: skip it with a reason, or make it quick")
+
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = cli.main(argv[1:])
+        previous = signal.signal(signal.SIGALRM, too_long)
+        signal.alarm(TIME_LIMIT_S)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                status = cli.main(argv[1:])
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
         return int(status), out.getvalue() + err.getvalue()
     if argv[0] in ("python", "python3"):
         argv[0] = sys.executable
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=TIME_LIMIT_S, env=os.environ.copy())
     return done.returncode, done.stdout + done.stderr
 
 
@@ -209,18 +223,22 @@ def test_each_pages_python_runs_as_written_in_order(docs_folder, page, capsys):
     assert ran, f"no Python block of {page.name} ran"
 
 
-def test_toml_blocks_parse_and_sweep_files_load(tmp_path):
+def test_toml_blocks_parse_and_sweep_and_tune_files_load(tmp_path):
     from qbench.sweeps.spec import load_sweep
+    from qbench.tuning.spec import load_tune
 
     toml_blocks = [b for b in ALL_BLOCKS if b.lang == "toml"]
     assert len(toml_blocks) >= 6
+    loaded = 0
     for block in toml_blocks:
         table = tomllib.loads(block.text)
-        if {"name", "quantizers"} <= table.keys():  # a whole sweep file
+        if {"name", "quantizers"} <= table.keys():  # a whole sweep file, or a tune file (it declares trials)
             path = tmp_path / f"{table['name']}.toml"
             path.write_text(block.text)
-            spec = load_sweep(str(path))
+            spec = (load_tune if "trials" in table else load_sweep)(str(path))
             assert spec.name == table["name"], block.where
+            loaded += 1
+    assert loaded >= 3
 
 
 # -- reference facts the docs state, checked against the code ---------------------------------------
@@ -326,7 +344,7 @@ def test_every_command_line_option_is_documented_with_its_default():
                 continue
             for flag in action.option_strings:
                 rows = [line for line in table.splitlines() if f"`qbench {' '.join(path)}" in line and flag in line]
-                slurm = path == ("sweep",) and action.dest.startswith("slurm_")
+                slurm = action.dest.startswith("slurm_")  # one table for sweep and tune: docs/sweeps.md
                 assert rows or (slurm and flag in docs), f"qbench {' '.join(path)} {flag} is in no README row"
             if action.default not in (None, False, [], argparse.SUPPRESS):
                 assert "default" in (action.help or ""), f"qbench {' '.join(path)} {action.dest}: help has no default"

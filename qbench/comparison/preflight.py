@@ -22,8 +22,10 @@ will use, before any run directory exists and before the first step:
 - the loggers (unknown names, missing packages, bad options);
 - the device (``train.device=cuda`` on a machine without a usable GPU);
 - the output folder (not a file, writable);
-- the datasets, the evaluation set's size, and one validation image through
-  every tokenizer (impossible shapes fail here, not at step 1);
+- the datasets: the training split, the evaluation split (``eval.split``)
+  and, when the run measures held-out rows or shows reconstructions, the
+  held-out split (``eval.heldout_split``), each existing and non-empty; one
+  evaluation image through every tokenizer (impossible shapes fail here, not at step 1);
 - on resume, that the checkpoint's tensors fit the model they are loaded into.
 
 Problems are collected, not raised one by one: the ``ConfigError`` holds one
@@ -77,11 +79,17 @@ class Problems:
 
 @dataclass
 class CheckedRun:
-    """What the validation pass built and found sound: run identities and the two datasets."""
+    """What the validation pass built and found sound: run identities and the datasets.
+
+    ``eval_set`` is ``eval.split`` (the final metrics); ``heldout_set`` is
+    ``eval.heldout_split`` (what is looked at: held-out rows, reconstruction
+    images), or ``None`` when the recipe asks for neither.
+    """
 
     identities: list
     train_set: Any
     eval_set: Any
+    heldout_set: Any = None
 
 
 def name_list_problems(names: list[str]) -> list[str]:
@@ -296,18 +304,25 @@ def check_checkpoint_fits(state: dict[str, Any], identity, regs: Registries, run
                               f"{mismatch(exc)}") from None
 
 
-def _evaluation_size_problem(eval_set, recipe) -> str:
+def _evaluation_size_problem(eval_set, recipe, split: str | None = None, what: str = "evaluation") -> str:
     # deferred: loads torch only when this runs
     from qbench.engine.distributed import env_world_size
 
     if recipe.eval.max_images < 0:  # already reported as a recipe value
         return ""
+    split = recipe.eval.split if split is None else split
     total = len(eval_set) if not recipe.eval.max_images else min(recipe.eval.max_images, len(eval_set))
     if total == 0:
-        return f"the evaluation split {recipe.eval.split!r} is empty"
+        return f"the {what} split {split!r} is empty"
     if total < env_world_size():
-        return f"the evaluation split has {total} images, fewer than the {env_world_size()} ranks"
+        return f"the {what} split {split!r} has {total} images, fewer than the {env_world_size()} ranks"
     return ""
+
+
+def shows_heldout(recipe) -> bool:
+    """Whether the run reads the held-out split: ``eval.every`` rows, or reconstruction images (logged
+    while training, and ``recon.png``)."""
+    return recipe.eval.every > 0 or recipe.eval.grid_images > 0
 
 
 def _memoised(memo: dict | None, key: Any, function, *args, **kwargs):
@@ -380,6 +395,14 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
                                regs=regs) if data_ok else None
     eval_set = problems.check(_memoised, memo, [data_key, recipe.eval.split], build_dataset, recipe,
                               recipe.eval.split, regs=regs) if data_ok else None
+    heldout_split, heldout_set = recipe.eval.heldout_split, None
+    if heldout_split == recipe.eval.split:
+        heldout_set = eval_set
+    elif data_ok and shows_heldout(recipe) and heldout_split.strip() and heldout_split != recipe_checks.TEST_SPLIT:
+        heldout_set = problems.check(_memoised, memo, [data_key, heldout_split], build_dataset, recipe,
+                                     heldout_split, regs=regs)
+        if heldout_set is not None:
+            problems.add(_evaluation_size_problem(heldout_set, recipe, heldout_split, "held-out"))
     image = None
     if eval_set is not None:
         problems.add(_evaluation_size_problem(eval_set, recipe))
@@ -397,4 +420,4 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     if resume_state is not None and not problems:
         problems.check(check_checkpoint_fits, resume_state, identities[0], regs, run_dir)
     problems.raise_if_any()
-    return CheckedRun(identities, train_set, eval_set)
+    return CheckedRun(identities, train_set, eval_set, heldout_set if shows_heldout(recipe) else None)

@@ -316,13 +316,15 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", regs: Registries
     note = getattr(dataset, "report", lambda: "")()
     if note:
         record.setdefault("train", {})["eval_data_note"] = note
+    total = len(dataset) if not recipe.eval.max_images else min(recipe.eval.max_images, len(dataset))
+    record["eval"] = {**(record.get("eval") or {}), "split": recipe.eval.split, "images": int(total)}
     directory.remove_stale_temporaries()
     directory.write_metrics(record)
     return scored
 
 
-def dataset_key_for(recipe) -> str:
-    """The evaluation-set key of a recipe: dataset, options, split and crop size."""
+def dataset_key_for(recipe, split: str | None = None) -> str:
+    """The evaluation-set key of a recipe: dataset, options, split (``eval.split`` unless given) and crop size."""
     data = recipe.data
     parts = [str(getattr(data, "dataset", "?"))]
     for attr in ("root", "image_size"):
@@ -331,5 +333,5 @@ def dataset_key_for(recipe) -> str:
     options = getattr(data, "options", None)
     if options:
         parts.append(",".join(f"{k}={options[k]}" for k in sorted(options)))
-    parts.append(f"split={recipe.eval.split}")
+    parts.append(f"split={recipe.eval.split if split is None else split}")
     return "/".join(parts)

@@ -21,6 +21,7 @@ from qbench.report.tables import Report, render_text, to_markdown
 
 # run-frame columns that only serve the tables
 INTERNAL = ("version_suffix",)
+LATER = ("eval_split", "eval_images")  # which split scored a run, on how many images (docs/results.md)
 
 
 def _section(section: Section) -> list[str]:
@@ -32,8 +33,12 @@ def _section(section: Section) -> list[str]:
 
 
 def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """The run frame as ``summary.csv`` has it: one row per run, without the tables' helper columns."""
-    return runs.drop(columns=[c for c in runs.columns if c.endswith("_reason") or c in INTERNAL])
+    """The run frame as ``summary.csv`` has it: one row per run, without the tables' helper columns.
+
+    The columns added since summaries were first published (``LATER``) come last, so the columns of a
+    committed ``summary.csv`` stay a prefix of a new one."""
+    kept = runs.drop(columns=[c for c in runs.columns if c.endswith("_reason") or c in INTERNAL])
+    return kept[[c for c in kept.columns if c not in LATER] + [c for c in LATER if c in kept.columns]]
 
 
 def write_report(report: Report, out_dir: str | Path, intro: str = "") -> Path:
