@@ -22,6 +22,7 @@ Torch-free: ``qbench report`` reads files, it never builds a model.
   lawcheck  what a law fit knows: bootstrap, rival optima, lack of fit, a simpler rival model
   fit       ``--fit``: the law fitted to each D x V grid
   figures   which figures a table gets; plots draws them (matplotlib, Agg)
+  legend    how a plot names and styles its series (one label, colour and line style each)
   publish   summary.csv, README.md and the figures; output stages them atomically
 
 Imports ``qbench.rundir``, ``qbench.recipe`` and ``qbench.platform``; never the engine.

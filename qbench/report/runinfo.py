@@ -70,3 +70,32 @@ def eval_set(run_dir: str) -> tuple[int | None, str]:
         if not split and found:
             split = found.group(1)
     return images, split
+
+
+def _recorded(run: Any, column: str) -> Any:
+    value = run.get(column) if hasattr(run, "get") else None
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def eval_note(runs: Any) -> str:
+    """What a table's runs were scored on: images and split, from the run frame or the runs' records."""
+    counts: dict[tuple[int | None, str], int] = {}
+    for _, run in runs[runs["status"] == "ok"].iterrows():
+        images, split = _recorded(run, "eval_images"), _recorded(run, "eval_split")
+        if images is None or not split:
+            found = eval_set(run["run_dir"])
+            images, split = images if images is not None else found[0], split or found[1]
+        key = (int(images) if images is not None else None, str(split or ""))
+        counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return ""
+
+    def said(images: int | None, split: str) -> str:
+        if images is None:
+            return "an evaluation set its runs did not record"
+        return f"{images:,} images of the {split} split" if split else f"{images:,} images"
+
+    if len(counts) == 1:
+        return f"scored on {said(*next(iter(counts)))} (every run)"
+    parts = [f"{said(*key)} ({n} runs)" for key, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    return "scored on different evaluation sets: " + "; ".join(parts)

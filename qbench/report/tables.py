@@ -155,7 +155,7 @@ def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
                 title=f"recipe {recipe} (hash {rhash}, metric protocol {proto})",
                 key=f"{recipe}-{rhash}-{proto}",
                 frame=comparison_table(group, columns),
-                runs=group, notes=revision_notes(group),
+                runs=group, notes=[n for n in [runinfo.eval_note(group)] if n] + revision_notes(group),
             ))
     return tables
 
@@ -165,7 +165,7 @@ def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
     for name, group in runs.groupby("sweep", sort=False):  # in the order the paths were given
         keys = _point_keys(group)
         recipes = ", ".join(sorted(set(group["recipe"])))
-        notes = []
+        notes = [n for n in [runinfo.eval_note(group)] if n]
         protocols = sorted(set(group[group["status"] == "ok"]["protocol"]))
         if len(protocols) > 1:
             notes.append(f"its runs were scored under {len(protocols)} metric protocols ({', '.join(protocols)}); "
