@@ -13,7 +13,7 @@ import io
 import math
 from dataclasses import dataclass
 
-COLUMNS = ("id", "study", "family", "kind", "posthoc", "metric", "contrast", "n", "estimate", "ci_low", "ci_high",
+COLUMNS = ("id", "study", "family", "kind", "method", "posthoc", "metric", "contrast", "n", "estimate", "ci_low", "ci_high",
            "against", "p", "p_holm", "m", "verdict", "detail", "seeds", "test_runs", "reference_runs", "family_title")
 
 
@@ -26,6 +26,7 @@ class Claim:
     contrast: str
     verdict: str
     title: str = ""  # the family's or criterion's title
+    method: str = ""  # the family's kind (baseline, between, steps, pairs, bd), the criterion's rule, or "law"
     metric: str = ""
     n: int | None = None
     estimate: float = math.nan
@@ -48,7 +49,10 @@ class Claim:
 
 
 def _number(value: float | None) -> str:
-    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else repr(value)
+    """The shortest text that reads back as the same float ("" for none): numpy scalars included."""
+    if value is None or not math.isfinite(float(value)):
+        return ""
+    return repr(float(value))
 
 
 def to_csv(claims: list[Claim]) -> str:
@@ -57,7 +61,7 @@ def to_csv(claims: list[Claim]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for c in claims:
-        writer.writerow([c.id, c.study, c.family, c.kind, "yes" if c.posthoc else "no", c.metric, c.contrast,
+        writer.writerow([c.id, c.study, c.family, c.kind, c.method, "yes" if c.posthoc else "no", c.metric, c.contrast,
                          "" if c.n is None else c.n, _number(c.estimate), _number(c.low), _number(c.high),
                          _number(c.against), _number(c.p), _number(c.p_holm), "" if c.m is None else c.m,
                          c.verdict, c.detail, ";".join(map(str, c.seeds)), ";".join(c.test_runs),

@@ -52,7 +52,8 @@ def _family_claims(study: Study, family: Family, found: list[Contrast]) -> list[
     m = sum(1 for p in adjusted if math.isfinite(p))
     return [Claim(
         id=f"{study.name}/{family.id}/{c.key}", study=study.name, family=family.id, kind="comparison",
-        contrast=c.text, verdict=direction(c.estimate, q, family.against), title=family.title, metric=family.metric,
+        contrast=c.text, verdict=direction(c.estimate, q, family.against), title=family.title, method=family.kind,
+        metric=family.metric,
         n=c.n, estimate=c.estimate, low=c.low, high=c.high, against=family.against, p=c.p, p_holm=q, m=m,
         posthoc=family.posthoc, detail=family.note, seeds=c.seeds, test_runs=c.test_runs,
         reference_runs=c.reference_runs,
@@ -89,7 +90,7 @@ def _estimate(claim: Claim) -> str:
     return signed(claim.estimate) + interval
 
 
-def family_section(family: Family, claims: list[Claim], key: str) -> Section:
+def family_section(study: str, family: Family, claims: list[Claim], key: str) -> Section:
     frame = pd.DataFrame([{
         "claim": f"`{c.id}`", "contrast": c.contrast, "n": c.n, "estimate [95% CI]": _estimate(c),
         "p": pvalue(c.p), "Holm p": pvalue(c.p_holm), "verdict": c.verdict,
@@ -105,7 +106,7 @@ def family_section(family: Family, claims: list[Claim], key: str) -> Section:
     if not claims:
         notes.append("no comparison of this family is in these runs yet")
     prefix = "post-hoc " if family.posthoc else ""
-    return Section(title=f"{prefix}family {family.id}: {family.title}", key=key, frame=frame, notes=notes)
+    return Section(title=f"{prefix}family {study}/{family.id}: {family.title}", key=key, frame=frame, notes=notes)
 
 
 def criteria_section(study: str, claims: list[Claim], key: str) -> Section:
@@ -126,7 +127,7 @@ def claims_sections(report: Any, studies: dict[str, Study]) -> tuple[list[Claim]
         found, by_family = study_claims(report, study)
         claims += found
         for family, rows in by_family:
-            sections.append(family_section(family, rows, f"{table.key}-claims-{family.id}"))
+            sections.append(family_section(study.name, family, rows, f"{table.key}-claims-{family.id}"))
         criteria = [c for c in found if c.kind == "criterion"]
         if criteria:
             sections.append(criteria_section(study.name, criteria, f"{table.key}-criteria"))

@@ -99,5 +99,5 @@ def evaluate(study: Study, criterion: Criterion, by_family: list[tuple[Family, l
     if criterion.note:
         detail = f"{detail}. {criterion.note}"
     return Claim(id=f"{study.name}/{criterion.id}", study=study.name, family=criterion.family, kind="criterion",
-                 contrast=criterion.title, verdict=verdict, title=criterion.title, n=len(rows), estimate=count,
+                 method=criterion.rule, contrast=criterion.title, verdict=verdict, title=criterion.title, n=len(rows), estimate=count,
                  m=m, detail=detail, metric=rows[0].metric if rows else "")

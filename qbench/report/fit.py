@@ -21,6 +21,7 @@ from qbench.report.claim import Claim
 from qbench.report.columns import fmt
 from qbench.report.lawcheck import BOUND, LawCheck, check_law
 from qbench.report.multiplicity import ALPHA
+from qbench.report.rows import counted
 from qbench.report.scaling import PARAMETERS, ScalingFit, fit_scaling
 from qbench.report.sections import FitSection, Table
 
@@ -33,15 +34,21 @@ def _number(value: Any) -> float | None:
 
 
 def grid_points(runs: pd.DataFrame, key: str) -> pd.DataFrame:
-    """quantizer, G, D, V and the metric ``y`` of each successful run with numeric dim and codebook_size (V ≥ 2)."""
-    ok = runs[(runs["status"] == "ok") & (runs[f"{key}_status"] == "ok")]
+    """quantizer, G, D, V, the metric ``y`` and run_dir of each successful run with numeric dim and codebook_size (V ≥ 2).
+
+    Each (configuration, seed) counts once (qbench.report.rows.counted): a run
+    repeated in another study is not another replicate.
+    """
+    ok = counted(runs)
+    ok = ok[ok[f"{key}_status"] == "ok"]
     points = []
     for _, run in ok.iterrows():
         options = json.loads(run["options"])
         d, v, g = (_number(options.get(k, default)) for k, default in (("dim", None), ("codebook_size", None), ("groups", 1)))
         if d and v and g and v >= 2:
-            points.append({"quantizer": run["quantizer"], "G": g, "D": d, "V": v, "y": float(run[key])})
-    return pd.DataFrame(points, columns=["quantizer", "G", "D", "V", "y"])
+            points.append({"quantizer": run["quantizer"], "G": g, "D": d, "V": v, "y": float(run[key]),
+                           "run_dir": run["run_dir"]})
+    return pd.DataFrame(points, columns=["quantizer", "G", "D", "V", "y", "run_dir"])
 
 
 def grids(runs: pd.DataFrame, key: str) -> list[tuple[str, pd.DataFrame]]:
@@ -88,12 +95,13 @@ def _rejected(p: float) -> str:
     return "untested" if not math.isfinite(p) else "rejected" if p < ALPHA else "not rejected"
 
 
-def law_claims(study: str, family: str, fit: ScalingFit, check: LawCheck, metric: str) -> list[Claim]:
+def law_claims(study: str, family: str, fit: ScalingFit, check: LawCheck, metric: str,
+               runs: tuple[str, ...] = ()) -> list[Claim]:
     """What the fit determines, and what it does not: one claim per parameter and per diagnostic."""
     def claim(key: str, what: str, verdict: str, **numbers) -> Claim:
-        return Claim(id=f"{study}/{family}/{key}", study=study, family=family, kind="fit", contrast=what,
-                     verdict=verdict, title=f"{metric} = a / (log2 V)^b + c·D^e", metric=metric, n=fit.points,
-                     **numbers)
+        return Claim(id=f"{study}/{family}/{key}", study=study, family=family, kind="fit", method="law",
+                     contrast=what, verdict=verdict, title=f"{metric} = a / (log2 V)^b + c·D^e", metric=metric,
+                     n=fit.points, test_runs=runs, **numbers)
 
     share = f"{check.converged} of {check.resamples} bootstrap refits converged"
     rows = [claim(p, f"parameter {p}", "determined" if check.determined[p] else "undetermined",
@@ -136,7 +144,7 @@ def _section(table: Table, description: str, grid: pd.DataFrame, key: str) -> Fi
     check = check_law(grid["D"], grid["V"], grid["y"], result)
     first = grid.iloc[0]
     family = f"law-{key}-{first['quantizer']}-g{first['G']:g}"
-    claims = law_claims(table.sweep or table.key, family, result, check, key)
+    claims = law_claims(table.sweep or table.key, family, result, check, key, tuple(grid["run_dir"]))
     frame = pd.DataFrame([{
         "claim": f"`{c.id}`", "what": c.contrast, "estimate": fmt(c.estimate, ".4g"),
         "95% interval": _interval(c.low, c.high), "p": f"{c.p:.2g}" if math.isfinite(c.p) else "—",

@@ -106,6 +106,7 @@ def _t_test(t: float, df: int) -> tuple[float, float]:
     # deferred: loads scipy only when this runs
     from scipy import stats
 
+    t = float(t)
     return t, float(2 * stats.t.sf(abs(t), df)) if math.isfinite(t) else math.nan
 
 
