@@ -195,11 +195,13 @@ def _add_config_statistics(runs: pd.DataFrame, metrics: list[Column]) -> pd.Data
 
 
 def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: str | None = None,
-                 bd_method: str = "cubic", studies: list[str | Path] | None = None) -> Report:
+                 bd_method: str = "cubic", studies: list[str | Path] | None = ()) -> Report:
     """Tables of every run below ``paths``; with ``baseline`` paired and BD comparisons, with ``fit`` the scaling fit.
 
     ``studies``: sweep or study files (or folders of them) whose ``[report]``
-    tables declare the claims; None reads the sweep files the runs recorded.
+    tables declare the claims; None reads the sweep files the runs recorded
+    (what ``qbench report`` does without ``--studies``); empty: no claims
+    (``qbench.load_runs`` wants the run frame only).
     """
     report = Report()
     records = []
