@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit", action="store_true", help="fit metric = a/(log2 V)^b + c*D^e to each D x V grid of the runs")
     p.add_argument("--fit-metric", default="auto", metavar="NAME",
                    help="the metric --fit models (default: rfid, else lpips, else psnr, the first with a grid)")
+    p.add_argument("--studies", action="append", default=None, metavar="PATH",
+                   help="sweep or study file, or a folder of them, whose [report] table declares the claims "
+                        "(repeatable; default: the sweep files the runs recorded)")
 
     p = sub.add_parser("eval", help="re-score a finished run from its checkpoint")
     p.add_argument("run_dir")
@@ -174,7 +177,8 @@ def cmd_tune(args) -> ExitCode:
 
 
 def cmd_report(args) -> ExitCode:
-    return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None, bd_method=args.bd_method)
+    return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None,
+                  bd_method=args.bd_method, studies=args.studies)
 
 
 def cmd_eval(args) -> ExitCode:

@@ -227,7 +227,7 @@ def check_quantizer_tables(overrides: list[str], base_recipe, regs: Registries) 
 
 
 def report(paths: list[str], out: str, intro: str | None = None, *, baseline: str | None = None,
-           fit: str | None = None, bd_method: str = "cubic") -> ExitCode:
+           fit: str | None = None, bd_method: str = "cubic", studies: list[str] | None = None) -> ExitCode:
     # deferred: loads pandas and numpy only when this runs
     from qbench.report.publish import render_text, write_report
     from qbench.report.tables import build_report
@@ -240,10 +240,10 @@ def report(paths: list[str], out: str, intro: str | None = None, *, baseline: st
             raise ConfigError(f"cannot read --intro file {intro}: {exc.strerror}") from None
 
     check_writable(Path(out))  # before the work of building the report
-    built = build_report(paths, baseline=baseline, fit=fit, bd_method=bd_method)
+    built = build_report(paths, baseline=baseline, fit=fit, bd_method=bd_method, studies=studies)
     readme = write_report(built, out, intro_text)
     print(render_text(built))
-    written = f"{readme} and {Path(out) / 'summary.csv'}" if built.runs is not None else str(readme)
+    written = f"{readme}, {Path(out) / 'summary.csv'} and {Path(out) / 'claims.csv'}" if built.runs is not None else str(readme)
     print(f"\nwritten: {written}")
     return ExitCode.OK
 

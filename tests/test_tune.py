@@ -81,7 +81,7 @@ def study(tmp_path_factory):
                "--no-progress"]
     first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
-    deadline = time.time() + 150
+    deadline = time.time() + 600
     try:
         while not _a_running_trial_has_a_checkpoint(out):
             assert first.poll() is None, "the study ended before it could be killed"
@@ -93,7 +93,7 @@ def study(tmp_path_factory):
     killed = {name: [t for t in trials if t.state == TrialState.RUNNING] for name, trials in _trials(out).items()}
     killed = {name: [(t, bool(list(Path(t.user_attrs["run_folder"]).rglob("checkpoint.pt")))) for t in running]
               for name, running in killed.items()}
-    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     return out, killed, second
 
 

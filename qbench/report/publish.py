@@ -1,7 +1,9 @@
 """Write a report to a directory: ``summary.csv``, ``README.md`` and the plots.
 
 ``summary.csv`` has one row per run: raw numbers and statuses, plus its
-configuration's mean, 95% interval bounds and n per metric.  ``README.md``
+configuration's mean, 95% interval bounds and n per metric.  ``claims.csv``
+has one row per claim (qbench.report.claims): the page's verdict words come
+from those rows and nowhere else.  ``README.md``
 has the tables, their figures (qbench.report.figures), the baseline comparisons
 and scaling fits when asked for, and the broken run directories.
 """
@@ -15,6 +17,7 @@ import pandas as pd
 
 from qbench import atomic
 from qbench.report import figures
+from qbench.report.claim import to_csv
 from qbench.report.output import ReportDirectory
 from qbench.report.sections import FitSection, Section
 from qbench.report.tables import Report, render_text, to_markdown
@@ -57,11 +60,16 @@ def _write(report: Report, out: Path, intro: str) -> None:
     if report.runs is not None:
         frame = summary_frame(report.runs)
         atomic.write_text(out / "summary.csv", frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL))
+        atomic.write_text(out / "claims.csv", to_csv(report.claims))
         lines += [
             "Every run is listed in [summary.csv](summary.csv). ↑: higher is better, ↓: lower is better; "
             "`mean ± h (n=seeds)`: h is the half-width of the 95% Student t interval over seeds.",
             "",
         ]
+        if report.claims:
+            lines += ["Every verdict below (above, below, ties, met, not met, ...) is a row of "
+                      "[claims.csv](claims.csv), computed by the report from the families and criteria each study "
+                      "declares; the rows name the runs they were computed from.", ""]
     for table in report.tables:
         key, runs = table.key, table.runs
         lines += _section(table)
