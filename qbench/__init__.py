@@ -9,7 +9,8 @@ on first use.
 
 From a notebook, ``qbench.run``, ``qbench.sweep``, ``qbench.load_runs`` and
 ``qbench.load_tokenizer`` do what the CLI does, with Python values in and
-out (docs/python-api.md).
+out (docs/python-api.md); what they return is ``qbench.RunOutcome``,
+``qbench.SweepOutcome`` and ``qbench.Tokenizer``.
 
 What a plugin may use is everything in ``__all__`` below and the modules in
 ``PUBLIC_MODULES``; every other module (the training and evaluation engine,
@@ -69,8 +70,9 @@ _LAZY = {
     **dict.fromkeys(("code_histogram", "perplexity", "usage", "usage_stats"), "qbench.codebook"),
     **dict.fromkeys(("EvalBatch", "EvalContext", "Metric", "PerImageMean"), "qbench.metric"),
     **dict.fromkeys(("atomic", "weights"), "qbench"),
-    # the notebook API (docs/python-api.md)
-    **dict.fromkeys(("load_runs", "load_tokenizer", "run", "sweep"), "qbench.api"),
+    # the notebook API (docs/python-api.md) and the types it returns
+    **dict.fromkeys(("load_runs", "load_tokenizer", "run", "sweep", "RunOutcome", "SweepOutcome"), "qbench.api"),
+    "Tokenizer": "qbench.engine.model",
 }
 
 

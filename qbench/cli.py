@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="N" if kind is int else key.upper())
 
     p = sub.add_parser("report", help="aggregate run directories into tables and plots")
-    p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them (sweep tables follow this order)")
+    p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them (sweep tables follow this order; default: results/runs)")
     p.add_argument("--out", default="results/report", help="output directory (default: results/report)")
-    p.add_argument("--intro", default=None, metavar="FILE", help="Markdown file to put above the tables")
+    p.add_argument("--intro", default=None, metavar="FILE",
+                   help="Markdown file to put above the tables (default: a plain '# qbench comparison' heading)")
     p.add_argument("--baseline", default=None, metavar="NAME",
                    help="compare every configuration with this quantizer (or configuration label): paired differences and BD")
     p.add_argument("--bd-method", default="cubic", choices=("cubic", "pchip"), help="Bjøntegaard interpolation (default: cubic)")

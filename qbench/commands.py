@@ -220,8 +220,8 @@ def check_quantizer_tables(overrides: list[str], base_recipe, regs: Registries) 
         name = parts[1]
         if name not in regs.quantizers and name not in base_recipe.quantizers:
             known = sorted(set(regs.quantizers.names()) | set(base_recipe.quantizers))
-            raise ConfigError(
-                f"--set {item.partition('=')[0].strip()}: no quantizer {name!r}{suggest(name, known)}; "
+            raise ConfigError(  # said alike to `--set` on the command line and `overrides=` in Python
+                f"{item.partition('=')[0].strip()}: no quantizer {name!r}{suggest(name, known)}; "
                 f"known: {', '.join(known)}"
             )
 
@@ -296,7 +296,8 @@ class SweepOutcome:
 def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = None, launcher: str = "local",
               out: str | Path | None = None, slurm_options: dict | None = None, progress: bool = True,
               overrides: list[str] = (), cluster: str = "slurm") -> SweepOutcome:
-    """Plan every point (``ConfigError`` on the first problem), print the plan, run what is not done."""
+    """Plan every point (``ConfigError`` on the first problem), print the plan, check every pending point as
+    ``qbench run`` would (``ConfigError`` with every problem; a dry run stops here), run what is not done."""
 
     spec = with_overrides(load_sweep(str(path)), list(overrides))
     given = {k: v for k, v in (slurm_options or {}).items() if v is not None}
@@ -319,9 +320,12 @@ def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = Non
         parallel = int(options.get("array_parallelism") or max(1, len(plan.pending())))
         how = f"with {parallel} Slurm jobs at a time" + (f", {ranks} ranks each" if ranks > 1 else "")
     print(render_plan(plan, parallel, how), flush=True)
-    if dry_run or not plan.pending():
+    if not plan.pending():
         return SweepOutcome(plan, [])
+    # the dry run too: a plan it passes must be one the real run accepts (seed range, image size, data, ...)
     check_points(plan, regs, local=launcher == "local")
+    if dry_run:
+        return SweepOutcome(plan, [])
     print(flush=True)
     return SweepOutcome(plan, launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
                                      cluster=cluster))

@@ -30,7 +30,8 @@ from qbench.rundir import checkpoint
 SHIPPED = sorted(available_recipes())
 TOY_SIZES = ["data.image_size=16", "data.batch_size=2", "data.num_workers=0", "model.options.channels=8",
              "model.options.num_res_blocks=1", "train.steps=2", "train.log_every=1", "train.checkpoint_every=0",
-             "eval.max_images=4", "eval.batch_size=2", "eval.grid_images=2"]
+             "eval.max_images=4", "eval.batch_size=2", "eval.grid_images=2",
+             "metrics.lpips.net=vgg"]  # the LPIPS metric's AlexNet needs 31x31 crops, VGG takes 16x16
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,15 @@ will use, before any run directory exists and before the first step:
 - every quantizer's options, the backbone's and the dataset's
   (``qbench.recipe.identity.resolve``);
 - the metric names, the ``[metrics.NAME]`` options (names and values
-  checked against the factory, like a quantizer's), and whether each metric
+  checked against the factory, like a quantizer's), whether each metric
+  takes the evaluation crop size (``Metric.check_image_size``: LPIPS'
+  backbones, SSIM's window), and whether each metric
   can be built here: a metric
   that cannot be built because of a user error (a corrupt weights file) is a
   problem always, one that is merely unavailable (no weights) only under
   ``--strict-metrics``;
-- the pretrained weights the losses need (always: training cannot do without);
+- the pretrained weights the losses need (always: training cannot do without),
+  and the LPIPS loss' smallest image size;
 - the loggers (unknown names, missing packages, bad options);
 - the device (``train.device=cuda`` on a machine without a usable GPU);
 - the output folder (not a file, writable);
@@ -39,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from qbench.comparison.tracking import check_loggers
-from qbench.errors import ConfigError, MetricUnavailable, one_line
+from qbench.errors import ConfigError, MetricUnavailable, PluginError, one_line
 from qbench.platform.plugins import Registries
+from qbench.platform.registry import load_factory
 from qbench.recipe import checks as recipe_checks
 from qbench.recipe.identity import RunIdentity, resolve
 from qbench.rundir.directory import recipe_folder
@@ -176,12 +180,12 @@ def light_problems(recipe, regs: Registries, out_root: str | os.PathLike | None)
     return problems.lines
 
 
-def check_out_root(out_root: str | os.PathLike, recipe) -> None:
-    """``ConfigError`` unless new run folders can go under ``out_root``/RECIPE."""
-    check_writable_folder(out_root, "--out")
+def check_out_root(out_root: str | os.PathLike, recipe, what: str = "--out") -> None:
+    """``ConfigError`` unless new run folders can go under ``out_root``/RECIPE; ``what`` names the setting."""
+    check_writable_folder(out_root, what)
     inside = recipe_folder(out_root, recipe.name)
     if inside.exists() and not inside.is_dir():
-        raise ConfigError(f"--out {out_root}: {inside} is a file, not a folder")
+        raise ConfigError(f"{what} {out_root}: {inside} is a file, not a folder")
 
 
 def metric_problems(names: list[str], regs: Registries, strict: bool, options: dict[str, dict[str, Any]] | None = None) -> list[str]:
@@ -207,6 +211,34 @@ def metric_problems(names: list[str], regs: Registries, strict: bool, options: d
         except Exception as exc:  # would be recorded as failed after training; strict refuses now
             if strict:
                 found.append(f"--strict-metrics: {about(name, f'cannot be built: {one_line(exc)}')}")
+    return found
+
+
+def metric_size_problems(names: list[str], regs: Registries, options: dict[str, dict[str, Any]],
+                         height: int, width: int) -> list[str]:
+    """One line per metric that cannot score ``height`` x ``width`` images (``Metric.check_image_size``).
+
+    Asked of the factory with the metric's options, without building it, so a
+    size problem is said even where the metric's weights are missing.
+    Unknown names and bad options are ``metric_problems``' to report.
+    """
+    found = []
+    for name in dict.fromkeys(names):
+        if name not in regs.metrics:
+            continue
+        try:
+            given = regs.metrics.options(name, **(options.get(name) or {}))
+            check = getattr(load_factory(regs.metrics.get(name)), "check_image_size", None)
+        except (ConfigError, PluginError):
+            continue
+        if not callable(check):
+            continue
+        try:
+            check(height, width, **given)
+        except ConfigError as exc:
+            found.append(about(name, str(exc)))
+        except Exception as exc:  # a plugin's broken check must not pass for a size it accepts
+            found.append(about(name, f"check_image_size({height}, {width}) raised {one_line(exc)}"))
     return found
 
 
@@ -344,7 +376,7 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     for line in _memoised(memo, [recipe.eval.metrics, recipe.metrics, strict_metrics], metric_problems,
                           list(recipe.eval.metrics), regs, strict_metrics, recipe.metrics):
         problems.add(line)
-    problems.check(_memoised, memo, recipe.loss, check_pretrained, recipe)
+    problems.check(_memoised, memo, [recipe.loss, recipe.data.image_size], check_pretrained, recipe)
     problems.check(check_loggers, recipe, regs)
     if device_here:
         problems.check(_memoised, memo, [recipe.train.device, recipe.train.precision], check_device, recipe)
@@ -375,6 +407,11 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     if eval_set is not None:
         problems.add(_evaluation_size_problem(eval_set, recipe))
         image = problems.check(_probe_image, eval_set)
+    if image is not None:
+        height, width = (int(s) for s in image.shape[-2:])
+        for line in _memoised(memo, [recipe.eval.metrics, recipe.metrics, height, width], metric_size_problems,
+                              list(recipe.eval.metrics), regs, recipe.metrics, height, width):
+            problems.add(line)
     if image is not None and backbone_ok:
         for name, effective in options.items():  # shapes and option combinations, even beside other problems
             if effective is not None:

@@ -15,6 +15,7 @@ others go on.  Neither is ever reported as a number.
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,6 +28,7 @@ from qbench.errors import ConfigError, MetricUnavailable
 from qbench.metric import EvalBatch, EvalContext, Metric, reduce_states
 from qbench.platform.plugins import Registries, given_or_built
 from qbench.platform.progress import progress_bar
+from qbench.platform.strict_json import is_finite_number
 from qbench.rundir import directory as run_results
 
 
@@ -211,6 +213,10 @@ def evaluate(
             out = dict(metric.compute())
             value = float(out.pop("value"))
             protocol = _protocol(metric, context, (metric_options or {}).get(name))
+            if not math.isfinite(value):  # an "ok" without a number would read as a result that is not there
+                results[name] = _result("failed", spec, reason=f"compute: the value is not finite ({value})",
+                                        protocol=protocol)
+                continue
             results[name] = _result("ok", spec, value=value, extras=out, protocol=protocol)
         except Exception as exc:
             results[name] = _result(
@@ -302,7 +308,8 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", regs: Registries
     old = record.setdefault("metrics", {})
     for name, result in scored.items():
         previous = old.get(name) or {}
-        if result.get("status") != "ok" and previous.get("status") == "ok":
+        previous_ok = previous.get("status") == "ok" and is_finite_number(previous.get("value"))
+        if result.get("status") != "ok" and previous_ok:
             result["kept"] = f"{result.get('status')} here ({result.get('reason', '')}); the earlier result is kept"
             continue
         old[name] = result

@@ -16,9 +16,24 @@ from typing import Any
 import pandas as pd
 
 from qbench.errors import ConfigError
+from qbench.platform.strict_json import is_finite_number
 from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, metric_key
 from qbench.report.curves import OPTION_PREFIX
 from qbench.rundir.directory import CONFIG_FILE, METRICS_FILE
+
+
+def metric_value_problem(record: dict[str, Any]) -> str:
+    """Why a record's numbers cannot be read, or "": every ``ok`` metric must hold a finite number.
+
+    A string (``"n/a"``, or ``"12.9"``, which would silently pass for a
+    number) or a missing value under ``ok`` makes the whole run broken: its
+    other numbers may be as wrong, and reading them must not crash a report.
+    """
+    for name, entry in record["metrics"].items():
+        if entry.get("status") == "ok" and not is_finite_number(entry.get("value")):
+            return (f"metric {name!r} says ok but its value {entry.get('value')!r} is not a finite number "
+                    "(qbench eval RUN_DIR scores it again)")
+    return ""
 
 
 def find_run_dirs(paths: list[str | Path]) -> list[Path]:

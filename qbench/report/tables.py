@@ -13,7 +13,8 @@ are the metrics the runs recorded.  Failed runs and unavailable metrics are
 shown as such, never as numbers.  A run directory with a ``config.toml`` but
 no ``metrics.json`` is listed as unfinished (running, or stopped before its
 evaluation: ``qbench sweep`` or ``qbench run --resume`` finishes it); one
-whose ``metrics.json`` cannot be read is listed as broken.
+whose ``metrics.json`` cannot be read, or holds an ``ok`` metric without a
+finite number, is listed as broken.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ from qbench.report.claim import Claim
 from qbench.report.claims import claims_sections
 from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, fmt, metric_columns
 from qbench.report.curves import short_key
-from qbench.report.rows import counted, find_run_dirs, row_label, run_row, swept_options, version_labels
+from qbench.report.rows import (
+    counted,
+    find_run_dirs,
+    metric_value_problem,
+    row_label,
+    run_row,
+    swept_options,
+    version_labels,
+)
 from qbench.report.sections import Section, Table
 from qbench.report.stats import mean_ci
 from qbench.report.studies import find_studies
@@ -211,9 +220,15 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
             report.restarted.append((run_dir, why)) if why else report.unfinished.append(run_dir)
             continue
         try:
-            records.append((run_dir, results.read_metrics(run_dir)))
+            record = results.read_metrics(run_dir)
         except ValueError as exc:
             report.broken.append((run_dir, str(exc)))
+            continue
+        problem = metric_value_problem(record)
+        if problem:
+            report.broken.append((run_dir, f"{run_dir / results.METRICS_FILE}: {problem}"))
+            continue
+        records.append((run_dir, record))
     report.metrics = metric_columns(r for _, r in records)
     if not records:
         if baseline or fit:
