@@ -9,7 +9,8 @@ on first use.
 
 From a notebook, ``qbench.run``, ``qbench.sweep``, ``qbench.load_runs`` and
 ``qbench.load_tokenizer`` do what the CLI does, with Python values in and
-out (docs/python-api.md).
+out (docs/python-api.md); what they return is ``qbench.RunOutcome``,
+``qbench.SweepOutcome`` and ``qbench.Tokenizer``.
 
 What a plugin may use is everything in ``__all__`` below and the modules in
 ``PUBLIC_MODULES``; every other module (the training and evaluation engine,
@@ -26,6 +27,7 @@ import pluggy
 from qbench._version import __version__
 from qbench.errors import ConfigError, MetricUnavailable, PluginError, QbenchError, RunFailed
 from qbench.platform.plugins import Registries, registries
+from qbench.search_space import Choice, FloatRange, IntRange, SearchSpace
 from qbench.specs import (
     BackboneSpec,
     DatasetSpec,
@@ -51,6 +53,7 @@ PUBLIC_MODULES = (
     "qbench.lookup",
     "qbench.metric",
     "qbench.quantizer",
+    "qbench.search_space",
     "qbench.specs",
     "qbench.testing",
     "qbench.weights",
@@ -67,8 +70,9 @@ _LAZY = {
     **dict.fromkeys(("code_histogram", "perplexity", "usage", "usage_stats"), "qbench.codebook"),
     **dict.fromkeys(("EvalBatch", "EvalContext", "Metric", "PerImageMean"), "qbench.metric"),
     **dict.fromkeys(("atomic", "weights"), "qbench"),
-    # the notebook API (docs/python-api.md)
-    **dict.fromkeys(("load_runs", "load_tokenizer", "run", "sweep"), "qbench.api"),
+    # the notebook API (docs/python-api.md) and the types it returns
+    **dict.fromkeys(("load_runs", "load_tokenizer", "run", "sweep", "RunOutcome", "SweepOutcome"), "qbench.api"),
+    "Tokenizer": "qbench.engine.model",
 }
 
 
@@ -86,8 +90,11 @@ def __getattr__(name: str):
 
 __all__ = [
     "BackboneSpec",
+    "Choice",
     "ConfigError",
     "DatasetSpec",
+    "FloatRange",
+    "IntRange",
     "LoggerSpec",
     "MetricSpec",
     "MetricUnavailable",
@@ -100,6 +107,7 @@ __all__ = [
     "RecipeSpec",
     "Registries",
     "RunFailed",
+    "SearchSpace",
     "WeightsSpec",
     "__version__",
     "hookimpl",

@@ -64,16 +64,39 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{key.replace('_', '-')}", dest=f"slurm_{key}", type=kind, default=None, help=meaning,
                        metavar="N" if kind is int else key.upper())
 
+    p = sub.add_parser("tune", help="tune every quantizer with the same search budget (Optuna), selected on val")
+    p.add_argument("tune_file", metavar="TUNE.toml", help="the tune file (docs/tuning.md)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="trials at a time (local) or worker jobs (slurm) (default: 2)")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local", help="where trials run (default: local)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: results/tune/NAME)")
+    p.add_argument("--storage", default=None, metavar="URL|FILE",
+                   help="Optuna storage: a database URL or a journal file .log (default: sqlite:///OUT/study.db)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a recipe key for every trial, e.g. --set train.steps=20 for a quick check")
+    p.add_argument("--dry-run", action="store_true", help="check and list every study and its space; run nothing")
+    p.add_argument("--report", action="store_true",
+                   help="write the best configurations and the tuning report from the storage; run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    s = p.add_argument_group("slurm (also a [slurm] table in the tune file; these win)")
+    for key, (kind, meaning) in SLURM_KEYS.items():
+        s.add_argument(f"--{key.replace('_', '-')}", dest=f"slurm_{key}", type=kind, default=None, help=meaning,
+                       metavar="N" if kind is int else key.upper())
+
     p = sub.add_parser("report", help="aggregate run directories into tables and plots")
-    p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them (sweep tables follow this order)")
+    p.add_argument("paths", nargs="*", default=["results/runs"], help="run directories or folders of them (sweep tables follow this order; default: results/runs)")
     p.add_argument("--out", default="results/report", help="output directory (default: results/report)")
-    p.add_argument("--intro", default=None, metavar="FILE", help="Markdown file to put above the tables")
+    p.add_argument("--intro", default=None, metavar="FILE",
+                   help="Markdown file to put above the tables (default: a plain '# qbench comparison' heading)")
     p.add_argument("--baseline", default=None, metavar="NAME",
                    help="compare every configuration with this quantizer (or configuration label): paired differences and BD")
     p.add_argument("--bd-method", default="cubic", choices=("cubic", "pchip"), help="Bjøntegaard interpolation (default: cubic)")
     p.add_argument("--fit", action="store_true", help="fit metric = a/(log2 V)^b + c*D^e to each D x V grid of the runs")
     p.add_argument("--fit-metric", default="auto", metavar="NAME",
                    help="the metric --fit models (default: rfid, else lpips, else psnr, the first with a grid)")
+    p.add_argument("--studies", action="append", default=None, metavar="PATH",
+                   help="sweep or study file, or a folder of them, whose [report] table declares the claims "
+                        "(repeatable; default: the sweep files the runs recorded)")
 
     p = sub.add_parser("eval", help="re-score a finished run from its checkpoint")
     p.add_argument("run_dir")
@@ -83,10 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     d = dsub.add_parser("shards", help="write an image folder as WebDataset tar shards (the webdataset dataset)")
     d.add_argument("src", metavar="SRC", help="image folder, as data.root of the imagefolder dataset")
-    d.add_argument("out", metavar="OUT", help="output folder: OUT/train/shard-*.tar and OUT/val/shard-*.tar")
+    d.add_argument("out", metavar="OUT", help="output folder: OUT/train, OUT/val and OUT/test, shard-*.tar in each")
     d.add_argument("--size", type=int, required=True, metavar="N", help="images per shard")
     d.add_argument("--val-fraction", type=float, default=0.05, metavar="F",
-                   help="share of images for val when SRC has no train/ and val/ folders (default: 0.05)")
+                   help="share held out for val: of SRC when it has no split folders, else of SRC/train "
+                        "when it has no val folder (default: 0.05)")
+    d.add_argument("--test-fraction", type=float, default=0.0, metavar="F",
+                   help="the same for test (default: 0: without a test folder, no test split)")
+    d.add_argument("--val-folder", default="val", metavar="NAME",
+                   help="SRC's folder read as val (default: val; \"\": none, val is held out of train/)")
+    d.add_argument("--test-folder", default="test", metavar="NAME",
+                   help="SRC's folder read as test (default: test; ImageNet: val)")
 
     p = sub.add_parser("weights", help="pretrained files needed by metrics and losses")
     wsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -136,8 +166,19 @@ def cmd_sweep(args) -> ExitCode:
                  slurm_options=slurm, progress=not args.no_progress, overrides=args.overrides)
 
 
+def cmd_tune(args) -> ExitCode:
+    # deferred: loads optuna only when tuning
+    from qbench.tuning.command import tune_command
+
+    slurm = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
+    return tune_command(args.tune_file, jobs=args.jobs, launcher=args.launcher, out=args.out, storage=args.storage,
+                        overrides=args.overrides, slurm_options=slurm, dry_run=args.dry_run,
+                        report_only=args.report, progress=not args.no_progress)
+
+
 def cmd_report(args) -> ExitCode:
-    return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None, bd_method=args.bd_method)
+    return report(args.paths, args.out, args.intro, baseline=args.baseline, fit=args.fit_metric if args.fit else None,
+                  bd_method=args.bd_method, studies=args.studies)
 
 
 def cmd_eval(args) -> ExitCode:
@@ -145,7 +186,8 @@ def cmd_eval(args) -> ExitCode:
 
 
 def cmd_data(args) -> ExitCode:
-    return data_shards(args.src, args.out, size=args.size, val_fraction=args.val_fraction)
+    return data_shards(args.src, args.out, size=args.size, val_fraction=args.val_fraction,
+                       test_fraction=args.test_fraction, val_folder=args.val_folder, test_folder=args.test_folder)
 
 
 def cmd_weights(args) -> ExitCode:
@@ -157,6 +199,7 @@ HANDLERS = {
     "plugins": cmd_plugins,
     "run": cmd_run,
     "sweep": cmd_sweep,
+    "tune": cmd_tune,
     "report": cmd_report,
     "eval": cmd_eval,
     "data": cmd_data,

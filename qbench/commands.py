@@ -220,14 +220,14 @@ def check_quantizer_tables(overrides: list[str], base_recipe, regs: Registries) 
         name = parts[1]
         if name not in regs.quantizers and name not in base_recipe.quantizers:
             known = sorted(set(regs.quantizers.names()) | set(base_recipe.quantizers))
-            raise ConfigError(
-                f"--set {item.partition('=')[0].strip()}: no quantizer {name!r}{suggest(name, known)}; "
+            raise ConfigError(  # said alike to `--set` on the command line and `overrides=` in Python
+                f"{item.partition('=')[0].strip()}: no quantizer {name!r}{suggest(name, known)}; "
                 f"known: {', '.join(known)}"
             )
 
 
 def report(paths: list[str], out: str, intro: str | None = None, *, baseline: str | None = None,
-           fit: str | None = None, bd_method: str = "cubic") -> ExitCode:
+           fit: str | None = None, bd_method: str = "cubic", studies: list[str] | None = None) -> ExitCode:
     # deferred: loads pandas and numpy only when this runs
     from qbench.report.publish import render_text, write_report
     from qbench.report.tables import build_report
@@ -240,10 +240,10 @@ def report(paths: list[str], out: str, intro: str | None = None, *, baseline: st
             raise ConfigError(f"cannot read --intro file {intro}: {exc.strerror}") from None
 
     check_writable(Path(out))  # before the work of building the report
-    built = build_report(paths, baseline=baseline, fit=fit, bd_method=bd_method)
+    built = build_report(paths, baseline=baseline, fit=fit, bd_method=bd_method, studies=studies)
     readme = write_report(built, out, intro_text)
     print(render_text(built))
-    written = f"{readme} and {Path(out) / 'summary.csv'}" if built.runs is not None else str(readme)
+    written = f"{readme}, {Path(out) / 'summary.csv'} and {Path(out) / 'claims.csv'}" if built.runs is not None else str(readme)
     print(f"\nwritten: {written}")
     return ExitCode.OK
 
@@ -296,7 +296,8 @@ class SweepOutcome:
 def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = None, launcher: str = "local",
               out: str | Path | None = None, slurm_options: dict | None = None, progress: bool = True,
               overrides: list[str] = (), cluster: str = "slurm", poll_s: float | None = None) -> SweepOutcome:
-    """Plan every point (``ConfigError`` on the first problem), print the plan, run what is not done.
+    """Plan every point (``ConfigError`` on the first problem), print the plan, check every pending point as
+    ``qbench run`` would (``ConfigError`` with every problem; a dry run stops here), run what is not done.
 
     ``poll_s``: how often a Slurm sweep looks at its jobs (default ``qbench.sweeps.slurm.POLL_S``).
     """
@@ -323,9 +324,12 @@ def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = Non
         how = f"with {parallel} Slurm jobs at a time" + (f", {ranks} ranks each" if ranks > 1 else "")
     check_resumable(plan, 1 if launcher == "local" else ranks)  # another world size: refused, never retrained
     print(render_plan(plan, parallel, how), flush=True)
-    if dry_run or not plan.pending():
+    if not plan.pending():
         return SweepOutcome(plan, [])
+    # the dry run too: a plan it passes must be one the real run accepts (seed range, image size, data, ...)
     check_points(plan, regs, local=launcher == "local", ranks=1 if launcher == "local" else ranks)
+    if dry_run:
+        return SweepOutcome(plan, [])
     print(flush=True)
     return SweepOutcome(plan, launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
                                      cluster=cluster, poll_s=poll_s))
@@ -360,11 +364,17 @@ def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str
     return ExitCode.RUN_FAILED if failed else ExitCode.OK
 
 
-def data_shards(src: str, out: str, *, size: int, val_fraction: float = 0.05) -> ExitCode:
-    """``qbench data shards``: write SRC's images as WebDataset shards under OUT/train and OUT/val."""
-    written = write_shards(src, out, size=size, val_fraction=val_fraction)
+def data_shards(src: str, out: str, *, size: int, val_fraction: float = 0.05, test_fraction: float = 0.0,
+                val_folder: str = "val", test_folder: str = "test") -> ExitCode:
+    """``qbench data shards``: write SRC's images as WebDataset shards under OUT/train, OUT/val and OUT/test."""
+    written = write_shards(src, out, size=size, val_fraction=val_fraction, test_fraction=test_fraction,
+                           val_folder=val_folder, test_folder=test_folder)
     for split, (images, shards) in written.items():
         last = f"{shards - 1:06d}"
         print(f"{split}: {images} images in {shards} shard(s): {Path(out) / split}/shard-{{000000..{last}}}.tar")
+    for split, folder, share in (("val", val_folder, val_fraction), ("test", test_folder, test_fraction)):
+        if split not in written:
+            print(f"{split}: none (SRC has no {folder or split}/ folder, and --{split}-fraction {share:g} "
+                  "held out no image)")
     print(f"use them with: --set data.dataset=webdataset --set data.root={out}")
     return ExitCode.OK

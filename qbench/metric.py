@@ -105,8 +105,18 @@ class Metric:
     """Base class of streaming metrics (see the module docstring).
 
     Subclasses implement ``update``, ``state``, ``load_state`` and
-    ``compute``; ``protocol`` and ``begin`` are optional.
+    ``compute``; ``protocol``, ``begin`` and ``check_image_size`` are optional.
     """
+
+    @classmethod
+    def check_image_size(cls, height: int, width: int, **options: Any) -> None:
+        """Raise ``ConfigError`` when images of ``height`` x ``width`` cannot be scored with ``options``.
+
+        Called before training with the evaluation crop size and the metric's
+        options, without building the metric (so even when its weights are
+        missing here): a size the metric cannot take is a configuration error,
+        not a metric that fails after the training.  The default accepts any size.
+        """
 
     def begin(self, context: EvalContext) -> None:
         """Called once before the first ``update`` (caching, devices)."""

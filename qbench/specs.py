@@ -46,9 +46,24 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class QuantizerSpec(PluginSpec):
-    """A quantizer: ``factory(dim=D, **options) -> nn.Module`` (docs/plugins.md section 2)."""
+    """A quantizer: ``factory(dim=D, **options) -> nn.Module`` (docs/plugins.md section 2).
+
+    ``search_space`` names a torch-free function ``space(rate, dims) -> qbench.SearchSpace``
+    as ``"module:attr"``: the options ``qbench tune`` may vary and the layouts that keep
+    the rate (``qbench.search_space``); empty: only the shared recipe knobs are tuned.
+    """
+
+    search_space: str = ""
 
     kind = "quantizer"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.search_space:
+            module, sep, attr = str(self.search_space).partition(":")
+            if not (module and sep and attr):
+                raise ValueError(f"quantizer {self.name!r}: search_space must be 'module:attr', "
+                                 f"got {self.search_space!r}")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,24 @@ from qbench.specs import WeightsSpec
 # LPIPS backbone (the ``net`` of lpips.LPIPS) -> the weights file it needs; the
 # one table for the LPIPS metric and the LPIPS loss
 LPIPS_NETWORKS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet"}
+# the smallest square image each LPIPS backbone takes: below it a pooling layer's output is empty and
+# torch fails with "Output size is too small" (measured with lpips 0.1.4, every size from 8 to 40 pixels)
+LPIPS_MIN_IMAGE_SIZE = {"alex": 31, "vgg": 16, "squeeze": 17}
+
+
+def lpips_size_problem(net: str, height: int, width: int, option: str = "metrics.lpips.net") -> str:
+    """Why LPIPS with backbone ``net`` cannot score ``height`` x ``width`` images, or "".
+
+    ``option`` is the setting that chooses the backbone (``loss.lpips_net`` for the loss).
+    """
+    smallest = LPIPS_MIN_IMAGE_SIZE.get(net, 0)
+    if min(height, width) >= smallest:
+        return ""
+    other = [f"{option}={n} (>= {s})" for n, s in LPIPS_MIN_IMAGE_SIZE.items() if s <= min(height, width)]
+    what = "the LPIPS loss" if option.startswith("loss.") else "lpips"
+    return (f"{what} ({option}={net}) needs images of at least {smallest}x{smallest}: its backbone's feature maps "
+            f"vanish below that; got {height}x{width}: use data.image_size >= {smallest}"
+            + (f", or {' or '.join(other)}" if other else ""))
 
 
 def catalogue() -> dict[str, WeightsSpec]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 # lowest first; a prefix names a module or a subpackage
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("qbench._version", "qbench.errors", "qbench.specs", "qbench.hookspecs", "qbench.atomic",
+    ("base", ("qbench._version", "qbench.errors", "qbench.specs", "qbench.search_space", "qbench.hookspecs", "qbench.atomic",
               "qbench.codebook", "qbench.lookup", "qbench._fused_kernel", "qbench._circle_lookup", "qbench._grid_lookup",
               "qbench.quantizer", "qbench.metric",
               "qbench.logger")),
@@ -25,16 +25,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine/report", ("qbench.engine", "qbench.report")),
     ("comparison", ("qbench.comparison",)),
     ("sweeps", ("qbench.sweeps",)),
+    ("tuning", ("qbench.tuning",)),
     ("entry", ("qbench.api", "qbench.testing", "qbench.commands", "qbench.cli", "qbench",
                # deprecated paths kept for one release
                "qbench.runner", "qbench.model", "qbench.identity")),
 ]
 INDEPENDENT = [("qbench.engine", "qbench.report")]
 TORCH_FREE = ("qbench.platform", "qbench.recipe", "qbench.rundir.directory", "qbench.report", "qbench.errors",
-              "qbench.specs", "qbench.hookspecs", "qbench._version")
+              "qbench.specs", "qbench.search_space", "qbench.hookspecs", "qbench._version")
 # third-party packages worth deferring: a lazy import of anything else (or of a light module of ours) is refused
 HEAVY = {"torch", "torchvision", "timm", "torch_fidelity", "lpips", "matplotlib", "pandas", "scipy", "numpy",
-         "PIL", "skimage", "submitit", "tensorboard", "wandb", "mlflow", "webdataset", "huggingface_hub"}
+         "PIL", "skimage", "submitit", "optuna", "tensorboard", "wandb", "mlflow", "webdataset", "huggingface_hub"}
 DEFER_WORDS = ("defer", "lazy", "heavy", "torch", "only when", "on first use", "optional")
 
 

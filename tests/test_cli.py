@@ -10,12 +10,37 @@ from conftest import ROOT, make_distribution, run_cli
 
 import qbench
 
+BUILTIN_QUANTIZERS = ["bsq", "fsq", "gsq", "ibq", "identity", "lfq", "rvq", "simvq", "vq"]
 
-def test_unknown_quantizer_exits_2_with_known_names_and_suggestion():
+THIRD_PARTY = """
+import qbench
+
+@qbench.hookimpl
+def qbench_register_quantizers():
+    return [qbench.QuantizerSpec(name="hq", factory="hermetic_plugin.hooks:nothing", description="a third party's")]
+
+@qbench.hookimpl
+def qbench_register_loggers():
+    return [qbench.LoggerSpec(name="hlog", factory="hermetic_plugin.hooks:nothing", description="a third party's")]
+"""
+
+
+@pytest.fixture(params=["builtins only", "a third-party plugin installed"])
+def third_party(request, site):
+    """The suite must pass whatever else is installed: each test using this runs with and without a plugin."""
+    if request.param != "builtins only":
+        make_distribution(site, "hermetic-plugin", "0.1", {"hermetic": "hermetic_plugin.hooks"},
+                          {"hermetic_plugin/__init__.py": "", "hermetic_plugin/hooks.py": THIRD_PARTY})
+    return request.param != "builtins only"
+
+
+def test_unknown_quantizer_exits_2_with_known_names_and_suggestion(third_party):
     result = run_cli("run", "--quantizers", "nosuch")
     assert result.returncode == 2
     assert "unknown quantizer 'nosuch'" in result.stderr
-    assert "bsq, fsq, gsq, ibq, identity, lfq, rvq, simvq, vq" in result.stderr
+    known = result.stderr.strip().splitlines()[-1].partition("; known: ")[2].split(", ")
+    assert known == sorted(known) and set(BUILTIN_QUANTIZERS) <= set(known)
+    assert ("hq" in known) is third_party
     assert "qbench list quantizers" in result.stderr
     assert "Traceback" not in result.stderr
     close = run_cli("run", "--quantizers", "gsq,vqq")
@@ -61,7 +86,7 @@ def test_list_shows_every_kind_with_origin():
     assert "cpu-default" in result.stdout
 
 
-def test_list_loggers_shows_the_builtins_and_imports_no_tracker():
+def test_list_loggers_shows_the_builtins_and_imports_no_tracker(third_party):
     code = (
         "import sys, qbench.cli\n"
         "qbench.cli.main(['list', 'loggers'])\n"
@@ -70,8 +95,10 @@ def test_list_loggers_shows_the_builtins_and_imports_no_tracker():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    names = [line.split()[0] for line in result.stdout.splitlines()[3:] if line.strip()]
-    assert names == ["csv", "mlflow", "tensorboard", "wandb"]
+    rows = [line.split() for line in result.stdout.splitlines()[3:] if line.strip()]
+    assert [row[0] for row in rows if row[-2:] == ["builtins", qbench.__version__]] == [
+        "csv", "mlflow", "tensorboard", "wandb"]
+    assert ("hlog" in [row[0] for row in rows]) is third_party
     assert "loggers:" in run_cli("list").stdout
 
 

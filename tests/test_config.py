@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
+import tomllib
 
 from qbench import ConfigError
 from qbench.recipe.config import apply_overrides, available_recipes, load_recipe, parse_value, recipe_from_dict
@@ -79,3 +82,34 @@ def test_shipped_recipes_load(name):
 def test_default_recipe_exists():
     assert "cpu-default" in available_recipes()
     assert "smoke" in available_recipes()
+
+
+def test_splits_default_to_val_and_the_heldout_split_is_not_hashed():
+    """A recipe that names no split scores on val as before; where the held-out rows are measured is
+    not a result, so older runs keep their hash (the committed runs' recorded hashes below)."""
+    base = recipe_from_dict({"name": "x"})
+    assert (base.eval.split, base.eval.heldout_split) == ("val", "val")
+    assert recipe_from_dict({"eval": {"heldout_split": "train"}}).hash() == base.hash()
+    assert recipe_from_dict({"eval": {"split": "test"}}).hash() != base.hash()
+    published = sorted((Path(__file__).parent.parent / "results" / "published" / "sweeps").rglob("config.toml"))[::50]
+    assert published
+    for config in published:
+        recorded = json.loads((config.parent / "metrics.json").read_text())["run"]["recipe_hash"]
+        assert recipe_from_dict(tomllib.loads(config.read_text())["recipe"]).hash() == recorded, config
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"eval": {"heldout_split": "test"}}, "eval.heldout_split must name a split other than test"),
+    ({"eval": {"split": ""}}, "eval.split must name a split"),
+])
+def test_held_out_rows_may_not_read_test(table, message):
+    with pytest.raises(ConfigError, match=message):
+        recipe_from_dict(table)
+
+
+def test_the_shipped_recipes_report_on_test_and_watch_val():
+    for name in ("smoke", "cpu-default", "cpu-converged", "imagenet128-vae", "imagenet256-gan"):
+        recipe = load_recipe(name)
+        assert (recipe.eval.split, recipe.eval.heldout_split) == ("test", "val"), name
+    imagenet = load_recipe("imagenet128-vae").data.options
+    assert imagenet["test_folder"] == "val" and imagenet["val_folder"] == ""

@@ -173,6 +173,7 @@ def test_run_without_weights_reports_rfid_and_lpips_unavailable(tmp_path, empty_
     proc = run_cli(
         "run", "--recipe", "smoke", "--quantizers", "vq", "--out", str(tmp_path / "runs"), "--no-progress",
         "--set", "eval.metrics=psnr,ssim,lpips,rfid,usage,perplexity,bits,throughput",
+        "--set", "data.image_size=32",  # LPIPS' AlexNet takes 31x31 and up
         env={"TORCH_HOME": str(empty_torch_home)},
         timeout=300,
     )
@@ -185,7 +186,7 @@ def test_run_without_weights_reports_rfid_and_lpips_unavailable(tmp_path, empty_
     assert metrics["psnr"]["status"] == "ok"
     strict = run_cli(
         "run", "--recipe", "smoke", "--quantizers", "vq", "--out", str(tmp_path / "strict"), "--strict-metrics",
-        "--set", "eval.metrics=psnr,lpips,rfid",
+        "--set", "eval.metrics=psnr,lpips,rfid", "--set", "data.image_size=32",
         env={"TORCH_HOME": str(empty_torch_home)},
     )
     assert strict.returncode == 2 and "weights" in strict.stderr

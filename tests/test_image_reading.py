@@ -73,6 +73,7 @@ def test_unreadable_validation_images_are_counted_in_the_run_record(tmp_path):
             Image.fromarray((rng.random((20, 24, 3)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
     (tmp_path / "data" / "val" / "cls" / "0.png").write_bytes(b"broken")
     recipe = load_recipe("smoke", ["data.dataset='imagefolder'", f"data.root='{tmp_path / 'data'}'",
+                                   "data.options={}", "eval.split='val'",  # this folder has train/ and val/
                                    "train.steps=2", "eval.max_images=0", "eval.grid_images=0"])
     [outcome] = runner.run_comparison(["gsq"], recipe, out_root=tmp_path / "runs", progress=False)
     train = outcome.record["train"]

@@ -102,6 +102,18 @@ def test_values_that_do_not_fit_are_config_errors(given, fragment):
     assert fragment in str(err.value)
 
 
+@pytest.mark.parametrize("given,fragment", [
+    ({"rate": float("nan")}, "option rate must be a finite number, got nan"),
+    ({"rate": float("inf")}, "option rate must be a finite number, got inf"),
+    ({"rate": float("-inf")}, "option rate must be a finite number, got -inf"),
+])
+def test_non_finite_floats_are_refused_since_they_slip_through_range_checks(given, fragment):
+    # nan > 0 is False, so a plugin's own `if sigma <= 0: raise` lets nan through: the host refuses it
+    with pytest.raises(qbench.ConfigError) as err:
+        check_values(SPEC, Annotated, given)
+    assert str(err.value) == f"quantizer 'ann': {fragment}"
+
+
 def test_effective_options_fill_in_every_default():
     assert effective_options(Annotated, {"dim": 4, "rate": 2.0}) == {
         "dim": 4, "rate": 2.0, "levels": [8, 5], "flag": None, "mode": "a", "anything": None}

@@ -94,6 +94,24 @@ def test_misspelt_hook_is_an_error_naming_it(site):
 
 
 NOTEBOOK_API = ("run", "sweep", "load_runs", "load_tokenizer")
+RETURNED_TYPES = {"RunOutcome": "qbench.comparison.runner", "SweepOutcome": "qbench.commands",
+                  "Tokenizer": "qbench.engine.model"}
+
+
+def test_what_the_notebook_api_returns_is_public_and_importable_from_qbench():
+    code = ("import sys, qbench\n"
+            "from qbench import RunOutcome, SweepOutcome\n"
+            "print(RunOutcome.__module__, SweepOutcome.__module__, 'torch' in sys.modules)\n"
+            "from qbench import Tokenizer\n"
+            "print(Tokenizer.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.split() == [RETURNED_TYPES["RunOutcome"], RETURNED_TYPES["SweepOutcome"], "False",
+                                  RETURNED_TYPES["Tokenizer"]], out.stderr
+    assert set(RETURNED_TYPES) <= set(qbench.__all__)
+    from qbench.api import load_tokenizer, run, sweep
+
+    hints = {f.__name__: f.__annotations__["return"] for f in (run, sweep, load_tokenizer)}
+    assert hints == {"run": "list[RunOutcome]", "sweep": "SweepOutcome", "load_tokenizer": "Tokenizer"}
 
 
 def test_the_notebook_api_is_public_functions_that_import_no_torch():

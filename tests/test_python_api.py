@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import re
 import textwrap
 
 import pytest
@@ -43,10 +44,56 @@ def test_load_runs_has_the_columns_and_values_of_summary_csv():
         assert row["rate"] == metrics["model"]["bits_per_position"]
 
 
-def test_load_runs_of_an_empty_folder_is_an_empty_frame(tmp_path):
-    assert qbench.load_runs([tmp_path]).empty
+def test_load_runs_of_an_empty_folder_is_an_empty_frame_with_the_columns(tmp_path):
+    empty = qbench.load_runs([tmp_path])
+    assert empty.empty
+    full = qbench.load_runs(RD_CPU)
+    assert set(full.columns) <= set(empty.columns)  # what the docs' filters use is there, rows or not
+    assert [c for c in empty.columns if c in set(full.columns)] == list(full.columns)  # in the same order
+    ok = empty[empty["status"] == "ok"]  # docs/python-api.md's own lines
+    assert ok.groupby(["quantizer", "rate"])["psnr"].mean().empty
     with pytest.raises(qbench.ConfigError, match="no such results directory"):
         qbench.load_runs(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda out: qbench.run(123, recipe="smoke", out=out), "quantizers must be a list of names"),
+    (lambda out: qbench.run([], recipe="smoke", out=out), "quantizers needs at least one name"),
+    (lambda out: qbench.run(["gsq", "gsq"], recipe="smoke", out=out), "call again with seed=N"),
+    (lambda out: qbench.run(["gsq"], recipe="smoke", overrides="train.steps=2", out=out),
+     "overrides must be a list of 'KEY=VALUE' strings"),
+    (lambda out: qbench.run(["gsq"], recipe="smoke", overrides=["steps"], out=out), "each item is 'KEY=VALUE'"),
+    (lambda out: qbench.run(["gsq"], recipe="smoke", seed=-1, out=out), "seed must be an integer in 0..4294967295"),
+    (lambda out: qbench.run(["gsq"], recipe="smoke", seed="1", out=out), "seed must be an integer"),
+    (lambda out: qbench.run(["gsq"], recipe=3, out=out), "recipe must be a recipe name"),
+    (lambda out: qbench.run(["gsq"], recipe="smoke", overrides=["quantizers.gqs.groups=2"], out=out),
+     "quantizers.gqs.groups: no quantizer 'gqs' (did you mean 'gsq'?)"),
+    (lambda out: qbench.sweep(ROOT / "benchmarks" / "sweeps" / "rd-cpu.toml", jobs=0, dry_run=True),
+     "jobs must be an integer >= 1"),
+    (lambda out: qbench.load_runs(None), "paths must be a folder, a run directory or a list of them"),
+    (lambda out: qbench.load_tokenizer(out / "missing"), "is not a folder: give a run directory"),
+    (lambda out: qbench.load_tokenizer(out, use_ema="no"), "use_ema must be True, False or None"),
+])
+def test_bad_arguments_are_config_errors_in_python_words(tmp_path, call, message):
+    with pytest.raises(qbench.ConfigError) as caught:
+        call(tmp_path)
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text and not re.search(r"(^|\s)--[a-z]", text), text  # one line, and no CLI flag in it
+    assert not (tmp_path / "smoke").exists()
+
+
+def test_a_file_as_out_is_named_as_the_argument(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    with pytest.raises(qbench.ConfigError, match=f"^out {taken} is a file, not a folder$"):
+        qbench.run(["gsq"], recipe="smoke", out=taken)
+    with pytest.raises(qbench.ConfigError, match=f"^out {taken} is a file, not a folder$"):
+        qbench.run(["gsq"], recipe="smoke", overrides=["train.stepz=2"], out=taken)
+    sweep_file = ROOT / "benchmarks" / "sweeps" / "groups-cpu.toml"
+    with pytest.raises(qbench.ConfigError, match=f"^out {taken} is a file, not a folder$"):
+        qbench.sweep(sweep_file, out=taken, dry_run=True)
+    assert taken.read_text() == "x"
 
 
 def test_run_from_python_trains_scores_and_loads_the_tokenizer(tmp_path):
@@ -69,6 +116,24 @@ def test_run_from_python_trains_scores_and_loads_the_tokenizer(tmp_path):
     x_hat, out = tokenizer(images)
     assert torch.equal(codes, out.codes)
     assert tokenizer.decode(codes).shape == images.shape == x_hat.shape
+    assert isinstance(tokenizer, qbench.Tokenizer) and isinstance(outcomes[0], qbench.RunOutcome)
+
+    # what the docs say encode and decode raise: a ConfigError naming what was expected, not a torch error
+    size = tokenizer.quantizer.codebook_size
+    for bad, message in (
+        (lambda: tokenizer.encode(images[0]), "images must be a float tensor of shape (B, 3, H, W)"),
+        (lambda: tokenizer.encode((images * 127.5 + 127.5).to(torch.uint8)), "x.float() / 127.5 - 1"),
+        (lambda: tokenizer.encode(images[:, :1]), "got torch.float32 (2, 1, 16, 16)"),
+        (lambda: tokenizer(images.tolist()), "images must be a float tensor"),
+        (lambda: tokenizer.encode(images[..., :15, :15]), "not divisible by the downsample factor"),
+        (lambda: tokenizer.decode(codes + size), f"codes must be in [0, {size})"),
+        (lambda: tokenizer.decode(codes - size), f"codes must be in [0, {size})"),
+        (lambda: tokenizer.decode(codes.float()), "codes must be an integer tensor"),
+        (lambda: tokenizer.decode(codes[0]), "expects codes of shape (B, h, w, 1)"),
+    ):
+        with pytest.raises(qbench.ConfigError) as caught:
+            bad()
+        assert message in str(caught.value)
 
 
 def test_run_from_python_refuses_bad_input_before_training(tmp_path):
@@ -89,8 +154,11 @@ def test_sweep_from_python_plans_and_returns_the_plan(tmp_path, capsys):
         "quantizers.gsq.groups" = [1, 2]
     """))
     outcome = qbench.sweep(path, out=tmp_path / "out", dry_run=True)
+    assert isinstance(outcome, qbench.SweepOutcome)
     assert outcome.results == [] and outcome.failed == []
-    assert [p.status for p in outcome.plan.points] == ["new"] * 4
+    assert [p.status for p in outcome.plan.points] == ["new"] * 4  # a Plan, its points in running order
+    assert outcome.plan.pending() == outcome.plan.points
+    assert [p.index for p in outcome.plan.points] == [1, 2, 3, 4] and outcome.plan.points[0].bits == 4.0
     assert "api-sweep" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
@@ -103,3 +171,11 @@ def test_the_notebook_example_runs_and_plots(tmp_path):
     figure = example.main(["--out", str(tmp_path), "--quantizers", "gsq,fsq"])
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((tmp_path / "runs").rglob("metrics.json"))) == 2
+
+
+def test_the_api_page_documents_every_exception_and_type_it_returns():
+    text = (ROOT / "docs" / "python-api.md").read_text()
+    for name in ("ConfigError", "PluginError", "MetricUnavailable", "RunOutcome", "SweepOutcome", "Tokenizer"):
+        assert f"`qbench.{name}`" in text, name
+        assert name in qbench.__all__
+    assert "a `Plan` object (not a list)" in text

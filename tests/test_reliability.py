@@ -92,7 +92,8 @@ def test_a_corrupt_inception_file_is_found_before_training(capsys, tmp_path, emp
 
 def test_missing_metric_weights_refuse_only_under_strict_metrics(capsys, tmp_path, empty_caches):
     status, errors, _ = qbench(capsys, *SMOKE, "--quantizers", "gsq", "--strict-metrics", "--set",
-                               'eval.metrics=["psnr","lpips","rfid"]', "--out", str(tmp_path / "runs"))
+                               'eval.metrics=["psnr","lpips","rfid"]', "--set", "data.image_size=32",
+                               "--out", str(tmp_path / "runs"))
     assert status == 2 and len(errors) == 2  # one line per missing file
     assert "--strict-metrics: lpips" in errors[0] and "--strict-metrics: rfid" in errors[1]
     assert not (tmp_path / "runs").exists()

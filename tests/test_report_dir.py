@@ -82,3 +82,55 @@ def test_wrongly_shaped_metrics_json_is_listed_as_broken(tmp_path, record, probl
     assert "Traceback" not in result.stderr
     assert f"broken run: {run}" in result.stdout and problem in result.stdout
     assert problem in (tmp_path / "report" / "README.md").read_text()
+
+
+def copy_run(source, target, **metric_values):
+    """A committed run's metrics.json under ``target``, with some metric values replaced (raw JSON values)."""
+    import json
+
+    record = json.loads((source / "metrics.json").read_text())
+    for name, value in metric_values.items():
+        record["metrics"][name]["value"] = value
+    target.mkdir(parents=True)
+    (target / "metrics.json").write_text(json.dumps(record))
+    return target
+
+
+@pytest.fixture
+def folder_with_bad_values(tmp_path):
+    """One good run and three whose psnr says ok without a finite number: n/a, a numeric string, null (NaN)."""
+    from conftest import ROOT
+
+    sources = sorted((ROOT / "results" / "published" / "sweeps" / "rd-cpu" / "cpu-default").glob("gsq-seed*"))
+    runs = tmp_path / "runs"
+    good = copy_run(sources[0], runs / "good")
+    bad = {value: copy_run(sources[i + 1], runs / f"bad{i}", psnr=value) for i, value in enumerate(("n/a", "12.9", None))}
+    return runs, good, bad
+
+
+def test_a_metric_value_that_is_not_a_number_makes_its_run_broken_and_the_rest_are_reported(folder_with_bad_values,
+                                                                                          tmp_path):
+    runs, good, bad = folder_with_bad_values
+    result = run_cli("report", str(runs), "--out", str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    readme = (tmp_path / "report" / "README.md").read_text()
+    for value, run in bad.items():
+        line = next(line for line in result.stdout.splitlines() if line.startswith(f"broken run: {run}"))
+        assert f"metric 'psnr' says ok but its value {value!r} is not a finite number" in line
+        assert str(run) in readme
+    import csv
+
+    with open(tmp_path / "report" / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["run_dir"] for row in rows] == [str(good)]  # the good run is still reported, with its number
+    assert float(rows[0]["psnr"]) > 10
+
+
+def test_load_runs_keeps_the_good_runs_and_warns_naming_each_broken_one(folder_with_bad_values):
+    runs, good, bad = folder_with_bad_values
+    with pytest.warns(UserWarning, match="left out 3 broken run directories") as caught:
+        frame = qbench.load_runs(runs)
+    assert list(frame["run_dir"]) == [str(good)]
+    message = str(caught[0].message)
+    assert all(str(run) in message for run in bad.values())

@@ -30,7 +30,8 @@ from qbench.rundir import checkpoint
 SHIPPED = sorted(available_recipes())
 TOY_SIZES = ["data.image_size=16", "data.batch_size=2", "data.num_workers=0", "model.options.channels=8",
              "model.options.num_res_blocks=1", "train.steps=2", "train.log_every=1", "train.checkpoint_every=0",
-             "eval.max_images=4", "eval.batch_size=2", "eval.grid_images=2"]
+             "eval.max_images=4", "eval.batch_size=2", "eval.grid_images=2",
+             "metrics.lpips.net=vgg"]  # the LPIPS metric's AlexNet needs 31x31 crops, VGG takes 16x16
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,8 @@ def test_shipped_recipe_runs_end_to_end_on_cpu(name, tmp_path, stand_ins, capsys
     recipe = load_recipe(name)
     sizes = list(TOY_SIZES)
     if recipe.data.dataset == "imagefolder":
-        sizes.append(f"data.root='{image_folder(tmp_path / 'data')}'")
+        # ImageNet's layout: val/ is scored as test; val is held out of train/ (1% of 8 images is none)
+        sizes += [f"data.root='{image_folder(tmp_path / 'data')}'", "data.options.val_fraction=0.25"]
     quantizers = sorted(recipe.quantizers)
     out = tmp_path / "runs"
     args = ["run", "--recipe", name, "--quantizers", ",".join(quantizers), "--out", str(out), "--no-progress"]
@@ -93,6 +95,9 @@ def test_shipped_recipe_runs_end_to_end_on_cpu(name, tmp_path, stand_ins, capsys
         assert record["run"]["status"] == "ok", record["run"]["reason"]
         assert record["metrics"]["psnr"]["status"] == "ok" and math.isfinite(record["metrics"]["psnr"]["value"])
         assert record["train"]["steps"] == 2 and math.isfinite(record["train"]["final_loss"])
+        assert record["eval"]["split"] == "test"
+        if recipe.data.dataset == "imagefolder":
+            assert record["eval"]["images"] == 4 and "held out by path hash" in record["train"]["data_note"]
         state = checkpoint.load(run_dir)
         assert (state["ema"] is not None) == (recipe.optim.ema_decay > 0)
         assert (state["discriminator"] is not None) == (recipe.loss.adversarial_weight > 0)

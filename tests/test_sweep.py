@@ -432,6 +432,47 @@ def test_bad_points_are_one_line_each_before_any_point_trains(tmp_path, capsys):
     assert run_dirs(out) == [] and not any(out.rglob("*.pt"))
 
 
+def test_a_dry_run_refuses_the_points_the_real_run_refuses(tmp_path, capsys):
+    # a dry run that passes must mean the run will start: it used to list these points as "new"
+    path = write(tmp_path, """
+        name = "bad"
+        recipe = "smoke"
+        quantizers = ["gsq"]
+        seeds = [0, -1]
+        [grid]
+        "data.image_size" = [16, 15]
+    """)
+    out = tmp_path / "out"
+    status = qbench.cli.main(["sweep", str(path), "--dry-run", "--out", str(out)])
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.strip()]
+    assert status == 2 and "Traceback" not in captured.err
+    assert errors == [
+        f"qbench: error: sweep {path}: point 2 (gsq data.image_size=15 seed=0): conv backbone: image size (15, 15) "
+        "is not divisible by the downsample factor 2",
+        f"qbench: error: sweep {path}: point 3 (gsq data.image_size=16 seed=-1): seed must be in 0..4294967295, got -1",
+        f"qbench: error: sweep {path}: point 4 (gsq data.image_size=15 seed=-1): seed must be in 0..4294967295, got -1",
+        f"qbench: error: sweep {path}: point 4 (gsq data.image_size=15 seed=-1): conv backbone: image size (15, 15) "
+        "is not divisible by the downsample factor 2",
+    ]
+    assert "4 points: 4 new" in captured.out  # the plan is still shown, then the refusal
+    assert not out.exists()  # and a dry run writes nothing
+    with pytest.raises(qbench.ConfigError, match="seed must be in"):
+        qbench.sweep(path, out=out, dry_run=True)
+
+
+@pytest.mark.parametrize("args, message", _sweep_cases())
+def test_every_run_preflight_error_stops_a_dry_run_too(tmp_path, capsys, args, message):
+    path, sets = _one_point_sweep(tmp_path, args)
+    out = tmp_path / "out"
+    status = qbench.cli.main(["sweep", str(path), "--dry-run", "--out", str(out),
+                              *[x for item in sets for x in ("--set", item)]])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(errors) == 1, errors
+    assert errors[0].startswith(f"qbench: error: sweep {path}: point 1 (") and message.removeprefix("--") in errors[0]
+    assert not out.exists()
+
+
 def test_a_point_that_cannot_resume_is_reported_as_restarted(tmp_path, regs, capsys):
     from qbench.report.tables import build_report, render_text
 

@@ -215,7 +215,9 @@ def test_load_tokenizer_rebuilds_the_trained_model(tmp_path):
         assert torch.equal(value, state[name]), name
     x = torch.stack([dataset[i] for i in range(4)]).float() / 127.5 - 1
     codes = tokenizer.encode(x)
-    torch.testing.assert_close(tokenizer.decode(codes), tokenizer(x)[0])
+    # the forward pass decodes z + (q - z).detach() (straight-through), which can round an ulp of z away
+    # from q; through the decoder that is up to ~1e-5 on the test crops
+    torch.testing.assert_close(tokenizer.decode(codes), tokenizer(x)[0], atol=1e-4, rtol=1e-4)
 
 
 def test_cpu_default_quantizers_share_the_rate():

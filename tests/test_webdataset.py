@@ -171,7 +171,8 @@ def test_a_run_trains_and_evaluates_from_shards_and_its_loader_workers_change_no
         recipe = load_recipe("smoke", ["data.dataset='webdataset'", f"data.root='{out}'", "data.batch_size=4",
                                        f"data.num_workers={workers}", "train.steps=3", "eval.max_images=6",
                                        "eval.grid_images=2", "data.options.shuffle_buffer=8",
-                                       "data.options.streams=4", "data.options.streams_per_batch=2"])
+                                       "data.options.streams=4", "data.options.streams_per_batch=2",
+                                       "eval.split='val'"])  # these shards have no test split
         [outcome] = runner.run_comparison(["gsq"], recipe, out_root=tmp_path / str(workers), progress=False)
         assert outcome.status == "ok", outcome.reason
         assert outcome.record["train"]["steps"] == 3 and outcome.metrics["psnr"]["status"] == "ok"
@@ -190,3 +191,99 @@ def test_the_shard_command_refuses_bad_input_in_one_line(folders, tmp_path):
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     result = run_cli("data", "shards", str(tmp_path / "nowhere"), str(tmp_path / "o"), "--size", "2")
     assert result.returncode == 2 and "is not a folder of images" in result.stderr
+
+
+# ---- the test split, and the shard command's checks ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_splits(tmp_path_factory):
+    """A flat folder of 60 small images written as train / val / test shards by path hash."""
+    root = tmp_path_factory.mktemp("three")
+    src = root / "src"
+    src.mkdir()
+    for i in range(60):
+        Image.new("RGB", (12, 10), (i * 4, 255 - i * 4, 7)).save(src / f"im{i:02d}.png")
+    out = root / "shards"
+    result = run_cli("data", "shards", str(src), str(out), "--size", "4", "--val-fraction", "0.2",
+                     "--test-fraction", "0.25")
+    assert result.returncode == 0, result.stderr
+    return src, out, result.stdout
+
+
+def _member_paths(folder) -> list[str]:
+    names = []
+    for shard in sorted(folder.glob("shard-*.tar")):
+        with tarfile.open(shard) as tar:
+            names += [tar.extractfile(m).read().decode() for m in tar if m.name.endswith(".path.txt")]
+    return names
+
+
+def test_the_shard_command_writes_three_disjoint_splits_as_imagefolder_reads_them(three_splits):
+    src, out, stdout = three_splits
+    written = {split: _member_paths(out / split) for split in ("train", "val", "test")}
+    options = dict(image_size=SIZE, root=str(src), val_fraction=0.2, test_fraction=0.25)
+    for split, paths in written.items():
+        assert paths and f"{split}: {len(paths)} images" in stdout
+        reference = ImageFolderDataset(split=split, **options)
+        assert paths == [str(p.relative_to(src)) for p in reference.files]  # same images, same order
+    every = [p for paths in written.values() for p in paths]
+    assert len(every) == len(set(every)) == 60  # each image in exactly one split
+    test = webdataset_shards(split="test", image_size=SIZE, root=str(out))
+    assert isinstance(test, ShardIndex) and len(test) == len(written["test"])
+    assert torch.equal(test[0], ImageFolderDataset(split="test", **options)[0])
+    by_urls = webdataset_shards(split="test", image_size=SIZE, test_urls=str(out / "test"))
+    assert len(by_urls) == len(test)
+
+
+def test_shards_without_a_test_split_say_so_and_the_dataset_refuses_test(folders):
+    _, out = folders
+    assert not (out / "test").exists()
+    with pytest.raises(qbench.ConfigError, match="no test shards: .* data.options.test_urls"):
+        webdataset_shards(split="test", image_size=SIZE, root=str(out))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--val-fraction", "1.5"], "--val-fraction must be a number in [0, 1), got 1.5"),
+    (["--test-fraction", "-0.1"], "--test-fraction must be a number in [0, 1), got -0.1"),
+    (["--val-fraction", "0.5", "--test-fraction", "0.5"], "must stay below 1 so that a training split is left"),
+    (["--test-folder", "train"], "test_folder must name a folder"),
+])
+def test_the_shard_command_refuses_bad_fractions_in_one_line(three_splits, tmp_path, flags, message):
+    src, _, _ = three_splits
+    result = run_cli("data", "shards", str(src), str(tmp_path / "o"), "--size", "4", *flags)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_shard_command_refuses_an_output_it_cannot_write_in_one_line(three_splits, tmp_path, capsys,
+                                                                         monkeypatch):
+    import os
+    import stat
+    import tempfile
+
+    from qbench import cli
+
+    src, _, _ = three_splits
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = run_cli("data", "shards", str(src), str(afile), "--size", "4")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{afile} is a file, not a folder" in result.stderr and afile.read_text() == "x"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() == 0:  # root writes through permission bits: make the write itself fail, as a read-only mount does
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    else:
+        locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        status = cli.main(["data", "shards", str(src), str(locked), "--size", "4"])
+    finally:
+        locked.chmod(stat.S_IRWXU)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(errors) == 1, errors
+    assert f"cannot write in {locked} (Permission denied)" in errors[0]
+    assert list(locked.iterdir()) == []

@@ -154,3 +154,37 @@ def test_corrupt_cached_lpips_backbone_names_its_file_and_the_fix(torch_home, no
     message = str(caught.value)
     assert "\n" not in message
     assert str(cached) in message and "qbench weights fetch alexnet" in message
+
+
+def test_corrupt_cached_inception_names_its_file_and_the_fix(torch_home, no_network):
+    from qbench_builtins.metrics import ReconstructionFID
+
+    cached = torch_home / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"a truncated download, not a pickle" * 10)
+    with pytest.raises(qbench.ConfigError) as caught:
+        ReconstructionFID()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(cached) in message
+    assert "qbench weights fetch inception" in message and "qbench weights install FILE" in message
+
+
+@pytest.mark.parametrize("net", sorted(weights.LPIPS_MIN_IMAGE_SIZE))
+def test_lpips_smallest_image_sizes_are_the_librarys(net):
+    """The table the up-front check uses, against lpips itself (random backbone weights, same shapes)."""
+    import warnings
+
+    lpips = pytest.importorskip("lpips")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False).eval()
+    smallest = weights.LPIPS_MIN_IMAGE_SIZE[net]
+    with torch.no_grad():
+        for size in (smallest, smallest + 1, 2 * smallest):
+            model(torch.zeros(1, 3, size, size), torch.zeros(1, 3, size, size))
+        with pytest.raises(RuntimeError, match="too small"):
+            model(torch.zeros(1, 3, smallest - 1, smallest - 1), torch.zeros(1, 3, smallest - 1, smallest - 1))
+        model(torch.zeros(1, 3, smallest, 4 * smallest), torch.zeros(1, 3, smallest, 4 * smallest))  # the short side
+    assert weights.lpips_size_problem(net, smallest, smallest) == ""
+    assert f"at least {smallest}x{smallest}" in weights.lpips_size_problem(net, smallest - 1, 64)

@@ -17,6 +17,7 @@ def qbench_register_quantizers():
         QuantizerSpec(
             name="gsq",
             factory="qbench_builtins.gsq:GroupedSphericalQuantizer",
+            search_space="qbench_builtins.spaces:gsq",
             description="Grouped Spherical Quantization: G groups share one spherical codebook",
             defaults={"groups": 1, "codebook_size": 1024},
             paper=GSQ_PAPER,
@@ -24,6 +25,7 @@ def qbench_register_quantizers():
         QuantizerSpec(
             name="vq",
             factory="qbench_builtins.vq:VectorQuantizer",
+            search_space="qbench_builtins.spaces:vq",
             description="VQ-VAE baseline: uniform init, Euclidean lookup, beta 0.25",
             defaults={"codebook_size": 1024},
             paper="Neural Discrete Representation Learning, arXiv 1711.00937",
@@ -31,6 +33,7 @@ def qbench_register_quantizers():
         QuantizerSpec(
             name="rvq",
             factory="qbench_builtins.rvq:ResidualVectorQuantizer",
+            search_space="qbench_builtins.spaces:rvq",
             description="Residual VQ: S stages, each quantising the previous residual",
             defaults={"stages": 2, "codebook_size": 32},
             paper="SoundStream, arXiv 2107.03312",
@@ -38,6 +41,7 @@ def qbench_register_quantizers():
         QuantizerSpec(
             name="fsq",
             factory="qbench_builtins.fsq:FiniteScalarQuantizer",
+            search_space="qbench_builtins.spaces:fsq",
             description="Finite Scalar Quantization: bounded, rounded channels, implicit codebook",
             defaults={"levels": [8, 5, 5, 5]},
             paper="Finite Scalar Quantization, arXiv 2309.15505",
@@ -51,6 +55,7 @@ def qbench_register_quantizers():
         QuantizerSpec(
             name="lfq",
             factory="qbench_builtins.lfq:LookupFreeQuantizer",
+            search_space="qbench_builtins.spaces:lfq",
             description="Lookup-free quantization: one sign bit per channel, entropy penalty",
             defaults={"entropy_weight": 0.1, "commitment_weight": 0.25, "inv_temperature": 100.0},
             paper="MAGVIT-v2, Language Model Beats Diffusion, arXiv 2310.05737",
@@ -58,6 +63,7 @@ def qbench_register_quantizers():
         QuantizerSpec(
             name="bsq",
             factory="qbench_builtins.bsq:BinarySphericalQuantizer",
+            search_space="qbench_builtins.spaces:bsq",
             description="Binary spherical quantization: sign bits of the l2-normalised latent",
             defaults={"entropy_weight": 0.1, "commitment_weight": 0.0, "inv_temperature": 1.0},
             paper="Binary Spherical Quantization, arXiv 2406.07548",
@@ -65,6 +71,7 @@ def qbench_register_quantizers():
         QuantizerSpec(
             name="simvq",
             factory="qbench_builtins.simvq:SimVQ",
+            search_space="qbench_builtins.spaces:simvq",
             description="SimVQ: frozen random codebook reparameterised by one learned linear layer",
             defaults={"codebook_size": 1024},
             paper="SimVQ, arXiv 2411.02038",
@@ -72,6 +79,7 @@ def qbench_register_quantizers():
         QuantizerSpec(
             name="ibq",
             factory="qbench_builtins.ibq:IndexBackpropQuantizer",
+            search_space="qbench_builtins.spaces:ibq",
             description="Index backpropagation: straight-through over the code softmax, whole codebook trains",
             defaults={"codebook_size": 1024},
             paper="IBQ, Taming Scalable Visual Tokenizer, arXiv 2412.02692",
@@ -130,7 +138,7 @@ def qbench_register_datasets():
         DatasetSpec(
             name="photos",
             factory="qbench_builtins.datasets:Photos",
-            description="offline default: the CC0/public-domain colour photos shipped in scikit-image",
+            description="offline default: the CC0/public-domain photos shipped in scikit-image, cut train | val | test",
         ),
         DatasetSpec(
             name="imagefolder",
@@ -145,7 +153,7 @@ def qbench_register_datasets():
         DatasetSpec(
             name="cifar10",
             factory="qbench_builtins.datasets:CIFAR10Dataset",
-            description="torchvision CIFAR-10 from a local root (downloads only when asked)",
+            description="CIFAR-10 from a local root: test = its test set, val = 5,000 held-out training images",
         ),
     ]
 

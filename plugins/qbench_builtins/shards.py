@@ -2,12 +2,15 @@
 
 Reading ImageNet file by file is the usual bottleneck of tokenizer training
 on a shared filesystem; a tar shard is read in one sequential stream.
-``qbench data shards SRC OUT --size N`` writes ``OUT/train/shard-*.tar`` and
-``OUT/val/shard-*.tar`` from an image folder; any WebDataset shards with an
-image field (jpg, jpeg, png, webp, ...) work too.  Shards are given as
-``data.root`` (a folder holding ``train/`` and ``val/``) or per split as
-``data.options.train_urls`` / ``val_urls``: a folder, one path, or a brace
-pattern such as ``/data/in1k/train-{000000..001023}.tar``.
+``qbench data shards SRC OUT --size N`` writes ``OUT/train/shard-*.tar``,
+``OUT/val/shard-*.tar`` and ``OUT/test/shard-*.tar`` (when SRC has a test
+split) from an image folder; any WebDataset shards with an image field (jpg,
+jpeg, png, webp, ...) work too.  Shards are given as ``data.root`` (a folder
+holding ``train/``, ``val/`` and ``test/``) or per split as
+``data.options.train_urls`` / ``val_urls`` / ``test_urls``: a folder, one
+path, or a brace pattern such as ``/data/in1k/train-{000000..001023}.tar``.
+Each split reads its own shards only: the splits are as disjoint as the
+shards were written.
 
 Each image is decoded to 8-bit RGB and resized and centre cropped exactly as
 ``imagefolder`` does (``qbench_builtins.datasets.resize_center_crop``), so
@@ -38,7 +41,7 @@ stream, the samples its batches already took (without decoding them), so it
 continues the same stream; a corrupt sample inside the skipped part shifts
 that stream by one sample from there on.
 
-**Evaluation** is a map-style index of the validation shards (shard, offset,
+**Evaluation** (``val`` and ``test``) is a map-style index of the split's shards (shard, offset,
 size of every image, read from the tar headers once): ranks take every
 world-size-th image, as with ``imagefolder``, and the order is the shards'.
 
@@ -281,8 +284,8 @@ class ShardIndex(_Skips, torch.utils.data.Dataset):
 
 
 def webdataset_shards(*, split: str = "train", image_size: int = 256, root: str = "", seed: int = 0,
-                      train_urls: str = "", val_urls: str = "", shuffle_buffer: int = 1000, streams: int = 64,
-                      streams_per_batch: int = 8):
+                      train_urls: str = "", val_urls: str = "", test_urls: str = "", shuffle_buffer: int = 1000,
+                      streams: int = 64, streams_per_batch: int = 8):
     """The ``webdataset`` dataset factory: a ``ShardStream`` for training, a ``ShardIndex`` for evaluation."""
     _check_common(split, image_size)
     for name, value, least in (("shuffle_buffer", shuffle_buffer, 0), ("streams", streams, 1),
@@ -292,12 +295,16 @@ def webdataset_shards(*, split: str = "train", image_size: int = 256, root: str 
     if streams % streams_per_batch:
         raise ConfigError(f"webdataset: streams ({streams}) must be a multiple of streams_per_batch "
                           f"({streams_per_batch})")
-    spec = train_urls if split == "train" else val_urls
+    spec = {"train": train_urls, "val": val_urls, "test": test_urls}[split]
     if not spec:
         if not root:
-            raise ConfigError(f"webdataset needs data.root (a folder with train/ and val/ shards) or "
+            raise ConfigError(f"webdataset needs data.root (a folder with train/, val/ and test/ shards) or "
                               f"data.options.{split}_urls (a folder, path or brace pattern)")
         spec = str(Path(root).expanduser() / split)
+        if not Path(spec).is_dir():
+            raise ConfigError(f"webdataset: no {split} shards: {spec} is not a folder (write them with qbench data "
+                              f"shards, which writes test/ when the source has a test split, or set "
+                              f"data.options.{split}_urls)")
     shards = expand_shards(spec)
     if split == "train":
         return ShardStream(shards, image_size, int(seed), shuffle_buffer, streams, streams_per_batch)

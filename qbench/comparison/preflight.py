@@ -10,17 +10,22 @@ will use, before any run directory exists and before the first step:
 - every quantizer's options, the backbone's and the dataset's
   (``qbench.recipe.identity.resolve``);
 - the metric names, the ``[metrics.NAME]`` options (names and values
-  checked against the factory, like a quantizer's), and whether each metric
+  checked against the factory, like a quantizer's), whether each metric
+  takes the evaluation crop size (``Metric.check_image_size``: LPIPS'
+  backbones, SSIM's window), and whether each metric
   can be built here: a metric
   that cannot be built because of a user error (a corrupt weights file) is a
   problem always, one that is merely unavailable (no weights) only under
   ``--strict-metrics``;
-- the pretrained weights the losses need (always: training cannot do without);
+- the pretrained weights the losses need (always: training cannot do without),
+  and the LPIPS loss' smallest image size;
 - the loggers (unknown names, missing packages, bad options);
 - the device (``train.device=cuda`` on a machine without a usable GPU);
 - the output folder (not a file, writable);
-- the datasets, the evaluation set's size, and one validation image through
-  every tokenizer (impossible shapes fail here, not at step 1);
+- the datasets: the training split, the evaluation split (``eval.split``)
+  and, when the run measures held-out rows or shows reconstructions, the
+  held-out split (``eval.heldout_split``), each existing and non-empty; one
+  evaluation image through every tokenizer (impossible shapes fail here, not at step 1);
 - on resume, that the checkpoint's tensors fit the model they are loaded into.
 
 Problems are collected, not raised one by one: the ``ConfigError`` holds one
@@ -37,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from qbench.comparison.tracking import check_loggers
-from qbench.errors import ConfigError, MetricUnavailable, one_line
+from qbench.errors import ConfigError, MetricUnavailable, PluginError, one_line
 from qbench.platform.plugins import Registries
+from qbench.platform.registry import load_factory
 from qbench.recipe import checks as recipe_checks
 from qbench.recipe.identity import RunIdentity, resolve
 from qbench.rundir.directory import recipe_folder
@@ -73,11 +79,17 @@ class Problems:
 
 @dataclass
 class CheckedRun:
-    """What the validation pass built and found sound: run identities and the two datasets."""
+    """What the validation pass built and found sound: run identities and the datasets.
+
+    ``eval_set`` is ``eval.split`` (the final metrics); ``heldout_set`` is
+    ``eval.heldout_split`` (what is looked at: held-out rows, reconstruction
+    images), or ``None`` when the recipe asks for neither.
+    """
 
     identities: list
     train_set: Any
     eval_set: Any
+    heldout_set: Any = None
 
 
 def name_list_problems(names: list[str]) -> list[str]:
@@ -168,12 +180,12 @@ def light_problems(recipe, regs: Registries, out_root: str | os.PathLike | None)
     return problems.lines
 
 
-def check_out_root(out_root: str | os.PathLike, recipe) -> None:
-    """``ConfigError`` unless new run folders can go under ``out_root``/RECIPE."""
-    check_writable_folder(out_root, "--out")
+def check_out_root(out_root: str | os.PathLike, recipe, what: str = "--out") -> None:
+    """``ConfigError`` unless new run folders can go under ``out_root``/RECIPE; ``what`` names the setting."""
+    check_writable_folder(out_root, what)
     inside = recipe_folder(out_root, recipe.name)
     if inside.exists() and not inside.is_dir():
-        raise ConfigError(f"--out {out_root}: {inside} is a file, not a folder")
+        raise ConfigError(f"{what} {out_root}: {inside} is a file, not a folder")
 
 
 def metric_problems(names: list[str], regs: Registries, strict: bool, options: dict[str, dict[str, Any]] | None = None) -> list[str]:
@@ -199,6 +211,34 @@ def metric_problems(names: list[str], regs: Registries, strict: bool, options: d
         except Exception as exc:  # would be recorded as failed after training; strict refuses now
             if strict:
                 found.append(f"--strict-metrics: {about(name, f'cannot be built: {one_line(exc)}')}")
+    return found
+
+
+def metric_size_problems(names: list[str], regs: Registries, options: dict[str, dict[str, Any]],
+                         height: int, width: int) -> list[str]:
+    """One line per metric that cannot score ``height`` x ``width`` images (``Metric.check_image_size``).
+
+    Asked of the factory with the metric's options, without building it, so a
+    size problem is said even where the metric's weights are missing.
+    Unknown names and bad options are ``metric_problems``' to report.
+    """
+    found = []
+    for name in dict.fromkeys(names):
+        if name not in regs.metrics:
+            continue
+        try:
+            given = regs.metrics.options(name, **(options.get(name) or {}))
+            check = getattr(load_factory(regs.metrics.get(name)), "check_image_size", None)
+        except (ConfigError, PluginError):
+            continue
+        if not callable(check):
+            continue
+        try:
+            check(height, width, **given)
+        except ConfigError as exc:
+            found.append(about(name, str(exc)))
+        except Exception as exc:  # a plugin's broken check must not pass for a size it accepts
+            found.append(about(name, f"check_image_size({height}, {width}) raised {one_line(exc)}"))
     return found
 
 
@@ -264,15 +304,22 @@ def check_checkpoint_fits(state: dict[str, Any], identity, regs: Registries, run
                               f"{mismatch(exc)}") from None
 
 
-def _evaluation_size_problem(eval_set, recipe, ranks: int) -> str:
+def _evaluation_size_problem(eval_set, recipe, ranks: int, split: str | None = None, what: str = "evaluation") -> str:
     if recipe.eval.max_images < 0:  # already reported as a recipe value
         return ""
+    split = recipe.eval.split if split is None else split
     total = len(eval_set) if not recipe.eval.max_images else min(recipe.eval.max_images, len(eval_set))
     if total == 0:
-        return f"the evaluation split {recipe.eval.split!r} is empty"
+        return f"the {what} split {split!r} is empty"
     if total < ranks:
-        return f"the evaluation split has {total} images, fewer than the {ranks} ranks"
+        return f"the {what} split {split!r} has {total} images, fewer than the {ranks} ranks"
     return ""
+
+
+def shows_heldout(recipe) -> bool:
+    """Whether the run reads the held-out split: ``eval.every`` rows, or reconstruction images (logged
+    while training, and ``recon.png``)."""
+    return recipe.eval.every > 0 or recipe.eval.grid_images > 0
 
 
 def _memoised(memo: dict | None, key: Any, function, *args, **kwargs):
@@ -329,7 +376,7 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     for line in _memoised(memo, [recipe.eval.metrics, recipe.metrics, strict_metrics], metric_problems,
                           list(recipe.eval.metrics), regs, strict_metrics, recipe.metrics):
         problems.add(line)
-    problems.check(_memoised, memo, recipe.loss, check_pretrained, recipe)
+    problems.check(_memoised, memo, [recipe.loss, recipe.data.image_size], check_pretrained, recipe)
     problems.check(check_loggers, recipe, regs)
     if device_here:
         problems.check(_memoised, memo, [recipe.train.device, recipe.train.precision], check_device, recipe)
@@ -350,10 +397,23 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
                               recipe.eval.split, regs=regs) if data_ok else None
     if train_set is not None and not recipe_checks.batch_problem(recipe.data.batch_size, ranks):
         problems.check(check_stream_layout, train_set, recipe.data.batch_size, ranks, recipe.data.num_workers)
+    heldout_split, heldout_set = recipe.eval.heldout_split, None
+    if heldout_split == recipe.eval.split:
+        heldout_set = eval_set
+    elif data_ok and shows_heldout(recipe) and heldout_split.strip() and heldout_split != recipe_checks.TEST_SPLIT:
+        heldout_set = problems.check(_memoised, memo, [data_key, heldout_split], build_dataset, recipe,
+                                     heldout_split, regs=regs)
+        if heldout_set is not None:
+            problems.add(_evaluation_size_problem(heldout_set, recipe, ranks, heldout_split, "held-out"))
     image = None
     if eval_set is not None:
         problems.add(_evaluation_size_problem(eval_set, recipe, ranks))
         image = problems.check(_probe_image, eval_set)
+    if image is not None:
+        height, width = (int(s) for s in image.shape[-2:])
+        for line in _memoised(memo, [recipe.eval.metrics, recipe.metrics, height, width], metric_size_problems,
+                              list(recipe.eval.metrics), regs, recipe.metrics, height, width):
+            problems.add(line)
     if image is not None and backbone_ok:
         for name, effective in options.items():  # shapes and option combinations, even beside other problems
             if effective is not None:
@@ -362,4 +422,4 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     if resume_state is not None and not problems:
         problems.check(check_checkpoint_fits, resume_state, identities[0], regs, run_dir)
     problems.raise_if_any()
-    return CheckedRun(identities, train_set, eval_set)
+    return CheckedRun(identities, train_set, eval_set, heldout_set if shows_heldout(recipe) else None)

@@ -12,7 +12,7 @@ The pieces, each in its own module:
   qbench.recipe.identity.resolve         what identifies a run (effective options, plugin versions, hashes)
   qbench.engine.model.build_tokenizer    backbone + quantizer from the registries
   qbench.engine.train.fit                the one training loop (checkpoints, resume, DDP)
-  qbench.engine.evaluate.evaluate        streaming metrics on the validation split
+  qbench.engine.evaluate.evaluate        streaming metrics on eval.split (held-out rows on eval.heldout_split)
   qbench.rundir.directory.RunDirectory   the run directory (config, metrics, log, grid, checkpoint)
 
 The registries are built once, by the caller or here, and the identity of
@@ -62,7 +62,7 @@ def parse_quantizers(text: str) -> list[str]:
 
 
 def recon_samples(model, dataset, count: int, device="cpu"):
-    """uint8 originals and reconstructions of ``count`` validation items spread over the split.
+    """uint8 originals and reconstructions of ``count`` items spread over a split (the held-out one).
 
     Evenly spaced indices, so that the grid shows every photo of a split
     that is ordered photo by photo, and every quantizer shows the same items.
@@ -84,8 +84,8 @@ HELD_OUT_METRICS = ("psnr", "ssim", "usage")  # cheap, and all a validation curv
 
 
 def heldout_subset(dataset, count: int, max_images: int = 0):
-    """A fixed subset of ``count`` of the images the final evaluation scores (the first ``max_images``,
-    0: all), evenly spaced so that every photo is in it."""
+    """A fixed subset of ``count`` images of the held-out split (of its first ``max_images``, 0: all, as
+    the final evaluation takes them), evenly spaced so that every photo is in it."""
     # deferred: loads torch only when this runs
     import torch
 
@@ -113,20 +113,23 @@ def _run_info(identity, run_dir: Path, resume_state=None):
                    history=tuple(dict(row) for row in (resume_state or {}).get("log", ())))
 
 
-def _train_and_score(identity, regs: Registries, train_set, eval_set, run_dir, *, resume_state=None, progress=True,
-                     sweep=None):
+def _train_and_score(identity, regs: Registries, train_set, eval_set, run_dir, *, heldout_set=None, resume_state=None,
+                     progress=True, sweep=None):
     """One run, watched by the recipe's loggers (on rank 0), which hear how it ended even if it raised."""
     # deferred: loads torch only when this runs
     from qbench.engine import distributed
 
     run = _run_info(identity, run_dir, resume_state)
     with tracking.open_loggers(identity.recipe, regs, run, enabled=distributed.is_main_process()) as tracker:
-        return _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir,
+        return _train_and_score_with(tracker, identity, regs, train_set, eval_set, run_dir, heldout_set=heldout_set,
                                      resume_state=resume_state, progress=progress, sweep=sweep)
 
 
-def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_set, run_dir, *, resume_state=None,
-                          progress=True, sweep=None):
+def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_set, run_dir, *, heldout_set=None,
+                          resume_state=None, progress=True, sweep=None):
+    """Train, then score on ``eval_set`` (``eval.split``).  What is looked at comes from ``heldout_set``
+    (``eval.heldout_split``, never the test split): the held-out rows, the images logged while training
+    and ``recon.png``, so nothing anyone sees or selects by reads the final numbers' images."""
     # deferred: loads torch and numpy only when this runs
     import torch
 
@@ -147,18 +150,18 @@ def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_s
     device = distributed.local_device(recipe.train.device)
 
     def held_out(model) -> dict[str, float]:
-        values = evaluate(model, heldout_subset(eval_set, recipe.eval.heldout_images, recipe.eval.max_images), HELD_OUT_METRICS,
+        values = evaluate(model, heldout_subset(heldout_set, recipe.eval.heldout_images, recipe.eval.max_images), HELD_OUT_METRICS,
                           regs=regs, batch_size=recipe.eval.batch_size, device=str(device),
-                          dataset_key=dataset_key_for(recipe), progress=False)
+                          dataset_key=dataset_key_for(recipe, recipe.eval.heldout_split), progress=False)
         return {f"heldout_{name}": float(r["value"]) for name, r in values.items() if r["status"] == "ok"}
 
     def show(step, model):
-        tracker.log_images(step, "reconstructions", recon_grid(model, eval_set, recipe.eval.grid_images, device))
+        tracker.log_images(step, "reconstructions", recon_grid(model, heldout_set, recipe.eval.grid_images, device))
 
     def finish(status, reason="", failed_step=None, metrics=None, train_info=None):
         record = results.build_record(identity, status=status, reason=reason, failed_step=failed_step,
                                       metrics=metrics or {}, model_info=model_info, train_info=train_info or {},
-                                      sweep=sweep)
+                                      sweep=sweep, evaluation=evaluation_info(recipe, eval_set))
         if main:
             directory.write_metrics(record)
         tracker.log_metrics(metrics or {})
@@ -169,8 +172,8 @@ def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_s
     try:
         trained = fit(tokenizer, recipe, train_set, identity={**identity.to_dict(), "sweep": sweep}, run_dir=directory,
                       resume_state=resume_state, progress=progress, on_log=lambda rows: tracker.log_row(rows[-1]),
-                      on_image=show if recipe.eval.grid_images > 0 else None,
-                      held_out=held_out if recipe.eval.every > 0 else None, device=device)
+                      on_image=show if recipe.eval.grid_images > 0 and heldout_set is not None else None,
+                      held_out=held_out if recipe.eval.every > 0 and heldout_set is not None else None, device=device)
     except RunFailed as exc:
         info = {"steps": (exc.step or 1) - 1, "wall_time_s": round(time.perf_counter() - started, 2),
                 "final_loss": None, "device": str(device), "world_size": distributed.world_size()}
@@ -191,16 +194,28 @@ def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_s
                        metric_options=recipe.metrics)
     if "codes" in observers:
         tracker.log_histograms(trained.steps, observers["codes"].histograms())
-    if main and recipe.eval.grid_images > 0:
-        directory.write_recon_grid(*recon_samples(model, eval_set, recipe.eval.grid_images, device))
-    info = {**trained.info(), **data_notes(train_set, eval_set)}
+    if main and recipe.eval.grid_images > 0 and heldout_set is not None:
+        directory.write_recon_grid(*recon_samples(model, heldout_set, recipe.eval.grid_images, device))
+    info = {**trained.info(), **data_notes(train_set, eval_set, heldout_set)}
     return finish("ok", metrics=metrics, train_info=info)
 
 
-def data_notes(train_set, eval_set) -> dict[str, str]:
-    """What the datasets had to skip (unreadable images), for the run's ``train`` record."""
+def evaluation_info(recipe, eval_set) -> dict[str, Any]:
+    """The run record's ``eval`` block: the split the metrics are scored on and how many images it holds
+    (the first ``eval.max_images``, or all), and the split of the held-out rows when there are any."""
+    total = len(eval_set) if not recipe.eval.max_images else min(len(eval_set), recipe.eval.max_images)
+    info: dict[str, Any] = {"split": recipe.eval.split, "images": int(total)}
+    if recipe.eval.every > 0:
+        info["heldout_split"] = recipe.eval.heldout_split
+    return info
+
+
+def data_notes(train_set, eval_set, heldout_set=None) -> dict[str, str]:
+    """What the datasets had to say (images held out of train/, unreadable images skipped), for the run's
+    ``train`` record."""
     notes = {}
-    for key, dataset in (("data_note", train_set), ("eval_data_note", eval_set)):
+    extra = (("heldout_data_note", heldout_set),) if heldout_set is not None and heldout_set is not eval_set else ()
+    for key, dataset in (("data_note", train_set), ("eval_data_note", eval_set), *extra):
         report = getattr(dataset, "report", None)
         text = report() if callable(report) else ""
         if text:
@@ -218,8 +233,8 @@ def _run_in_new_directory(identity, regs: Registries, checked, out_root, *, prog
         run_dir = results.RunDirectory.create(out_root, identity.recipe.name, identity.quantizer, identity.seed).path
     run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
     try:
-        return _train_and_score(identity, regs, checked.train_set, checked.eval_set, run_dir, progress=progress,
-                                sweep=sweep)
+        return _train_and_score(identity, regs, checked.train_set, checked.eval_set, run_dir,
+                                heldout_set=checked.heldout_set, progress=progress, sweep=sweep)
     except BaseException:
         if distributed.is_main_process():
             results.RunDirectory(run_dir).discard_if_unused()
@@ -303,8 +318,8 @@ def resume_run(run_dir: str | Path, *, progress: bool = True, regs: Registries |
     if distributed.is_main_process():
         directory.remove_stale_temporaries()  # left by a process killed mid-write; this one is the writer now
     sweep = state.get("sweep") or None
-    return _train_and_score(stored, regs, checked.train_set, checked.eval_set, run_dir, resume_state=state,
-                            progress=progress, sweep=sweep)
+    return _train_and_score(stored, regs, checked.train_set, checked.eval_set, run_dir,
+                            heldout_set=checked.heldout_set, resume_state=state, progress=progress, sweep=sweep)
 
 
 def world_size_refusal(run_dir: str | Path, written: int, asked: int) -> str:

@@ -26,7 +26,7 @@ from qbench.recipe.config import Recipe
 
 
 def build_dataset(recipe: Recipe, split: str, regs: Registries | None = None, seed: int | None = None) -> Dataset:
-    """The recipe's dataset for ``split`` ("train" or "val"), from the dataset registry."""
+    """The recipe's dataset for ``split`` ("train", "val" or "test"), from the dataset registry."""
     regs = given_or_built(regs)
     data = recipe.data
     return regs.datasets.create(

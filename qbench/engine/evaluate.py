@@ -15,6 +15,7 @@ others go on.  Neither is ever reported as a number.
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,6 +28,7 @@ from qbench.errors import ConfigError, MetricUnavailable
 from qbench.metric import EvalBatch, EvalContext, Metric, reduce_states
 from qbench.platform.plugins import Registries, given_or_built
 from qbench.platform.progress import progress_bar
+from qbench.platform.strict_json import is_finite_number
 from qbench.rundir import directory as run_results
 
 
@@ -211,6 +213,10 @@ def evaluate(
             out = dict(metric.compute())
             value = float(out.pop("value"))
             protocol = _protocol(metric, context, (metric_options or {}).get(name))
+            if not math.isfinite(value):  # an "ok" without a number would read as a result that is not there
+                results[name] = _result("failed", spec, reason=f"compute: the value is not finite ({value})",
+                                        protocol=protocol)
+                continue
             results[name] = _result("ok", spec, value=value, extras=out, protocol=protocol)
         except Exception as exc:
             results[name] = _result(
@@ -302,20 +308,23 @@ def rescore(run_dir, metric_names=None, *, device: str = "cpu", regs: Registries
     old = record.setdefault("metrics", {})
     for name, result in scored.items():
         previous = old.get(name) or {}
-        if result.get("status") != "ok" and previous.get("status") == "ok":
+        previous_ok = previous.get("status") == "ok" and is_finite_number(previous.get("value"))
+        if result.get("status") != "ok" and previous_ok:
             result["kept"] = f"{result.get('status')} here ({result.get('reason', '')}); the earlier result is kept"
             continue
         old[name] = result
     note = getattr(dataset, "report", lambda: "")()
     if note:
         record.setdefault("train", {})["eval_data_note"] = note
+    total = len(dataset) if not recipe.eval.max_images else min(recipe.eval.max_images, len(dataset))
+    record["eval"] = {**(record.get("eval") or {}), "split": recipe.eval.split, "images": int(total)}
     directory.remove_stale_temporaries()
     directory.write_metrics(record)
     return scored
 
 
-def dataset_key_for(recipe) -> str:
-    """The evaluation-set key of a recipe: dataset, options, split and crop size."""
+def dataset_key_for(recipe, split: str | None = None) -> str:
+    """The evaluation-set key of a recipe: dataset, options, split (``eval.split`` unless given) and crop size."""
     data = recipe.data
     parts = [str(getattr(data, "dataset", "?"))]
     for attr in ("root", "image_size"):
@@ -324,5 +333,5 @@ def dataset_key_for(recipe) -> str:
     options = getattr(data, "options", None)
     if options:
         parts.append(",".join(f"{k}={options[k]}" for k in sorted(options)))
-    parts.append(f"split={recipe.eval.split}")
+    parts.append(f"split={recipe.eval.split if split is None else split}")
     return "/".join(parts)

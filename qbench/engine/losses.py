@@ -58,12 +58,20 @@ class PerceptualLoss(nn.Module):
         return self.lpips(x_hat.float(), x.float()).mean()
 
 
+def _raise(message: str) -> None:
+    raise ConfigError(message)
+
+
 def check_pretrained(recipe) -> None:
     """Raise before training when the recipe's losses need weights that are absent (every one, a line each)."""
     loss = recipe.loss
     checks = []
     if loss.lpips_weight > 0:
         checks.append(lambda: require_lpips_weights(loss.lpips_net))
+        size = recipe.data.image_size
+        too_small = weights.lpips_size_problem(loss.lpips_net, size, size, "loss.lpips_net")
+        if too_small:
+            checks.append(lambda: _raise(too_small))
     if loss.adversarial_weight > 0 and loss.discriminator == "dino":
         # deferred: loads torch only when this runs
         from qbench.engine import discriminators

@@ -19,7 +19,13 @@ from qbench.platform.plugins import Registries, given_or_built
 
 
 class Tokenizer(nn.Module):
-    """``forward(x) -> (x_hat, QuantizerOutput)``; ``encode(x) -> codes``; ``decode(codes) -> x_hat``."""
+    """``forward(x) -> (x_hat, QuantizerOutput)``; ``encode(x) -> codes``; ``decode(codes) -> x_hat``.
+
+    Images are float tensors ``(B, 3, H, W)`` in [-1, 1], codes integer
+    tensors ``(B, h, w, T)`` in ``[0, codebook_size)``; anything else is a
+    ``ConfigError`` saying what was expected (docs/python-api.md), before a
+    layer deep inside fails with a shape or index error.
+    """
 
     identity = None  # the run's RunIdentity, when loaded from a run directory (load_trained)
 
@@ -37,7 +43,24 @@ class Tokenizer(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             return self.quantizer(z.float())
 
+    def check_images(self, x: Any, what: str = "images") -> None:
+        if not (torch.is_tensor(x) and x.is_floating_point() and x.dim() == 4 and x.shape[1] == 3):
+            got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+            raise ConfigError(f"{what} must be a float tensor of shape (B, 3, H, W) in [-1, 1], got {got}"
+                              + (" (uint8 pixels: x.float() / 127.5 - 1)" if torch.is_tensor(x)
+                                 and x.dtype == torch.uint8 else ""))
+
+    def check_codes(self, codes: Any) -> None:
+        if not torch.is_tensor(codes) or codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            got = str(codes.dtype) if torch.is_tensor(codes) else type(codes).__name__
+            raise ConfigError(f"codes must be an integer tensor (B, h, w, T) as encode returns them, got {got}")
+        size = int(getattr(self.quantizer, "codebook_size", 0) or 0)
+        if size and codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= size):
+            raise ConfigError(f"codes must be in [0, {size}) (the codebook size), got values from "
+                              f"{int(codes.min())} to {int(codes.max())}")
+
     def forward(self, x: torch.Tensor):
+        self.check_images(x)
         z = self.backbone.encode(x)
         out = self._quantize(z)
         x_hat = self.backbone.decode(out.z_q.to(z.dtype))
@@ -45,12 +68,14 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_images(x)
         z = self.backbone.encode(x)
         with torch.autocast(device_type=z.device.type, enabled=False):
             return self.quantizer.encode(z.float())
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        self.check_codes(codes)
         z_q = self.quantizer.decode(codes)
         return self.backbone.decode(z_q)
 

@@ -7,6 +7,8 @@ factory is called, every option given in a recipe or ``--set`` is checked:
 - its name must be a parameter of the factory (a did-you-mean otherwise);
 - its value must fit the annotation (``int``, ``float``, ``bool``, ``str``,
   ``list[...]``/``tuple[...]``/``Sequence[...]``, ``X | None``, ``Literal``);
+  a ``float`` must be finite: TOML's ``nan`` and ``inf`` are refused here,
+  since they slip through a plugin's own range checks;
   TOML values are coerced only where that is lossless (an int where a float
   is expected, a list where a tuple is);
 - the effective options are the factory's defaults updated by the spec's
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import math
 import types
 import typing
 from typing import Any
@@ -91,8 +94,9 @@ def coerce(value: Any, hint: Any) -> Any:
         return value if isinstance(value, bool) else _NO
     if hint is int:
         return value if isinstance(value, int) and not isinstance(value, bool) else _NO
-    if hint is float:
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NO
+    if hint is float:  # nan and inf pass every comparison a plugin makes (nan > 0 is False, so `<= 0` lets it by)
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if is_number and math.isfinite(value) else _NO
     if hint is str:
         return value if isinstance(value, str) else _NO
     if isinstance(hint, type):
@@ -119,7 +123,10 @@ def check_values(spec, factory, options: dict[str, Any]) -> dict[str, Any]:
         hint = hints.get(key, inspect.Parameter.empty)
         fitted = coerce(value, hint)
         if fitted is _NO:
-            raise ConfigError(f"{spec.kind} {spec.name!r}: option {key} must be {_describe(hint)}, got {value!r}")
+            wanted = _describe(hint)
+            if isinstance(value, float) and not math.isfinite(value):
+                wanted = "a finite number" if wanted == "a number" else f"{wanted} (a finite number)"
+            raise ConfigError(f"{spec.kind} {spec.name!r}: option {key} must be {wanted}, got {value!r}")
         checked[key] = fitted
     return checked
 

@@ -25,6 +25,11 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+def is_finite_number(value: Any) -> bool:
+    """True for an int or float that is finite (not a bool, not a string such as ``"12.9"``): a metric value."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _plain(obj: Any) -> Any:
     """Numpy and torch scalars as Python numbers; anything else as its text."""
     try:

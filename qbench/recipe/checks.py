@@ -13,6 +13,7 @@ from typing import Any
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")  # = qbench.weights.LPIPS_NETWORKS (kept in step by a test)
 DATASET_ARGUMENTS = ("split", "image_size", "root", "seed")  # given to every dataset by the recipe itself
+TEST_SPLIT = "test"  # final numbers only: nothing computed during training may read it
 MAX_SEED = 2**32 - 1  # numpy's limit; qbench derives per-item seeds from it that must stay within int64
 
 
@@ -73,6 +74,9 @@ def problems(recipe) -> list[str]:
         (e.every >= 0, f"eval.every must be >= 0 (0: off), got {e.every}"),
         (e.heldout_images >= 1, f"eval.heldout_images must be >= 1, got {e.heldout_images}"),
         (bool(e.metrics), "eval.metrics must name at least one metric"),
+        (bool(e.split.strip()), "eval.split must name a split (train, val or test)"),
+        (e.heldout_split.strip() not in ("", TEST_SPLIT), f"eval.heldout_split must name a split other than "
+         f"{TEST_SPLIT} (the held-out curves are looked at during training), got {e.heldout_split!r}; use val"),
     ]
     found = [message for ok, message in checks if not ok]
     found += _betas("optim.betas", o.betas) + _betas("optim.disc_betas", o.disc_betas)

@@ -21,6 +21,7 @@ import tomllib
 
 from qbench.errors import ConfigError, suggest, unknown_name_error
 from qbench.platform.plugins import Registries, given_or_built
+from qbench.recipe import overlay
 from qbench.recipe.checks import LPIPS_NETS, problems  # noqa: F401 (LPIPS_NETS: part of this module's API)
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ RECIPE_PATH_ENV = "QBENCH_RECIPE_PATH"
 # recipe keys that cannot change a result: left out of the recipe hash, so that
 # watching a run more closely never splits it from its seeds
 UNHASHED = ("train.log_every", "train.checkpoint_every", "train.loggers", "train.image_every", "train.threads",
-            "data.num_workers", "eval.grid_images", "eval.every", "eval.heldout_images")
+            "data.num_workers", "eval.grid_images", "eval.every", "eval.heldout_images", "eval.heldout_split")
 DEFAULT_RECIPE = "cpu-default"
 
 
@@ -94,6 +95,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    # The split the final metrics are scored on.  The default stays "val": a recipe that names no
+    # split scores what it always scored (its hash unchanged), and datasets or options without a
+    # test split keep working.  Recipes whose numbers are reported set "test" (the shipped ones do).
     split: str = "val"
     metrics: list[str] = field(
         default_factory=lambda: ["psnr", "ssim", "lpips", "rfid", "usage", "perplexity", "bits", "throughput"]
@@ -104,6 +108,9 @@ class EvalConfig:
     grid_images: int = 16
     every: int = 0  # held-out PSNR, SSIM and usage every N training steps (log.csv rows); 0: off
     heldout_images: int = 64  # the fixed held-out subset those rows are measured on
+    # the split of those rows and of the reconstructions shown while training: never "test", since
+    # whatever is looked at during training (or used to select) must not see the final numbers' images
+    heldout_split: str = "val"
 
 
 @dataclass
@@ -357,8 +364,9 @@ def read_toml(path: Path | Traversable) -> dict[str, Any]:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
 
 
-def recipe_table(name_or_path: str | None = None, regs: Registries | None = None) -> dict[str, Any]:
-    """The raw table of a recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, named."""
+def recipe_table(name_or_path: str | None = None, regs: Registries | None = None, _depth: int = 0) -> dict[str, Any]:
+    """The raw table of a recipe by name (registered by a plugin or in ``QBENCH_RECIPE_PATH``) or TOML path, named;
+    an overlay (``extends = BASE``, ``qbench.recipe.overlay``) merged into its base."""
     ref = name_or_path or DEFAULT_RECIPE
     if ref.endswith(".toml") or os.sep in ref:
         path = Path(ref)
@@ -368,8 +376,24 @@ def recipe_table(name_or_path: str | None = None, regs: Registries | None = None
             raise unknown_name_error("recipe", ref, known)
         path = known[ref]
     table = read_toml(path)
+    if overlay.EXTENDS in table:
+        table = _extended(table, path, regs, _depth)
     table.setdefault("name", Path(path.name).stem)
     return table
+
+
+def _extended(table: dict[str, Any], path, regs: Registries | None, depth: int) -> dict[str, Any]:
+    base_ref = table.pop(overlay.EXTENDS)
+    if not isinstance(base_ref, str) or not base_ref:
+        raise ConfigError(f"recipe {path}: extends must name a recipe or a TOML file, got {base_ref!r}")
+    if depth >= overlay.MAX_DEPTH:
+        raise ConfigError(f"recipe {path}: extends recipes {overlay.MAX_DEPTH} deep (a cycle?)")
+    beside = Path(str(path)).parent / base_ref
+    if base_ref.endswith(".toml") and not Path(base_ref).is_absolute() and beside.exists():
+        base_ref = str(beside)
+    base = recipe_table(base_ref, regs, depth + 1)
+    base.pop("name", None)  # the overlay is its own recipe: named after its file unless it says otherwise
+    return overlay.merge(base, table)
 
 
 def load_recipe(name_or_path: str | None = None, overrides: list[str] | None = None, regs: Registries | None = None) -> Recipe:

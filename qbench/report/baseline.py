@@ -4,10 +4,14 @@ Two views per table:
 
 - paired differences: test − baseline per metric, over the seeds both ran,
   within one cell (the same sweep point and rate rung, see qbench.report.curves):
-  mean, 95% t interval, two-sided p of ``scipy.stats.ttest_rel``;
+  mean, 95% t interval, two-sided p of ``scipy.stats.ttest_rel``, and the
+  Holm-adjusted p over the rows of one cell and metric;
 - Bjøntegaard deltas of each quantizer's rate-distortion curve against the
   baseline's curve at the same recipe point (qbench.report.bd), with a t interval
-  over the per-seed BD values.
+  over the per-seed BD values, and the BD-metric's p, raw and Holm-adjusted.
+
+These tables print no verdict words: verdicts come from the families a study
+declares (qbench.report.claims).
 
 NAME is a quantizer name (every configuration of it is a baseline) or one
 configuration's label as the tables print it.
@@ -36,6 +40,7 @@ from qbench.report.curves import (
     seed_values,
     short_key,
 )
+from qbench.report.multiplicity import holm
 from qbench.report.rows import row_labels
 from qbench.report.sections import Section
 from qbench.report.stats import one_sample, paired_difference
@@ -99,21 +104,27 @@ def paired_table(runs: pd.DataFrame, metrics: list[Column], name: str) -> pd.Dat
                 rows.append({
                     "quantizer": labels[test["group"]], "at": _describe_cell(where), "vs": labels[anchor["group"]],
                     "metric": column.title, "Δ mean": fmt(diff.mean, column.format),
-                    "95% CI": _interval(diff.low, diff.high, column.format), "p": _pvalue(diff.pvalue),
-                    "pairs": diff.n, "verdict": diff.verdict,
+                    "95% CI": _interval(diff.low, diff.high, column.format), "p": diff.pvalue, "Holm p": math.nan,
+                    "pairs": diff.n,
                 })
     frame = pd.DataFrame(rows)
-    if not frame.empty and not frame["at"].any():
+    if frame.empty:
+        return frame
+    # the table's own families: every configuration against the baseline in one cell, for one metric
+    for _, family in frame.groupby(["at", "metric"], sort=False):
+        frame.loc[family.index, "Holm p"] = holm(family["p"].tolist())
+    frame["p"], frame["Holm p"] = frame["p"].map(_pvalue), frame["Holm p"].map(_pvalue)
+    if not frame["at"].any():
         frame = frame.drop(columns="at")
     return frame
 
 
-def _shared_seeds(values: dict[str, dict], anchor: Curve, test: Curve) -> set:
+def shared_seeds(values: dict[str, dict], anchor: Curve, test: Curve) -> set:
     """The seeds both curves have at every rate: a rung with extra seeds must not tilt a curve."""
     return set.intersection(*(set(values.get(g, {})) for g in anchor.groups + test.groups))
 
 
-def _per_seed(values: dict[str, dict], bits: dict[str, float], anchor: Curve, test: Curve, column: Column,
+def per_seed(values: dict[str, dict], bits: dict[str, float], anchor: Curve, test: Curve, column: Column,
               method: str, seeds: set) -> tuple[list[float], list[float]]:
     """BD-rate and BD-metric per seed, from ``{group: {seed: value}}`` (qbench.report.curves.seed_values)."""
     rates, metric = [], []
@@ -144,7 +155,7 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
                     single_rate.append(test.label)
                 continue  # a single rate is a paired comparison, not a curve
             for column in columns:
-                seeds = _shared_seeds(values[column.key], anchor, test)
+                seeds = shared_seeds(values[column.key], anchor, test)
                 shared = ok[ok["seed"].isin(seeds)]
                 pa, pt = curve_points(shared, anchor, column.key), curve_points(shared, test, column.key)
                 if not len(pa["bits"]) or not len(pt["bits"]):
@@ -152,9 +163,9 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
                 hib = column.higher_is_better is not False
                 rate = bd.bd_rate(pa["bits"], pa["mean"], pt["bits"], pt["mean"], method=method, higher_is_better=hib)
                 metric = bd.bd_metric(pa["bits"], pa["mean"], pt["bits"], pt["mean"], method=method)
-                seed_rates, seed_metric = _per_seed(values[column.key], bits, anchor, test, column, method, seeds)
+                seed_rates, seed_metric = per_seed(values[column.key], bits, anchor, test, column, method, seeds)
                 rate_ci, _ = one_sample(seed_rates)
-                metric_ci, _ = one_sample(seed_metric)
+                metric_ci, metric_p = one_sample(seed_metric)
                 notes = list(dict.fromkeys(rate.notes + metric.notes))
                 for what, ci in (("BD-rate", rate_ci), ("BD-metric", metric_ci)):
                     defined = ci.n if ci else 0
@@ -170,12 +181,18 @@ def bd_table(runs: pd.DataFrame, metrics: list[Column], name: str, method: str) 
                     "BD-metric, mean curves": fmt(metric.value, "+.3g"),
                     "BD-metric, per seed": fmt(metric_ci.mean, "+.3g") if metric_ci else "—",
                     "BD-metric 95% CI": _interval(metric_ci.low, metric_ci.high, "+.3g") if metric_ci else "—",
+                    "BD-metric p": metric_p, "Holm p": math.nan,
                     "points": f"{len(pt['bits'])} vs {len(pa['bits'])}",
                     "overlap": f"{rate.overlap:.0%} / {metric.overlap:.0%}" if math.isfinite(rate.overlap) and math.isfinite(metric.overlap) else "—",
                     "seeds": len(seeds),
                     "notes": "; ".join(notes) or "",
                 })
-    return pd.DataFrame(rows), sorted(set(single_rate))
+    frame = pd.DataFrame(rows)
+    if not frame.empty:  # one family per metric: every curve's BD-metric against the baseline's
+        for _, family in frame.groupby("metric", sort=False):
+            frame.loc[family.index, "Holm p"] = holm(family["BD-metric p"].tolist())
+        frame["BD-metric p"], frame["Holm p"] = frame["BD-metric p"].map(_pvalue), frame["Holm p"].map(_pvalue)
+    return frame, sorted(set(single_rate))
 
 
 def baseline_sections(report: Any, name: str, method: str) -> list[Section]:
@@ -190,7 +207,9 @@ def baseline_sections(report: Any, name: str, method: str) -> list[Section]:
                 title=f"against {name}: paired differences, {table.title}", key=f"{table.key}-paired",
                 frame=paired,
                 notes=["Δ = configuration − baseline over the seeds both ran; 95% Student t interval; "
-                       "p: two-sided paired t test (scipy.stats.ttest_rel)."],
+                       "p: two-sided paired t test (scipy.stats.ttest_rel); Holm p: adjusted over the rows of one "
+                       "cell and metric (this table's family). Verdicts are only drawn from the families a study "
+                       "declares (the claims sections)."],
             ))
         bd_frame, single_rate = bd_table(table.runs, report.metrics, name, method)
         if not bd_frame.empty:
@@ -201,7 +220,8 @@ def baseline_sections(report: Any, name: str, method: str) -> list[Section]:
                        "difference in the metric's unit over the common rate range (its arrow says which "
                        "sign is better). 'mean curves': BD between the seed-mean curves; 'per seed': the mean "
                        "of the per-seed BD values, and its 95% t interval (the two can differ: BD is not "
-                       "linear in the curves); overlap: metric / rate range.",
+                       "linear in the curves); overlap: metric / rate range. BD-metric p: one-sample t test of "
+                       "the per-seed values against 0; Holm p: adjusted over this table's rows of one metric.",
                        *([f"measured at one rate only, so no curve (the paired table compares them there): "
                           f"{', '.join(single_rate)}"] if single_rate else [])],
             ))

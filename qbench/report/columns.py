@@ -56,7 +56,8 @@ DESCRIPTIVE_TAIL = (
     Column("train_min", "train (min)", None, source="train.wall_time_s", scale=1 / 60),
 )
 RESERVED = {"run_dir", "recipe", "recipe_hash", "protocol", "quantizer", "config", "group", "label",
-            "seed", "status", "reason", "sweep", "point", "plugins", "bits", "params", "train_min", "git_revision"}
+            "seed", "status", "reason", "sweep", "point", "plugins", "bits", "params", "train_min", "git_revision",
+            "eval_split", "eval_images"}
 
 
 def metric_key(name: str) -> str:

@@ -17,10 +17,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qbench.report import plots
+from qbench.report import plots, runinfo
 from qbench.report.columns import Column
-from qbench.report.curves import RD_METRICS, ceilings, curve_points, curves
+from qbench.report.curves import (
+    RD_METRICS,
+    Curve,
+    ceilings,
+    curve_points,
+    curves,
+    quantized,
+    seed_values,
+)
 from qbench.report.fit import grid_points
+from qbench.report.legend import display_labels, recipe_point, seed_note, styles, varying, with_point
 from qbench.report.stats import mean_ci
 from qbench.rundir import directory as results
 from qbench.rundir.grid import image_rows, save_png
@@ -30,22 +39,47 @@ BOUNDS = {"usage": (0.0, 100.0), "ssim": (None, 1.0)}  # the range a metric's va
 SCALING_METRICS = ("rfid", "psnr")
 
 
+def shared_points(runs: pd.DataFrame, curve: Curve, key: str) -> tuple[dict[str, np.ndarray], str]:
+    """A curve's points over the seeds every one of its points has, and the label saying which.
+
+    A rung with extra seeds (5 at the default rate against 3 elsewhere) would
+    make one curve average different runs at different points; the table
+    row keeps all of them, the curve keeps the common set.
+    """
+    values = seed_values(runs, key)
+    seeds = set.intersection(*(set(values.get(g, {})) for g in curve.groups))
+    if not seeds:  # no seed at every point: each point says its own count
+        points = curve_points(runs, curve, key)
+        counts = sorted({int(c) for c in points["n"]})
+        return points, f"(n={counts[0]}-{counts[-1]} by point, no seed at every point)" if len(counts) > 1 \
+            else f"(n={counts[0]})" if counts else ""
+    return curve_points(runs[runs["seed"].isin(seeds)], curve, key), seed_note(list(seeds))
+
+
 def rate_distortion(runs: pd.DataFrame, column: Column, path: Path, what: str = "rate-distortion") -> Path | None:
-    series = []
+    """One series per curve (one seed set each); a step-budget study gets one panel per budget."""
+    keys = varying(quantized(runs[runs["status"] == "ok"]))
+    firsts = runs.drop_duplicates("group").set_index("group")
     low, high = BOUNDS.get(column.key, (None, None))
+    series = []
     for curve in curves(runs):
-        points = curve_points(runs, curve, column.key)
+        points, seeds = shared_points(runs, curve, column.key)
         if len(points["bits"]):
             if low is not None or high is not None:  # an interval never leaves the metric's range
                 points["low"], points["high"] = (np.clip(points[k], low, high) for k in ("low", "high"))
-            series.append({"label": f"{curve.label} {_seed_counts(points['n'])}", **points})
+            point = recipe_point(firsts.loc[curve.groups[0]])
+            series.append({"label": f"{with_point(curve.label, point, keys)} {seeds}", "base": f"{curve.label} {seeds}",
+                           "colour": curve.label, "panel": ", ".join(f"{k}={point.get(k)}" for k in keys), **points})
     if not series:
         return None
-    return plots.rate_distortion(series, column.title, path, f"{what}: {column.heading} (band: 95% CI over seeds)",
-                                 ceilings=ceiling_levels(runs, column.key))
+    title = f"{what}: {column.heading} (band: 95% CI over seeds)"
+    levels = ceiling_levels(runs, column.key, keys)
+    if keys and all(len(s["bits"]) == 1 for s in series):  # one rate, several budgets: a panel per budget
+        return plots.grouped_panels(series, "bits per position", column.title, path, title, ceilings=levels)
+    return plots.rate_distortion(series, column.title, path, title, ceilings=levels)
 
 
-def ceiling_levels(runs: pd.DataFrame, key: str) -> list[dict]:
+def ceiling_levels(runs: pd.DataFrame, key: str, keys: list[str] = ()) -> list[dict]:
     """Each continuous configuration's mean and 95% interval of ``key``: horizontal reference lines."""
     levels = []
     ceiling_runs = ceilings(runs)
@@ -53,15 +87,11 @@ def ceiling_levels(runs: pd.DataFrame, key: str) -> list[dict]:
         ceiling_runs = ceiling_runs[ceiling_runs[f"{key}_status"] == "ok"]
     for _, group in ceiling_runs.groupby("group", sort=False):
         ci = mean_ci(group[key].astype(float).tolist())
-        levels.append({"label": f"{group.iloc[0]['label']} (ceiling, n={ci.n})", "mean": ci.mean,
-                       "low": ci.low, "high": ci.high})
+        point = recipe_point(group.iloc[0])
+        levels.append({"label": f"{with_point(group.iloc[0]['label'], point, keys)} (ceiling, n={ci.n})",
+                       "panel": ", ".join(f"{k}={point.get(k)}" for k in keys),
+                       "mean": ci.mean, "low": ci.low, "high": ci.high})
     return levels
-
-
-def _seed_counts(n) -> str:
-    """'(n=3)', or '(n=3-8)' where the points of one curve average different numbers of seeds."""
-    counts = sorted({int(c) for c in n})
-    return f"(n={counts[0]})" if len(counts) == 1 else f"(n={counts[0]}-{counts[-1]} by point)"
 
 
 def _has_curves(runs: pd.DataFrame) -> bool:
@@ -74,8 +104,9 @@ def usage(runs: pd.DataFrame, path: Path, column: Column | None = None) -> Path 
         return rate_distortion(runs, column, path, what="codebook usage by rate")
     ok = runs[(runs["status"] == "ok") & (runs["usage_status"] == "ok")] if "usage_status" in runs else runs.iloc[:0]
     labels, values = [], []
-    for _, group in ok.groupby("group", sort=False):
-        labels.append(group.iloc[0]["label"])
+    names = display_labels(ok) if len(ok) else {}
+    for g, group in ok.groupby("group", sort=False):
+        labels.append(names[g])
         values.append(float(group["usage"].mean()))
     return plots.bars(labels, values, "codebook usage (%)", path, "codebook usage on the validation split") if labels else None
 
@@ -136,23 +167,26 @@ def scaling_fit(grid: pd.DataFrame, fit, metric: str, path: Path) -> Path:
 
 def _first_ok_runs(runs: pd.DataFrame) -> dict[str, Path]:
     ok = runs[runs["status"] == "ok"].sort_values("seed")
-    return {group.iloc[0]["label"]: Path(group.iloc[0]["run_dir"]) for _, group in ok.groupby("group", sort=False)}
+    labels = display_labels(ok) if len(ok) else {}
+    return {labels[g]: Path(group.iloc[0]["run_dir"]) for g, group in ok.groupby("group", sort=False)}
 
 
 def training_curves(runs: pd.DataFrame, path: Path) -> Path | None:
-    series = {}
-    for label, run_dir in _first_ok_runs(runs).items():
-        log = run_dir / results.LOG_FILE
-        if not log.exists():
-            continue
+    """Each configuration's training loss, from its lowest seed (the label says which)."""
+    series, chosen = {}, {}
+    ok = runs[runs["status"] == "ok"].sort_values("seed")
+    labels, style = (display_labels(ok), styles(ok)) if len(ok) else ({}, {})
+    for g, group in ok.groupby("group", sort=False):
+        run = group.iloc[0]
         try:
-            frame = pd.read_csv(log)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError):
+            frame = pd.read_csv(Path(run["run_dir"]) / results.LOG_FILE)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
             continue
         if {"step", "loss"} <= set(frame.columns):
             frame = frame.dropna(subset=["loss"])  # held-out rows carry no training loss
-            series[label] = (frame["step"].tolist(), frame["loss"].tolist())
-    return plots.curves(series, "training loss", path, "training loss") if series else None
+            label = f"{labels[g]} (seed {run['seed']})"
+            series[label], chosen[label] = (frame["step"].tolist(), frame["loss"].tolist()), style[g]
+    return plots.curves(series, "training loss", path, "training loss", styles=chosen) if series else None
 
 
 def _heldout_values(run_dir: Path, column: str) -> dict[int, float]:
@@ -170,20 +204,24 @@ def heldout_curves(runs: pd.DataFrame, path: Path, column: str = "heldout_psnr",
                    ylabel: str = "held-out PSNR (dB)") -> Path | None:
     """``eval.every`` rows: the held-out metric against step, one line per configuration, band over seeds."""
     series = []
-    for _, group in runs[runs["status"] == "ok"].groupby("group", sort=False):
+    ok = runs[runs["status"] == "ok"]
+    labels, style = (display_labels(ok), styles(ok)) if len(ok) else ({}, {})
+    for g, group in ok.groupby("group", sort=False):
         per_seed = [_heldout_values(Path(d), column) for d in group["run_dir"]]
         steps = sorted(set().union(*per_seed))
         points = [(step, mean_ci([v[step] for v in per_seed if step in v])) for step in steps]
         points = [(step, ci) for step, ci in points if ci is not None]
         if len(points) < 2:
             continue
-        series.append({"label": f"{group.iloc[0]['label']} (n={len(per_seed)})",
+        series.append({"label": f"{labels[g]} {seed_note(group['seed'].tolist())}", **style[g],
                        "x": np.array([p[0] for p in points], dtype=float),
                        "mean": np.array([p[1].mean for p in points]), "low": np.array([p[1].low for p in points]),
                        "high": np.array([p[1].high for p in points])})
     if not series:
         return None
-    return plots.lines(series, "training step", ylabel, path, f"{ylabel} during training (band: 95% CI over seeds)")
+    images = runinfo.recipe_value(ok["run_dir"].iloc[0], "eval.heldout_images")
+    on = f" on {images} validation images" if isinstance(images, int) and images > 0 else ""
+    return plots.lines(series, "training step", ylabel, path, f"{ylabel}{on} during training (band: 95% CI over seeds)")
 
 
 def recon_sheet(runs: pd.DataFrame, path: Path) -> tuple[Path, list[str]] | None:

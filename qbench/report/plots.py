@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -33,15 +34,16 @@ def save_figure(fig, path: str | Path) -> Path:
     return atomic.write_bytes(path, buf.getvalue())
 
 
-def _band(ax, x, mean, low, high, label) -> None:
-    """A line with its 95% band; a lone point gets an error bar instead."""
+def _band(ax, x, mean, low, high, label, style: dict | None = None) -> None:
+    """A line with its 95% band; a lone point gets an error bar instead. ``style``: color, linestyle."""
     x, mean, low, high = (np.asarray(v, dtype=float) for v in (x, mean, low, high))
     finite = np.isfinite(low) & np.isfinite(high)
+    style = {k: v for k, v in (style or {}).items() if v is not None}
     if len(x) == 1:
         err = [[mean[0] - low[0]], [high[0] - mean[0]]] if finite[0] else None
-        ax.errorbar(x, mean, yerr=err, fmt="o", capsize=3, label=label)
+        ax.errorbar(x, mean, yerr=err, fmt="o", capsize=3, label=label, color=style.get("color"))
         return
-    (line,) = ax.plot(x, mean, marker="o", label=label)
+    (line,) = ax.plot(x, mean, marker="o", label=label, **style)
     if finite.any():
         ax.fill_between(x[finite], low[finite], high[finite], color=line.get_color(), alpha=0.2, linewidth=0)
 
@@ -117,8 +119,12 @@ def lines(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title:
     """One line (with its band) per series; series have label, ``x``, mean, low, high; ceilings: dashed levels."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5.5, 4))
+    tab10 = plt.get_cmap("tab10").colors
+    keys = list(dict.fromkeys(s["colour"] for s in series if "colour" in s))
     for s in series:  # a legend, not annotations: configurations often share one rate
-        _band(ax, s[x], s["mean"], s["low"], s["high"], s["label"])
+        style = {"color": tab10[keys.index(s["colour"]) % len(tab10)] if "colour" in s else None,
+                 "linestyle": s.get("linestyle")}  # one configuration, one colour; a budget, a line style
+        _band(ax, s[x], s["mean"], s["low"], s["high"], s["label"], style)
     _ceiling_lines(ax, ceilings)
     if log2_x:
         # deferred: loads matplotlib only when this runs
@@ -153,15 +159,55 @@ def bars(labels: list[str], values: list[float], ylabel: str, path: str | Path, 
     return save_figure(fig, path)
 
 
-def curves(series: dict[str, tuple[list[float], list[float]]], ylabel: str, path: str | Path, title: str) -> Path:
+def curves(series: dict[str, tuple[list[float], list[float]]], ylabel: str, path: str | Path, title: str,
+           styles: dict[str, dict] | None = None) -> Path:
+    """One line per label; ``styles``: label -> colour key and line style (one colour per configuration)."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5.5, 4))
+    tab10 = plt.get_cmap("tab10").colors
+    styles = styles or {}
+    keys = list(dict.fromkeys(styles[label]["colour"] for label in series if label in styles))
     for label, (x, y) in series.items():
-        ax.plot(x, y, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
+        style = styles.get(label, {})
+        colour = tab10[keys.index(style["colour"]) % len(tab10)] if "colour" in style else None
+        ax.plot(x, y, label=label, color=colour, linestyle=style.get("linestyle", "-"))
     ax.set_yscale("log")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    return _finish_with_legend_outside(fig, ax, "step", ylabel, title, path)
+
+
+def grouped_panels(series: list[dict], xlabel: str, ylabel: str, path: str | Path, title: str,
+                   ceilings: list[dict] = ()) -> Path:
+    """One panel per ``panel`` value (a step budget), shared axes, one legend entry per label.
+
+    Each series has label, base (its label without the panel's keys), colour
+    (what picks its colour: one configuration keeps it across panels), panel,
+    bits, mean, low, high; a ceiling with a panel value is drawn in that panel.
+    """
+    plt = _figure()
+    panels = sorted(dict.fromkeys(s["panel"] for s in series), key=_natural)  # budgets in increasing order
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 2.5, 3.8), sharex=True, sharey=True,
+                             squeeze=False)
+    tab10 = plt.get_cmap("tab10").colors
+    colours = {key: tab10[i % len(tab10)] for i, key in enumerate(dict.fromkeys(s["colour"] for s in series))}
+    handles: dict[str, object] = {}
+    for ax, panel in zip(axes[0], panels):
+        for s in (s for s in series if s["panel"] == panel):
+            ax.set_prop_cycle(color=[colours[s["colour"]]])
+            _band(ax, s["bits"], s["mean"], s["low"], s["high"], s["base"])
+        _ceiling_lines(ax, [c for c in ceilings if c.get("panel", panel) == panel])
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)  # one entry per label, however many panels draw it
+    axes[0][0].set_ylabel(ylabel, fontsize=8)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    fig.suptitle(f"{title}; one panel per {', '.join(sorted({p.split('=')[0] for p in panels}))}", fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _natural(text: str) -> list:
+    """'train.steps=500' before 'train.steps=1000': numbers compare as numbers."""
+    return [(0, float(part), "") if re.fullmatch(r"-?\d+(?:\.\d+)?", part) else (1, 0.0, part)
+            for part in re.split(r"(-?\d+(?:\.\d+)?)", text) if part]

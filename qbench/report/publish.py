@@ -1,7 +1,9 @@
 """Write a report to a directory: ``summary.csv``, ``README.md`` and the plots.
 
 ``summary.csv`` has one row per run: raw numbers and statuses, plus its
-configuration's mean, 95% interval bounds and n per metric.  ``README.md``
+configuration's mean, 95% interval bounds and n per metric.  ``claims.csv``
+has one row per claim (qbench.report.claims): the page's verdict words come
+from those rows and nowhere else.  ``README.md``
 has the tables, their figures (qbench.report.figures), the baseline comparisons
 and scaling fits when asked for, and the broken run directories.
 """
@@ -15,12 +17,14 @@ import pandas as pd
 
 from qbench import atomic
 from qbench.report import figures
+from qbench.report.claim import to_csv
 from qbench.report.output import ReportDirectory
 from qbench.report.sections import FitSection, Section
 from qbench.report.tables import Report, render_text, to_markdown
 
 # run-frame columns that only serve the tables
 INTERNAL = ("version_suffix",)
+LATER = ("eval_split", "eval_images")  # which split scored a run, on how many images (docs/results.md)
 
 
 def _section(section: Section) -> list[str]:
@@ -32,8 +36,12 @@ def _section(section: Section) -> list[str]:
 
 
 def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """The run frame as ``summary.csv`` has it: one row per run, without the tables' helper columns."""
-    return runs.drop(columns=[c for c in runs.columns if c.endswith("_reason") or c in INTERNAL])
+    """The run frame as ``summary.csv`` has it: one row per run, without the tables' helper columns.
+
+    The columns added since summaries were first published (``LATER``) come last, so the columns of a
+    committed ``summary.csv`` stay a prefix of a new one."""
+    kept = runs.drop(columns=[c for c in runs.columns if c.endswith("_reason") or c in INTERNAL])
+    return kept[[c for c in kept.columns if c not in LATER] + [c for c in LATER if c in kept.columns]]
 
 
 def write_report(report: Report, out_dir: str | Path, intro: str = "") -> Path:
@@ -52,11 +60,16 @@ def _write(report: Report, out: Path, intro: str) -> None:
     if report.runs is not None:
         frame = summary_frame(report.runs)
         atomic.write_text(out / "summary.csv", frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL))
+        atomic.write_text(out / "claims.csv", to_csv(report.claims))
         lines += [
             "Every run is listed in [summary.csv](summary.csv). ↑: higher is better, ↓: lower is better; "
             "`mean ± h (n=seeds)`: h is the half-width of the 95% Student t interval over seeds.",
             "",
         ]
+        if report.claims:
+            lines += ["Every verdict below (above, below, ties, met, not met, ...) is a row of "
+                      "[claims.csv](claims.csv), computed by the report from the families and criteria each study "
+                      "declares; the rows name the runs they were computed from.", ""]
     for table in report.tables:
         key, runs = table.key, table.runs
         lines += _section(table)

@@ -16,9 +16,24 @@ from typing import Any
 import pandas as pd
 
 from qbench.errors import ConfigError
+from qbench.platform.strict_json import is_finite_number
 from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, metric_key
 from qbench.report.curves import OPTION_PREFIX
 from qbench.rundir.directory import CONFIG_FILE, METRICS_FILE
+
+
+def metric_value_problem(record: dict[str, Any]) -> str:
+    """Why a record's numbers cannot be read, or "": every ``ok`` metric must hold a finite number.
+
+    A string (``"n/a"``, or ``"12.9"``, which would silently pass for a
+    number) or a missing value under ``ok`` makes the whole run broken: its
+    other numbers may be as wrong, and reading them must not crash a report.
+    """
+    for name, entry in record["metrics"].items():
+        if entry.get("status") == "ok" and not is_finite_number(entry.get("value")):
+            return (f"metric {name!r} says ok but its value {entry.get('value')!r} is not a finite number "
+                    "(qbench eval RUN_DIR scores it again)")
+    return ""
 
 
 def find_run_dirs(paths: list[str | Path]) -> list[Path]:
@@ -75,6 +90,23 @@ def plugin_versions(run: dict[str, Any]) -> dict[str, str]:
     return flat
 
 
+def evaluation_of(record: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The split a run's metrics were scored on and how many images: its ``eval`` block, or, in
+    records written before there was one, what its metrics' protocols say (``split=`` in the
+    evaluation-set key, ``num_images``)."""
+    block = record.get("eval")
+    if isinstance(block, dict) and block.get("split"):
+        images = block.get("images")
+        return str(block["split"]), int(images) if isinstance(images, int) else None
+    for entry in (record.get("metrics") or {}).values():
+        protocol = entry.get("protocol") if isinstance(entry, dict) else None
+        key = protocol.get("eval_set") if isinstance(protocol, dict) else None
+        if isinstance(key, str) and "split=" in key:
+            images = protocol.get("num_images")
+            return key.rsplit("split=", 1)[1].split("/")[0], int(images) if isinstance(images, int) else None
+    return None, None
+
+
 def run_row(run_dir: Path, record: dict[str, Any], metrics: list[Column]) -> dict[str, Any]:
     run = record["run"]
     recorded = record.get("metrics") or {}
@@ -101,6 +133,7 @@ def run_row(run_dir: Path, record: dict[str, Any], metrics: list[Column]) -> dic
         "continuous": bool((record.get("model") or {}).get("continuous", False)),  # the unquantized ceiling
         "git_revision": str((record.get("env") or {}).get("git_revision") or ""),
     }
+    row["eval_split"], row["eval_images"] = evaluation_of(record)
     names = {metric_key(n): n for n in recorded}
     for column in metrics:
         entry = recorded.get(names.get(column.key, ""))

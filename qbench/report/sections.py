@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from qbench.report.claim import Claim
 from qbench.report.scaling import ScalingFit
 
 
@@ -39,3 +40,4 @@ class FitSection(Section):
     fit: ScalingFit
     grid: pd.DataFrame  # columns D, V, y
     metric: str
+    claims: list[Claim] = field(default_factory=list)  # what the fit determines, and what it does not

@@ -13,7 +13,8 @@ are the metrics the runs recorded.  Failed runs and unavailable metrics are
 shown as such, never as numbers.  A run directory with a ``config.toml`` but
 no ``metrics.json`` is listed as unfinished (running, or stopped before its
 evaluation: ``qbench sweep`` or ``qbench run --resume`` finishes it); one
-whose ``metrics.json`` cannot be read is listed as broken.
+whose ``metrics.json`` cannot be read, or holds an ``ok`` metric without a
+finite number, is listed as broken.
 """
 
 from __future__ import annotations
@@ -26,12 +27,24 @@ from typing import Any
 import pandas as pd
 
 from qbench.errors import ConfigError
+from qbench.report import runinfo
 from qbench.report.ceiling import ceiling_sections
+from qbench.report.claim import Claim
+from qbench.report.claims import claims_sections
 from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, fmt, metric_columns
 from qbench.report.curves import short_key
-from qbench.report.rows import counted, find_run_dirs, row_label, run_row, swept_options, version_labels
+from qbench.report.rows import (
+    counted,
+    find_run_dirs,
+    metric_value_problem,
+    row_label,
+    run_row,
+    swept_options,
+    version_labels,
+)
 from qbench.report.sections import Section, Table
 from qbench.report.stats import mean_ci
+from qbench.report.studies import find_studies
 from qbench.rundir import directory as results
 from qbench.rundir.directory import slug
 
@@ -44,7 +57,8 @@ class Report:
     restarted: list[tuple[Path, str]] = field(default_factory=list)  # could not be resumed; trained afresh elsewhere
     runs: pd.DataFrame | None = None
     metrics: list[Column] = field(default_factory=list)
-    sections: list[Section] = field(default_factory=list)  # baseline, BD and fit results
+    sections: list[Section] = field(default_factory=list)  # claims, ceiling gaps, baseline, BD and fit results
+    claims: list[Claim] = field(default_factory=list)  # every verdict the page prints (claims.csv)
 
     @property
     def columns(self) -> list[Column]:
@@ -150,7 +164,7 @@ def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
                 title=f"recipe {recipe} (hash {rhash}, metric protocol {proto})",
                 key=f"{recipe}-{rhash}-{proto}",
                 frame=comparison_table(group, columns),
-                runs=group, notes=revision_notes(group),
+                runs=group, notes=[n for n in [runinfo.eval_note(group)] if n] + revision_notes(group),
             ))
     return tables
 
@@ -160,7 +174,7 @@ def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
     for name, group in runs.groupby("sweep", sort=False):  # in the order the paths were given
         keys = _point_keys(group)
         recipes = ", ".join(sorted(set(group["recipe"])))
-        notes = []
+        notes = [n for n in [runinfo.eval_note(group)] if n]
         protocols = sorted(set(group[group["status"] == "ok"]["protocol"]))
         if len(protocols) > 1:
             notes.append(f"its runs were scored under {len(protocols)} metric protocols ({', '.join(protocols)}); "
@@ -190,8 +204,14 @@ def _add_config_statistics(runs: pd.DataFrame, metrics: list[Column]) -> pd.Data
 
 
 def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: str | None = None,
-                 bd_method: str = "cubic") -> Report:
-    """Tables of every run below ``paths``; with ``baseline`` paired and BD comparisons, with ``fit`` the scaling fit."""
+                 bd_method: str = "cubic", studies: list[str | Path] | None = ()) -> Report:
+    """Tables of every run below ``paths``; with ``baseline`` paired and BD comparisons, with ``fit`` the scaling fit.
+
+    ``studies``: sweep or study files (or folders of them) whose ``[report]``
+    tables declare the claims; None reads the sweep files the runs recorded
+    (what ``qbench report`` does without ``--studies``); empty: no claims
+    (``qbench.load_runs`` wants the run frame only).
+    """
     report = Report()
     records = []
     for run_dir in find_run_dirs(paths):
@@ -200,9 +220,15 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
             report.restarted.append((run_dir, why)) if why else report.unfinished.append(run_dir)
             continue
         try:
-            records.append((run_dir, results.read_metrics(run_dir)))
+            record = results.read_metrics(run_dir)
         except ValueError as exc:
             report.broken.append((run_dir, str(exc)))
+            continue
+        problem = metric_value_problem(record)
+        if problem:
+            report.broken.append((run_dir, f"{run_dir / results.METRICS_FILE}: {problem}"))
+            continue
+        records.append((run_dir, record))
     report.metrics = metric_columns(r for _, r in records)
     if not records:
         if baseline or fit:
@@ -216,6 +242,12 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
     report.runs = runs
     columns = report.columns
     report.tables = _recipe_tables(runs[runs["sweep"] == ""], columns) + _sweep_tables(runs[runs["sweep"] != ""], columns)
+    if studies is None:  # the sweep files the runs were made from, where they still exist
+        studies = sorted({f for f in map(runinfo.sweep_file, runs["run_dir"]) if f})
+        declared = find_studies(studies, explicit=False)
+    else:
+        declared = find_studies(studies)
+    report.claims, report.sections = claims_sections(report, declared)
     report.sections += ceiling_sections(report)
     if baseline:
         # deferred: loads pandas and numpy only when this runs
@@ -226,7 +258,9 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
         # deferred: loads pandas and numpy only when this runs
         from qbench.report.fit import fit_sections
 
-        report.sections += fit_sections(report, fit)
+        fitted = fit_sections(report, fit)
+        report.sections += fitted
+        report.claims += [c for section in fitted for c in section.claims]
     return report
 
 

@@ -174,8 +174,10 @@ def _shape_problem(record: dict[str, Any]) -> str:
 
 def build_record(identity: RunIdentity, *, status: str, reason: str = "", failed_step: int | None = None,
                  metrics: dict[str, dict[str, Any]], model_info: dict[str, Any], train_info: dict[str, Any],
-                 sweep: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The content of ``metrics.json`` (schema documented in docs/results.md)."""
+                 sweep: dict[str, Any] | None = None, evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of ``metrics.json`` (schema documented in docs/results.md).
+
+    ``evaluation``: the ``eval`` block, the split the metrics are scored on and its image count."""
     if status not in ("ok", "failed"):
         raise ValueError(f"status must be ok or failed, got {status!r}")
     run = {
@@ -194,8 +196,11 @@ def build_record(identity: RunIdentity, *, status: str, reason: str = "", failed
     }
     if sweep:
         run["sweep"] = sweep
-    return {"schema": SCHEMA_VERSION, "run": run, "metrics": metrics, "model": model_info, "train": train_info,
-            "env": environment()}
+    record = {"schema": SCHEMA_VERSION, "run": run, "metrics": metrics, "model": model_info, "train": train_info,
+              "env": environment()}
+    if evaluation:
+        record["eval"] = dict(evaluation)
+    return record
 
 
 class RunDirectory:

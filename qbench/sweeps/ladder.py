@@ -10,7 +10,9 @@ meant for and one table per quantizer, rate -> options::
     8 = { groups = 1, codebook_size = 256 }
     10 = { groups = 1, codebook_size = 1024 }
 
-Adding a quantizer is adding a table.  A sweep file uses a ladder with
+Adding a quantizer is adding a table.  A dotted key in a row is a recipe key
+(``"optim.lr" = 1e-3``), applied as it is rather than to ``[quantizers.NAME]``:
+``qbench tune`` writes its tuned ladders that way.  A sweep file uses a ladder with
 ``ladder = "default"`` (a name or a TOML file) and ``rates = [...]``, or with a
 ``[ladder]`` table whose ``base`` names a ladder and whose
 ``[ladder.QUANTIZER]`` tables add or replace rows, for quantizers that a

@@ -76,7 +76,8 @@ def _ladder_axis(ladder: Ladder, rates: list[float], quantizer: str) -> list[Cho
     choices = []
     for rate in rates:
         options = ladder.options(quantizer, rate)
-        applied = {f"quantizers.{quantizer}.{k}": v for k, v in options.items()}
+        # a dotted key is a recipe key (a tuned ladder's optim.lr, model.latent_dim); the rest are the quantizer's
+        applied = {k if "." in k else f"quantizers.{quantizer}.{k}": v for k, v in options.items()}
         choices.append((applied, {RATE: rate}))
     return choices
 

@@ -24,9 +24,11 @@ import tomllib
 
 from qbench.errors import ConfigError, suggest
 from qbench.recipe.config import parse_value
+from qbench.report.studies import parse_report
 
 RATE = "rate"
-TOP_KEYS = ("name", "description", "recipe", "quantizers", "seeds", "set", "grid", "zip", "ladder", "rates", "slurm")
+TOP_KEYS = ("name", "description", "recipe", "quantizers", "seeds", "set", "grid", "zip", "ladder", "rates", "slurm",
+            "report")
 SLURM_KEYS = {  # key -> (type, meaning), shared by the [slurm] table and the CLI options
     "partition": (str, "Slurm partition"),
     "account": (str, "Slurm account"),
@@ -199,6 +201,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not isinstance(slurm, dict):
         raise fail(f"[slurm] must be a table, got {slurm!r}")
     description = raw.get("description", "")
+    if "report" in raw:  # what the study will claim: checked now, read by qbench report (qbench.report.studies)
+        parse_report(raw["report"], name.strip(), path, fail)
     return SweepSpec(path=path, name=name.strip(), recipe=recipe, quantizers=list(quantizers),
                      seeds=_seeds(raw.get("seeds"), fail), fixed=fixed, grid=grid, zips=zips, ladder=ladder,
                      rates=list(rates) if rates else None,

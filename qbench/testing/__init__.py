@@ -7,6 +7,8 @@ Run them in your own test suite::
         check_quantizer("myq", dim=8)
     def test_my_logger(tmp_path):
         check_logger("mytracker", tmp_path)
+    def test_my_search_space():
+        check_search_space("myq", rates=(8, 10))
 
 qbench's own tests run them over every registered plugin.
 """
@@ -14,6 +16,8 @@ qbench's own tests run them over every registered plugin.
 from __future__ import annotations
 
 import warnings
+
+from qbench.testing._space import check_search_space
 
 
 def __getattr__(name):
@@ -44,4 +48,4 @@ def _renamed_keyword(regs, options: dict):
     return options.pop("registries")
 
 
-__all__ = ["check_quantizer", "check_metric", "check_logger"]
+__all__ = ["check_quantizer", "check_metric", "check_logger", "check_search_space"]

@@ -114,8 +114,15 @@ class ReconstructionFID(Metric):
             self.extractor = create_feature_extractor(
                 feature_extractor, [self.layer], cuda=False, verbose=False, **kwargs
             )
-        except Exception as exc:
-            raise ConfigError(f"rfid: cannot build {feature_extractor!r} from {self.weights_file}: {exc}") from exc
+        except Exception as exc:  # a corrupt or truncated file in the cache: name it and the way out
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            if feature_extractor != DEFAULT_EXTRACTOR:
+                raise ConfigError(f"rfid: cannot build {feature_extractor!r}: {type(exc).__name__}: {reason}") from None
+            raise ConfigError(
+                f"rfid: cannot build {feature_extractor!r} from the weights file {path}: {type(exc).__name__}: "
+                f"{reason}; delete it and run `qbench weights fetch inception`, or `qbench weights install FILE` "
+                "with a good copy"
+            ) from None
         self.use_cache = cache
         self.real = FeatureStats()
         self.fake = FeatureStats()

@@ -47,6 +47,12 @@ class LPIPSMetric(PerImageMean):
         self._setup(network, net, path.name, row["sha256"], row["check"])
 
     @classmethod
+    def check_image_size(cls, height: int, width: int, net: str = "alex", **options) -> None:
+        problem = weights.lpips_size_problem(net, height, width)
+        if problem:
+            raise ConfigError(problem)
+
+    @classmethod
     def from_network(cls, network: torch.nn.Module, net: str = "alex") -> LPIPSMetric:
         """Wrap an already built ``lpips.LPIPS`` (tests use a random backbone).
 
@@ -64,6 +70,7 @@ class LPIPSMetric(PerImageMean):
         PerImageMean.__init__(self)
 
     def per_image(self, batch: EvalBatch) -> torch.Tensor:
+        self.check_image_size(*batch.originals.shape[-2:], net=self.net)  # qbench eval skips the run's checks
         device = batch.originals.device
         if next(self.network.parameters()).device != device:
             self.network.to(device)

@@ -60,6 +60,11 @@ class SSIM(PerImageMean):
         super().__init__()
         self.window, self.sigma, self.k1, self.k2 = window, sigma, k1, k2
 
+    @classmethod
+    def check_image_size(cls, height: int, width: int, window: int = 11, **options) -> None:
+        if min(height, width) < window:
+            raise ConfigError(f"ssim needs images of at least {window}x{window} (its window), got {height}x{width}")
+
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
         # separable Gaussian over the 'valid' area only (exactly the border skimage
         # crops), as weighted sums of shifted slices: element-wise float64 work that
