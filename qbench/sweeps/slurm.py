@@ -1,18 +1,26 @@
 """The Slurm launcher, through submitit: one job per point, submitted as one job array.
 
-Jobs are ``submitit.helpers.Checkpointable``: when Slurm preempts a job or
-its time runs out, submitit calls ``checkpoint`` (the default resubmits the
-same callable with the same task) and requeues it; the requeued job runs
-``run_point`` again, which finds the point's interrupted run directory and
-continues it from its last checkpoint (``train.checkpoint_every`` steps at
-most are lost).  submitit requeues a timed-out job at most 3 times.
+Before anything is submitted, Slurm is asked whether it would run the job
+(``qbench.sweeps.slurm_request``: accounting for ``sacct``, and ``sbatch
+--test-only`` on the very script submitit would submit); a refusal is one
+line, exit 2.
 
-The command waits for the array and shows one progress display; Ctrl-C
-stops the waiting, not the jobs.  Job scripts and logs go to
+Jobs are ``submitit.helpers.Checkpointable``.  The training loop writes a
+checkpoint when the cluster signals (``qbench.engine.preemption``): on
+SIGTERM (Slurm preempts, kills after the grace time, requeues) and goes on;
+on submitit's USR2 (before the time limit) and stops, after which submitit's
+handler requeues the job.  The requeued job runs ``run_point`` again, which
+finds the point's interrupted run directory and continues it in place.
+submitit requeues a timed-out job at most 3 times.
+
+The command waits for the array (a requeued job included, which the display
+announces, from squeue's restart count) and shows one progress display;
+Ctrl-C stops the waiting, not the jobs.  Job scripts and logs go to
 ``OUT/submitit/``, which must be on a filesystem the nodes share, and the
 nodes must have the same Python environment (submitit pickles the task).
 ``cluster="local"`` runs the same code through submitit's local executor:
-the test suite does that.
+the test suite does that, and ``tests/test_slurm_cluster.py`` runs it on a
+real one-node Slurm.
 
 A point with ``gpus_per_node`` (or ``tasks_per_node``) above 1, or
 ``nodes`` above 1, is one job of ``nodes x tasks_per_node`` tasks, one per
@@ -20,9 +28,9 @@ GPU: each task exports the allocation as torch's env:// variables
 (``submitit.helpers.TorchDistributedEnvironment``) and joins one process
 group, then trains exactly as under ``torchrun`` (``qbench.sweeps.worker``).
 On preemption submitit requeues every task of the job together, so the
-resumed run has the same world size.
+resumed run has the same world size.  A failed job of several tasks is
+reported with the failing rank's own error (``failure_reason``).
 """
-
 from __future__ import annotations
 
 import shutil
