@@ -43,7 +43,8 @@ pytestmark = [
 
 STEPS = 140  # long enough that the point is still training when each signal comes (see PACED)
 SET = {"train.steps": STEPS, "train.checkpoint_every": 10, "train.log_every": 10, "data.num_workers": 2,
-       "eval.max_images": 8, "eval.grid_images": 0, "optim.ema_decay": 0.0, "data.dataset": '"paced-photos"'}
+       "eval.max_images": 8, "eval.grid_images": 0, "optim.ema_decay": 0.0, "data.dataset": '"paced-photos"',
+       "data.options.val_fraction": 0.15, "data.options.test_fraction": 0.25}  # smoke's, dropped by the switch
 # The photos, each item taking at least 25 ms: with 2 workers and batches of 8, at most 10 steps per second
 # on any machine, so that a signal finds the point still training (Slurm kills a preempted job some
 # seconds after its SIGTERM, and an unpaced smoke point can finish within them); a plugin, because the
@@ -121,10 +122,12 @@ def step_of(run_dir: Path) -> int:
         return 0
 
 
-def wait_for(what: str, ready, timeout: float = 240) -> None:
+def wait_for(what: str, ready, timeout: float = 240, sweep: threading.Thread | None = None) -> None:
+    """Until ``ready()``; fails after ``timeout`` or as soon as ``sweep`` (the sweep's thread) has ended."""
     deadline = time.monotonic() + timeout
     while not ready():
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        assert sweep is None or sweep.is_alive(), f"the sweep ended before {what}"
         time.sleep(0.2)
 
 
@@ -181,7 +184,7 @@ def test_preemption_and_the_time_limit_signal_with_loader_workers_end_bit_identi
     path, out = sweep_file(tmp_path), tmp_path / "out"
     thread, box = in_background(commands.sweep, str(path), dry_run=False, jobs=None, launcher="slurm", out=str(out),
                                 slurm_options=SLURM, progress=True, poll_s=1.0)
-    wait_for("the first checkpoint", lambda: run_dirs(out) and step_of(run_dirs(out)[0]) > 0)
+    wait_for("the first checkpoint", lambda: run_dirs(out) and step_of(run_dirs(out)[0]) > 0, sweep=thread)
     [run_dir] = run_dirs(out)
     [job] = [line.split()[0] for line in jobs_in_queue() if line.split()[1] == "RUNNING"]
 
@@ -189,9 +192,9 @@ def test_preemption_and_the_time_limit_signal_with_loader_workers_end_bit_identi
     subprocess.run(["sbatch", "--partition", "urgent", "--ntasks", str(slurm_cluster.NODE_CPUS), "--output",
                     str(tmp_path / "urgent.out"), "--wrap", "sleep 1"], check=True, capture_output=True)
     wait_for("the requeued job to start", lambda: (now := queued(job)) is not None and now[0] == "RUNNING"
-             and now[1] >= 1)
+             and now[1] >= 1, sweep=thread)
     resumed_from = step_of(run_dir)
-    wait_for("the requeued job's first checkpoint", lambda: step_of(run_dir) > resumed_from)
+    wait_for("the requeued job's first checkpoint", lambda: step_of(run_dir) > resumed_from, sweep=thread)
     assert step_of(run_dir) < STEPS, "the point finished before the second signal: raise STEPS"
 
     # Slurm's warning before the time limit (--signal=USR2@90, what submitit asks for), sent the same way now
@@ -234,7 +237,7 @@ def test_a_two_task_point_with_a_killed_rank_fails_with_its_error_and_the_rerun_
     out, options = tmp_path / "out", {**SLURM, "tasks_per_node": 2}
     thread, box = in_background(commands.sweep, str(path), dry_run=False, jobs=None, launcher="slurm", out=str(out),
                                 slurm_options=options, progress=False, poll_s=1.0)
-    wait_for("the first checkpoint", lambda: run_dirs(out) and step_of(run_dirs(out)[0]) > 0)
+    wait_for("the first checkpoint", lambda: run_dirs(out) and step_of(run_dirs(out)[0]) > 0, sweep=thread)
     [run_dir] = run_dirs(out)
     [job] = [line.split()[0] for line in jobs_in_queue()]
     os.kill(rank_process(job, 1), signal.SIGKILL)
