@@ -13,8 +13,11 @@ with ``sacct``; without it a job that dies before writing its result (a
 killed rank, a requeue) would look "unknown" for ever.
 
 The node has two partitions on one host: ``debug`` (the default, preemptible:
-a job there is requeued when a job of ``urgent`` needs its CPUs, after a
-grace time during which it gets SIGTERM) and ``urgent``.
+a job there gets SIGTERM when a job of ``urgent`` needs its CPUs, then
+SIGKILL after ``KillWait`` and a requeue) and ``urgent``.  The timings are
+short, for tests: no grace time, 3 s from SIGTERM to SIGKILL, a requeued
+job eligible again after 5 s (``cred_expire``; Slurm's default is 120 s),
+and a scheduler pass every 2 s.
 
 By hand::
 
@@ -39,8 +42,8 @@ DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", 
 CLIENTS = ("sbatch", "srun", "sacct", "squeue", "scontrol", "scancel", "sinfo", "sacctmgr")
 NODE_CPUS = 4  # more than this machine's cores: the CPUs are Slurm's bookkeeping, not a promise
 NODE_MEMORY_MB = 8000
-GRACE_S = 0
-CRED_EXPIRE_S = 5  # a preempted job gets SIGTERM and this long to write its checkpoint before SIGKILL
+GRACE_S = 0  # preemption: SIGTERM now, SIGKILL after KillWait (3 s), requeue
+CRED_EXPIRE_S = 5  # how long a requeued job waits before it may start again
 
 
 def missing_programs() -> list[str]:
