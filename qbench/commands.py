@@ -23,7 +23,7 @@ from qbench.recipe.config import available_recipes, load_recipe_and_problems, re
 from qbench.report.output import check_writable
 from qbench.rundir.directory import slug
 from qbench.sweeps import Plan, build_plan, load_sweep
-from qbench.sweeps.launch import check_points, check_ranks, launch
+from qbench.sweeps.launch import check_points, check_ranks, check_resumable, launch
 from qbench.sweeps.local import available_cores, capped_jobs, default_jobs, threads_per_point
 from qbench.sweeps.render import render_plan
 from qbench.sweeps.spec import check_slurm, with_overrides
@@ -295,9 +295,12 @@ class SweepOutcome:
 
 def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = None, launcher: str = "local",
               out: str | Path | None = None, slurm_options: dict | None = None, progress: bool = True,
-              overrides: list[str] = (), cluster: str = "slurm") -> SweepOutcome:
+              overrides: list[str] = (), cluster: str = "slurm", poll_s: float | None = None) -> SweepOutcome:
     """Plan every point (``ConfigError`` on the first problem), print the plan, check every pending point as
-    ``qbench run`` would (``ConfigError`` with every problem; a dry run stops here), run what is not done."""
+    ``qbench run`` would (``ConfigError`` with every problem; a dry run stops here), run what is not done.
+
+    ``poll_s``: how often a Slurm sweep looks at its jobs (default ``qbench.sweeps.slurm.POLL_S``).
+    """
 
     spec = with_overrides(load_sweep(str(path)), list(overrides))
     given = {k: v for k, v in (slurm_options or {}).items() if v is not None}
@@ -319,24 +322,26 @@ def run_sweep(path: str | Path, *, dry_run: bool = False, jobs: int | None = Non
         ranks = check_ranks(plan, options, cluster)  # an impossible request stops here, before submitting
         parallel = int(options.get("array_parallelism") or max(1, len(plan.pending())))
         how = f"with {parallel} Slurm jobs at a time" + (f", {ranks} ranks each" if ranks > 1 else "")
+    check_resumable(plan, 1 if launcher == "local" else ranks)  # another world size: refused, never retrained
     print(render_plan(plan, parallel, how), flush=True)
     if not plan.pending():
         return SweepOutcome(plan, [])
     # the dry run too: a plan it passes must be one the real run accepts (seed range, image size, data, ...)
-    check_points(plan, regs, local=launcher == "local")
+    check_points(plan, regs, local=launcher == "local", ranks=1 if launcher == "local" else ranks)
     if dry_run:
         return SweepOutcome(plan, [])
     print(flush=True)
     return SweepOutcome(plan, launch(plan, launcher=launcher, jobs=jobs, slurm_options=options, show_progress=progress,
-                                     cluster=cluster))
+                                     cluster=cluster, poll_s=poll_s))
 
 
 def sweep(path: str, *, dry_run: bool, jobs: int | None, launcher: str, out: str | None,
-          slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm") -> ExitCode:
+          slurm_options: dict, progress: bool, overrides: list[str] = (), cluster: str = "slurm",
+          poll_s: float | None = None) -> ExitCode:
     """``qbench sweep``: plan every point (exit 2 on the first problem), list them, run what is not done."""
 
     outcome = run_sweep(path, dry_run=dry_run, jobs=jobs, launcher=launcher, out=out, slurm_options=slurm_options,
-                        progress=progress, overrides=overrides, cluster=cluster)
+                        progress=progress, overrides=overrides, cluster=cluster, poll_s=poll_s)
     plan, results = outcome.plan, outcome.results
     if not results:
         return ExitCode.OK

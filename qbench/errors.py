@@ -30,6 +30,10 @@ class ConfigError(QbenchError, ValueError):
     """A user error: unknown name, invalid option, missing data or weights."""
 
 
+class ResumeRefused(ConfigError):
+    """A run exists but cannot be continued as asked (another world size): training it afresh would be wrong."""
+
+
 class PluginError(QbenchError):
     """A plugin is broken: duplicate names, a bad spec, a failing factory import."""
 

@@ -57,7 +57,9 @@ SKIP = [
     (r"check_gpu\.py", "needs an NVIDIA GPU (benchmarks/gpu/check_gpu.py --cpu-smoke is tested)"),
     (r"/data/", "needs ImageNet on disk"),
     (r"--launcher slurm", "needs a Slurm cluster; tests/test_sweep.py runs the launcher through submitit's local "
-                          "executor"),
+                          "executor, tests/test_slurm_cluster.py on a real one-node Slurm"),
+    (r"slurm_cluster\.py", "starts or stops a one-node Slurm (root and the Slurm packages); "
+                           "tests/test_slurm_cluster.py does"),
     (r"^qbench run(?!.*--recipe smoke)(?!.*--resume)", "trains cpu-default or a paper recipe (minutes); the smoke "
                                                        "recipe's commands run"),
     (r"--resume \S*\.\.\.", "a placeholder run directory"),

@@ -10,6 +10,7 @@ requeued job ends with the parameters of the uninterrupted one.
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -76,6 +77,9 @@ def test_two_tasks_train_like_torchrun_bit_for_bit_and_like_one_process_within_r
     record = read_metrics(run_dir)
     assert record["run"]["status"] == "ok" and record["train"]["world_size"] == 2
     assert record["train"]["steps"] == SET["train.steps"]
+    with open(run_dir / "log.csv") as fh:
+        logged = [row for row in csv.DictReader(fh) if row.get("loss")]
+    assert record["train"]["final_loss"] == float(logged[-1]["loss"])  # the global batch's, not rank 0's half
     ranked = final_weights(run_dir)
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -354,12 +354,17 @@ def test_a_preempted_job_is_requeued_and_resumes_its_run(tmp_path, regs):
     job = executor.submit(PointJob(), asdict(task))
     deadline = time.time() + 240
     while not list(out.rglob("checkpoint.pt")) and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
     assert list(out.rglob("checkpoint.pt")), "the job never wrote a checkpoint"
     # Slurm preempts by sending the job step USR2 (submitit's LocalExecutor only sends it near its
-    # time limit, to the job process under its controller): send it there directly
+    # time limit, to the job process under its controller): send it there directly.  The job is frozen
+    # first: on a busy machine it could otherwise finish its 40 steps before the signal, and a job
+    # signalled after its result was written is requeued and reports the point "skipped" (the flake)
     [job_process] = child_pids(job._process.pid)
+    os.kill(job_process, signal.SIGSTOP)
+    assert not list(out.rglob("metrics.json")), "the job finished before it could be preempted"
     os.kill(job_process, signal.SIGUSR2)
+    os.kill(job_process, signal.SIGCONT)
     result = job.result()
     assert result["status"] == "ok" and result["resumed"] is True, result  # the result says why, if not
     [run_dir] = run_dirs(out)  # continued in place, not restarted
@@ -533,3 +538,83 @@ def test_a_slurm_sweep_leaves_the_device_to_its_jobs(tmp_path, regs):
     with pytest.raises(ConfigError, match="train.device=cuda, but torch sees no CUDA GPU"):
         check_points(plan, regs, local=True)
     check_points(plan, regs, local=False)  # the jobs run on GPU nodes, not on this login node
+
+
+# ---- world size, and switching datasets -------------------------------------------------------
+
+
+def test_a_run_of_another_world_size_is_refused_in_one_line_and_never_retrained(tmp_path, regs, capsys):
+    import torch
+
+    path = write(tmp_path, SMOKE.replace('quantizers = ["gsq", "fsq"]', 'quantizers = ["gsq"]').replace("[1, 2]", "[1]"))
+    out = tmp_path / "out"
+    plan = build_plan(load_sweep(path), out, regs)
+    run_dir = interrupt_point(plan.points[0], plan)
+    config = run_dir / "config.toml"
+    assert "world_size = 1" in config.read_text()
+    config.write_text(config.read_text().replace("world_size = 1", "world_size = 2"))  # as a 2-rank job leaves it
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "world_size": 2}, run_dir / "checkpoint.pt")
+    with pytest.raises(ConfigError) as refused:
+        sweep(path, out, jobs=1, dry_run=True)  # the dry run says what would happen: nothing, and why
+    assert str(refused.value).count("\n") == 0
+    assert f"point 1 (gsq groups=1 seed=0): cannot resume {run_dir}: it was trained on 2 rank(s) and this would " \
+           "continue it on 1" in str(refused.value)
+    # a folder that does not record its world size (written before it was recorded) reaches the worker,
+    # which fails the point with the same reason and leaves the run as it is: never trained afresh
+    config.write_text(config.read_text().replace("world_size = 2\n", ""))
+    capsys.readouterr()
+    assert sweep(path, out, jobs=1) == 1
+    console = capsys.readouterr().out
+    assert "failed: point 1 (gsq groups=1 seed=0): cannot resume" in console and "trained on 2 rank(s)" in console, console
+    assert run_dirs(out) == [run_dir] and not (run_dir / "metrics.json").exists()
+    assert "restarted" not in console
+
+
+def test_switching_the_dataset_drops_the_old_datasets_options_and_an_empty_options_table_counts(tmp_path, regs):
+    assert load_recipe("cpu-default").data.options  # photos' own options
+    assert load_recipe("cpu-default", ["data.dataset='imagefolder'"]).data.options == {}
+    assert load_recipe("cpu-default", ["data.options.val_fraction=0.1", "data.dataset='imagefolder'"]
+                       ).data.options == {"val_fraction": 0.1}  # given beside the switch: kept, in any order
+    assert load_recipe("cpu-default", ["data.dataset='photos'"]).data.options  # not a switch: kept
+    for fixed, expected in (('"data.dataset" = "webdataset", "data.options.streams" = 4', {"streams": 4}),
+                            ('"data.options" = {}', {}),
+                            ('data = { options = {} }', {})):
+        path = write(tmp_path, f"""
+            name = "switch"
+            recipe = "cpu-default"
+            quantizers = ["gsq"]
+            set = {{ {fixed} }}
+        """)
+        [point] = build_plan(load_sweep(path), tmp_path / "out", regs).points
+        assert point.identity.recipe.data.options == expected, fixed
+
+
+def _fake_slurm(folder: Path, name: str, script: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+def test_a_cluster_without_accounting_or_refusing_the_job_is_one_line_before_submitting(tmp_path, monkeypatch):
+    from qbench.sweeps import slurm_request
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _fake_slurm(bin_dir, "sacct", 'echo "sacct: error: Slurm accounting storage is disabled" >&2; exit 1\n')
+    with pytest.raises(ConfigError, match="needs Slurm accounting \\(slurmdbd\\).*sacct, which says: "
+                                          "Slurm accounting storage is disabled$"):
+        slurm_request.check_accounting()
+    _fake_slurm(bin_dir, "sbatch", 'cat > /dev/null; echo "allocation failure: Requested node configuration is '
+                                   'not available" >&2; exit 1\n')
+    _fake_slurm(bin_dir, "sinfo", 'echo "gpu* 3 64 512000 gpu:8"\n')
+    with pytest.raises(ConfigError) as refused:
+        slurm_request.check_request({"partition": "gpu", "nodes": 4, "ntasks_per_node": 8, "gpus_per_node": 8},
+                                    "#!/bin/bash\n#SBATCH --nodes=4\n")
+    assert str(refused.value) == (
+        "--launcher slurm: Slurm refuses the request (partition gpu, 4 node(s) x 8 task(s), 8 GPU(s) per node): "
+        "allocation failure: Requested node configuration is not available; partition gpu has 3 node(s) of 64 "
+        "CPUs, 512000 MB, generic resources gpu:8")
+    _fake_slurm(bin_dir, "sbatch", 'cat > /dev/null; echo "sbatch: Job 3 to start at now" >&2\n')
+    slurm_request.check_request({}, "#!/bin/bash\n")  # accepted: nothing raised

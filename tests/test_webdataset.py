@@ -21,7 +21,7 @@ from qbench_builtins.shards import ShardIndex, expand_shards, webdataset_shards
 pytest.importorskip("webdataset")
 
 SIZE = 16  # crop size
-TRAIN, VAL, PER_SHARD = 24, 6, 3  # 8 train shards: 2 per reader for 2 ranks x 2 workers
+TRAIN, VAL, PER_SHARD = 24, 6, 3  # 8 train shards
 
 
 @pytest.fixture(scope="module")
@@ -67,37 +67,56 @@ def test_shards_hold_the_images_imagefolder_reads(folders):
     assert names[:2] == ["00000000.jpg", "00000000.path.txt"]  # the file's own bytes, under its own extension
 
 
-def test_an_epoch_covers_every_image_once_across_2_ranks_x_2_workers(folders):
+LAYOUT = {"streams": 4, "streams_per_batch": 2}  # 8 shards: 2 per stream; 2 groups of 2 streams
+
+
+def global_batches(stream, batch: int, ranks: int, workers: int, steps: int, start: int = 0) -> list[torch.Tensor]:
+    """The global batches of ``steps`` steps, put together from every rank's slice."""
+    per_rank = [train_batches(stream, batch, seed=3, start_step=start, rank=r, world_size=ranks,
+                              num_workers=workers) for r in range(ranks)]
+    return [torch.cat([next(b) for b in per_rank]) for _ in range(steps)]
+
+
+def test_the_samples_of_every_step_do_not_depend_on_ranks_or_workers_and_an_epoch_covers_each_image_once(folders):
     src, out = folders
     reference = ImageFolderDataset(split="train", image_size=SIZE, root=str(src))
     expected = sorted(digest(reference[i]) for i in range(len(reference)))
-    stream = webdataset_shards(split="train", image_size=SIZE, root=str(out), seed=3, shuffle_buffer=4)
-    global_batch, per_rank = 6, 3
-    steps = TRAIN // global_batch  # one epoch of every reader
-    seen, first = [], {}
-    for rank in (0, 1):
-        batches = train_batches(stream, global_batch, seed=3, rank=rank, world_size=2, num_workers=2)
-        taken = [next(batches) for _ in range(steps + 2)]
-        assert all(b.shape == (per_rank, 3, SIZE, SIZE) and b.dtype == torch.uint8 for b in taken)
-        seen += [digest(image) for batch in taken[:steps] for image in batch]
-        first[rank] = taken
-    assert sorted(seen) == expected  # every image exactly once
+    stream = webdataset_shards(split="train", image_size=SIZE, root=str(out), seed=3, shuffle_buffer=4, **LAYOUT)
+    batch = 6  # 3 images of each of a group's 2 streams
+    steps = TRAIN // batch  # one epoch of every stream
+    one = global_batches(stream, batch, ranks=1, workers=0, steps=steps + 2)
+    assert all(b.shape == (batch, 3, SIZE, SIZE) and b.dtype == torch.uint8 for b in one)
+    assert sorted(digest(image) for b in one[:steps] for image in b) == expected  # every image exactly once
+    for ranks, workers in ((1, 2), (2, 0), (2, 2)):
+        other = global_batches(stream, batch, ranks=ranks, workers=workers, steps=steps + 2)
+        for k, (a, b) in enumerate(zip(one, other)):
+            assert torch.equal(a, b), (ranks, workers, k)
     # the next epoch reshuffles: same images, another order
-    again = [digest(i) for rank in (0, 1) for b in first[rank][steps:] for i in b]
-    assert again != seen[:len(again)]
-    # a resumed run continues the stream where it stopped (skipping without decoding)
-    resumed = train_batches(stream, global_batch, seed=3, start_step=3, rank=1, world_size=2, num_workers=2)
-    for k in range(3, steps + 2):
-        assert torch.equal(next(resumed), first[1][k]), k
+    seen = [digest(image) for b in one[:steps] for image in b]
+    assert [digest(image) for b in one[steps:] for image in b] != seen[:2 * batch]
+    # a resumed run continues the stream where it stopped (skipping without decoding), in any layout
+    resumed = global_batches(stream, batch, ranks=2, workers=2, steps=steps - 1, start=3)
+    for k, b in enumerate(resumed, start=3):
+        assert torch.equal(b, one[k]), k
 
 
-def test_fewer_shards_than_readers_is_refused(folders):
+def test_a_layout_the_streams_cannot_serve_is_refused(folders):
     _, out = folders
-    stream = webdataset_shards(split="train", image_size=SIZE, root=str(out))
-    with pytest.raises(qbench.ConfigError, match="8 shards for 2 rank\\(s\\) x 8 worker\\(s\\)"):
-        train_batches(stream, 8, seed=0, rank=0, world_size=2, num_workers=8)
-    with pytest.warns(UserWarning, match="8 shards do not divide among 3 readers"):
-        stream.stream(rank=0, world_size=3, batch_size=1, start_step=0, num_workers=1)
+    stream = webdataset_shards(split="train", image_size=SIZE, root=str(out))  # 64 streams by default
+    with pytest.raises(qbench.ConfigError, match="8 shards for data.options.streams 64"):
+        train_batches(stream, 8, seed=0, rank=0, world_size=1)
+    stream = webdataset_shards(split="train", image_size=SIZE, root=str(out), **LAYOUT)
+    with pytest.raises(qbench.ConfigError, match="the 4 ranks do not divide data.options.streams_per_batch 2"):
+        train_batches(stream, 8, seed=0, rank=0, world_size=4)
+    with pytest.raises(qbench.ConfigError, match="data.num_workers 4 does not divide the 2 stream groups"):
+        train_batches(stream, 8, seed=0, rank=0, world_size=1, num_workers=4)
+    with pytest.raises(qbench.ConfigError, match="data.batch_size 5 is not divisible by"):
+        train_batches(stream, 5, seed=0, rank=0, world_size=1)
+    with pytest.warns(UserWarning, match="8 shards do not divide among 3 streams"):
+        webdataset_shards(split="train", image_size=SIZE, root=str(out), streams=3, streams_per_batch=1).stream(
+            rank=0, world_size=1, batch_size=1, start_step=0, num_workers=1)
+    with pytest.raises(qbench.ConfigError, match="must be a multiple of streams_per_batch"):
+        webdataset_shards(split="train", image_size=SIZE, root=str(out), streams=6, streams_per_batch=4)
     with pytest.raises(qbench.ConfigError, match="needs data.root"):
         webdataset_shards(split="train", image_size=SIZE)
 
@@ -112,15 +131,23 @@ def test_corrupt_shards_and_samples_are_counted_and_skipped(folders, tmp_path):
         sink.write({"__key__": "broken", "png": b"not an image"})
         sink.write({"__key__": "fine", "png": _png_bytes()})
     (tmp_path / "train" / "shard-not-a-tar.tar").write_bytes(b"\x00garbage" * 100)
+    whole = (tmp_path / "train" / "shard-000007.tar").read_bytes()
+    (tmp_path / "train" / "shard-000007.tar").write_bytes(whole[: len(whole) // 2])  # truncated mid-image
     whole = (tmp_path / "val" / "shard-000001.tar").read_bytes()
     (tmp_path / "val" / "shard-000001.tar").write_bytes(whole[: len(whole) // 2])  # truncated mid-image
 
-    stream = webdataset_shards(split="train", image_size=SIZE, root=str(tmp_path), shuffle_buffer=0)
+    stream = webdataset_shards(split="train", image_size=SIZE, root=str(tmp_path), shuffle_buffer=0, streams=1,
+                               streams_per_batch=1)
     with pytest.warns(UserWarning, match="skipping"):
-        images = list(stream.decoded(s) for s in stream.raw_samples(0, 0, 1))
-    good = [i for i in images if i is not None]
-    assert len(good) == TRAIN + 1 and len(images) == TRAIN + 2  # the broken sample was seen and dropped
-    assert len(stream.skipped) == 2 and "skipped 2" in stream.report()  # the sample and the shard
+        epochs = [[stream.decoded(s) for s in stream.raw_samples(epoch, 0)] for epoch in (0, 1, 2)]
+    for images in epochs:
+        good = [i for i in images if i is not None]
+        assert TRAIN - PER_SHARD + 1 <= len(good) < TRAIN + 1 and len(images) == len(good) + 1  # broken sample dropped
+    # each bad shard and the bad sample once, however often they were read: 3 epochs, 3 skipped
+    assert sorted(stream.skipped) == sorted([f"shard {tmp_path / 'train' / 'shard-not-a-tar.tar'}",
+                                             f"shard {tmp_path / 'train' / 'shard-000007.tar'}",
+                                             f"{tmp_path / 'train' / 'shard-bad-sample.tar'}:broken"]), stream.skipped
+    assert "skipped 3" in stream.report()
 
     with pytest.warns(UserWarning, match="skipping"):
         val = webdataset_shards(split="val", image_size=SIZE, root=str(tmp_path))
@@ -137,15 +164,23 @@ def _png_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def test_a_run_trains_and_evaluates_from_shards(folders, tmp_path):
+def test_a_run_trains_and_evaluates_from_shards_and_its_loader_workers_change_nothing(folders, tmp_path):
     _, out = folders
-    # the photos' strip options do not apply to shards; these shards have no test split
-    recipe = load_recipe("smoke", ["data.dataset='webdataset'", f"data.root='{out}'", "data.batch_size=4",
-                                   "data.num_workers=2", "train.steps=3", "eval.max_images=6", "eval.grid_images=2",
-                                   "data.options={}", "data.options.shuffle_buffer=8", "eval.split='val'"])
-    [outcome] = runner.run_comparison(["gsq"], recipe, out_root=tmp_path, progress=False)
-    assert outcome.status == "ok", outcome.reason
-    assert outcome.record["train"]["steps"] == 3 and outcome.metrics["psnr"]["status"] == "ok"
+    outcomes = []
+    for workers in (0, 2):  # data.num_workers is outside the config hash: it must not change the result
+        recipe = load_recipe("smoke", ["data.dataset='webdataset'", f"data.root='{out}'", "data.batch_size=4",
+                                       f"data.num_workers={workers}", "train.steps=3", "eval.max_images=6",
+                                       "eval.grid_images=2", "data.options.shuffle_buffer=8",
+                                       "data.options.streams=4", "data.options.streams_per_batch=2",
+                                       "eval.split='val'"])  # these shards have no test split
+        [outcome] = runner.run_comparison(["gsq"], recipe, out_root=tmp_path / str(workers), progress=False)
+        assert outcome.status == "ok", outcome.reason
+        assert outcome.record["train"]["steps"] == 3 and outcome.metrics["psnr"]["status"] == "ok"
+        outcomes.append(outcome)
+    assert outcomes[0].record["run"]["config_hash"] == outcomes[1].record["run"]["config_hash"]
+    assert outcomes[0].metrics["psnr"]["value"] == outcomes[1].metrics["psnr"]["value"]
+    weights = [torch.load(o.run_dir / "checkpoint.pt", weights_only=True)["model"] for o in outcomes]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_the_shard_command_refuses_bad_input_in_one_line(folders, tmp_path):

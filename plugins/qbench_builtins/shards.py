@@ -16,28 +16,39 @@ Each image is decoded to 8-bit RGB and resized and centre cropped exactly as
 ``imagefolder`` does (``qbench_builtins.datasets.resize_center_crop``), so
 the same image gives the same tensor by either route.
 
-**Training** streams (an ``IterableDataset``).  Every epoch the shard list is
-shuffled with a seed drawn from (seed, epoch) and dealt out to the
-``ranks x workers`` readers: reader ``p`` of ``P`` takes shards ``p, p+P, ...``.
-Each reader shuffles its samples in a buffer of ``shuffle_buffer`` samples
-(seeded by seed, epoch and reader) and loops over epochs on its own, so the
-DataLoader's round-robin over workers fixes which reader made each batch.
-Coverage: an epoch of every reader reads every image exactly once across all
-readers.  The readers' epochs are of equal length only when the shard count
-is divisible by ``ranks x workers`` and the shards hold equal counts; else
-this warns (some ranks then see some images more often).  Fewer shards than
-readers is refused: a reader without shards would have nothing to read.
-A resumed run skips, in every reader, the samples its batches already took
-(without decoding them), so it continues the same stream; a corrupt sample
-inside the skipped part shifts the stream by one sample from there on.
+**Training** streams (an ``IterableDataset``), in a layout fixed by the
+options, never by the hardware: ``streams`` (default 64) streams, each
+reading its share of the shards (every epoch the shard list is shuffled with a
+seed drawn from (seed, epoch), and stream ``p`` takes shards ``p,
+p + streams, ...``), shuffling its samples in a buffer of ``shuffle_buffer``
+samples (seeded by seed, epoch and stream) and looping over epochs on its
+own.  The streams form ``streams / streams_per_batch`` groups of
+``streams_per_batch`` (default 8); the global batch of step ``k`` is the
+next ``batch / streams_per_batch`` images of each stream of group
+``k mod groups``, in stream order.  Rank ``r`` of ``R`` reads the ``r``-th
+``streams_per_batch / R`` streams of a group (its slice of the global
+batch), and loader worker ``w`` of ``W`` the groups of the steps it makes
+(``k mod W == w``), so every stream is read by one process and the samples
+of every step are the same on 1 or 8 ranks and with 0 or 8 workers
+(``streams_per_batch`` must be divisible by the ranks, the number of groups
+by the workers, the batch by ``streams_per_batch``; else refused before
+training).  Coverage: an epoch of every stream reads every image exactly
+once across all streams.  The streams' epochs are of equal length only when
+the shard count is divisible by ``streams`` and the shards hold equal
+counts; else this warns.  Fewer shards than streams is refused: a stream
+without shards would have nothing to read.  A resumed run skips, in every
+stream, the samples its batches already took (without decoding them), so it
+continues the same stream; a corrupt sample inside the skipped part shifts
+that stream by one sample from there on.
 
 **Evaluation** (``val`` and ``test``) is a map-style index of the split's shards (shard, offset,
 size of every image, read from the tar headers once): ranks take every
 world-size-th image, as with ``imagefolder``, and the order is the shards'.
 
 A corrupt shard (not a tar, truncated) or a sample that does not decode is
-counted in ``skipped``, warned about, and skipped; the run goes on
-(``report()`` puts the count in the run record).  Counts made inside
+counted in ``skipped`` (once per shard or sample, however often it is read
+again), warned about, and skipped; the run goes on (``report()`` puts the
+count in the run record).  Counts made inside
 DataLoader worker processes stay there: their warnings go to stderr.
 """
 
@@ -45,6 +56,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import os
 import random
 import tarfile
@@ -114,42 +126,61 @@ class _Skips:
 class ShardStream(_Skips, torch.utils.data.IterableDataset):
     """Training images streamed from shards (see the module docstring); ``stream`` sets the reader layout."""
 
-    def __init__(self, shards: list[str], image_size: int, seed: int, shuffle_buffer: int):
+    def __init__(self, shards: list[str], image_size: int, seed: int, shuffle_buffer: int, streams: int,
+                 streams_per_batch: int):
         self.shards, self.image_size, self.seed, self.shuffle_buffer = shards, image_size, seed, shuffle_buffer
+        self.streams, self.per_batch = streams, streams_per_batch
         self.skipped: dict[str, str] = {}
         self.rank, self.world_size, self.batch_size, self.start_step = 0, 1, 1, 0
 
     def stream(self, *, rank: int, world_size: int, batch_size: int, start_step: int, num_workers: int) -> ShardStream:
-        """This rank's stream of a run: ``batch_size`` per rank and step, from ``start_step`` on."""
-        readers = world_size * max(1, num_workers)
-        if len(self.shards) < readers:
-            raise ConfigError(f"webdataset: {len(self.shards)} shards for {world_size} rank(s) x "
-                              f"{max(1, num_workers)} worker(s); every reader needs a shard (write smaller shards)")
-        if len(self.shards) % readers and rank == 0:
-            warnings.warn(f"webdataset: {len(self.shards)} shards do not divide among {readers} readers "
-                          f"(ranks x workers): epochs of the readers differ in length", stacklevel=2)
+        """This rank's stream of a run: ``batch_size`` per rank and step, from ``start_step`` on.
+
+        Refuses (``ConfigError``) a layout the streams cannot serve: the sample order never depends on it.
+        """
+        workers, groups = max(1, num_workers), self.streams // self.per_batch
+        problems = []
+        if self.per_batch % world_size:
+            problems.append(f"the {world_size} ranks do not divide data.options.streams_per_batch "
+                            f"{self.per_batch} (each rank reads its share of every batch's streams)")
+        if groups % workers:
+            problems.append(f"data.num_workers {workers} does not divide the {groups} stream groups "
+                            f"(data.options.streams {self.streams} / streams_per_batch {self.per_batch})")
+        if (batch_size * world_size) % self.per_batch:
+            problems.append(f"data.batch_size {batch_size * world_size} is not divisible by "
+                            f"data.options.streams_per_batch {self.per_batch}")
+        if len(self.shards) < self.streams:
+            problems.append(f"{len(self.shards)} shards for data.options.streams {self.streams}; every stream "
+                            "needs a shard (write smaller shards or use fewer streams)")
+        if problems:
+            raise ConfigError("webdataset: " + "; ".join(problems))
+        if len(self.shards) % self.streams and rank == 0:
+            warnings.warn(f"webdataset: {len(self.shards)} shards do not divide among {self.streams} streams: "
+                          "epochs of the streams differ in length", stacklevel=2)
         view = copy.copy(self)
         view.rank, view.world_size, view.batch_size, view.start_step = rank, world_size, batch_size, start_step
         return view
 
-    def epoch_shards(self, epoch: int, reader: int, readers: int) -> list[str]:
+    def epoch_shards(self, epoch: int, stream: int) -> list[str]:
         order = list(self.shards)
         random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-        return order[reader::readers]
+        return order[stream::self.streams]
 
-    def raw_samples(self, epoch: int, reader: int, readers: int):
-        """One epoch of one reader: undecoded samples (dicts of bytes), buffer-shuffled."""
+    def raw_samples(self, epoch: int, stream: int):
+        """One epoch of one stream: undecoded samples (dicts of bytes), buffer-shuffled."""
         wds = _webdataset()
 
         def corrupt_shard(exc: BaseException) -> bool:
-            shard = next((a for a in exc.args if isinstance(a, str) and a.endswith(".tar")), "")
-            self._skip(f"shard {shard or '?'} (error {len(self.skipped) + 1})", exc)
+            said = " ".join(map(str, (exc, *exc.args)))  # webdataset puts the shard in the arguments or the text
+            shard = max((s for s in self.shards if s in said), key=len, default="")
+            # keyed by the shard: a shard read again (next epoch) or failing twice is counted once
+            self._skip(f"shard {shard}" if shard else f"shard ? ({type(exc).__name__}: {exc})", exc)
             return True  # go on with the next shard
 
-        stages = [wds.SimpleShardList(self.epoch_shards(epoch, reader, readers)),
+        stages = [wds.SimpleShardList(self.epoch_shards(epoch, stream)),
                   wds.tarfile_to_samples(handler=corrupt_shard)]
         if self.shuffle_buffer > 1:
-            seed = (self.seed * 1_000_003 + epoch) * 10_007 + reader
+            seed = (self.seed * 1_000_003 + epoch) * 10_007 + stream
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed))
         return wds.DataPipeline(*stages)
 
@@ -166,19 +197,12 @@ class ShardStream(_Skips, torch.utils.data.IterableDataset):
             self._skip(key, exc)
             return None
 
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        # the loader asks its workers in turn from worker 0, and batch k of a run comes from reader
-        # k % workers: a loader started at step s hands worker w the part of reader (w + s) % workers
-        role = (worker + self.start_step) % workers
-        reader, readers = self.rank * workers + role, self.world_size * workers
-        # batches the run already took from this reader: k < start_step with k % workers == role
-        skip = max(0, -(-(self.start_step - role) // workers)) * self.batch_size
+    def _images(self, stream: int, skip: int):
+        """Stream ``stream``'s decoded images, epoch after epoch, after ``skip`` raw samples (not decoded)."""
         epoch = 0
         while True:
             usable = False  # an epoch of nothing but unreadable samples would loop for ever
-            for sample in self.raw_samples(epoch, reader, readers):
+            for sample in self.raw_samples(epoch, stream):
                 if skip:
                     skip, usable = skip - 1, True
                     continue
@@ -187,8 +211,27 @@ class ShardStream(_Skips, torch.utils.data.IterableDataset):
                     usable = True
                     yield image
             if not usable:
-                raise ConfigError(f"webdataset: reader {reader} of {readers} read no image in a whole epoch")
+                raise ConfigError(f"webdataset: stream {stream} of {self.streams} read no image in a whole epoch")
             epoch += 1
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        groups = self.streams // self.per_batch
+        take = self.batch_size * self.world_size // self.per_batch  # images of one stream in one batch
+        mine = range(self.rank * self.per_batch // self.world_size, (self.rank + 1) * self.per_batch // self.world_size)
+        images = {}
+        # the loader asks its workers in turn from worker 0: this worker makes the batches of steps
+        # start + worker, start + worker + workers, ...; step k is group k % groups's chunk k // groups
+        for step in itertools.count(self.start_step + worker, workers):
+            group = step % groups
+            for j in mine:
+                stream = group * self.per_batch + j
+                if stream not in images:  # chunks taken before the start, by steps group, group + groups, ...
+                    done = max(0, -(-(self.start_step - group) // groups))
+                    images[stream] = self._images(stream, done * take)
+                for _ in range(take):
+                    yield next(images[stream])
 
 
 class ShardIndex(_Skips, torch.utils.data.Dataset):
@@ -241,11 +284,17 @@ class ShardIndex(_Skips, torch.utils.data.Dataset):
 
 
 def webdataset_shards(*, split: str = "train", image_size: int = 256, root: str = "", seed: int = 0,
-                      train_urls: str = "", val_urls: str = "", test_urls: str = "", shuffle_buffer: int = 1000):
+                      train_urls: str = "", val_urls: str = "", test_urls: str = "", shuffle_buffer: int = 1000,
+                      streams: int = 64, streams_per_batch: int = 8):
     """The ``webdataset`` dataset factory: a ``ShardStream`` for training, a ``ShardIndex`` for evaluation."""
     _check_common(split, image_size)
-    if not isinstance(shuffle_buffer, int) or isinstance(shuffle_buffer, bool) or shuffle_buffer < 0:
-        raise ConfigError(f"webdataset: shuffle_buffer must be a non-negative integer, got {shuffle_buffer!r}")
+    for name, value, least in (("shuffle_buffer", shuffle_buffer, 0), ("streams", streams, 1),
+                               ("streams_per_batch", streams_per_batch, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"webdataset: {name} must be an integer >= {least}, got {value!r}")
+    if streams % streams_per_batch:
+        raise ConfigError(f"webdataset: streams ({streams}) must be a multiple of streams_per_batch "
+                          f"({streams_per_batch})")
     spec = {"train": train_urls, "val": val_urls, "test": test_urls}[split]
     if not spec:
         if not root:
@@ -258,5 +307,5 @@ def webdataset_shards(*, split: str = "train", image_size: int = 256, root: str 
                               f"data.options.{split}_urls)")
     shards = expand_shards(spec)
     if split == "train":
-        return ShardStream(shards, image_size, int(seed), shuffle_buffer)
+        return ShardStream(shards, image_size, int(seed), shuffle_buffer, streams, streams_per_batch)
     return ShardIndex(shards, image_size)

@@ -304,18 +304,15 @@ def check_checkpoint_fits(state: dict[str, Any], identity, regs: Registries, run
                               f"{mismatch(exc)}") from None
 
 
-def _evaluation_size_problem(eval_set, recipe, split: str | None = None, what: str = "evaluation") -> str:
-    # deferred: loads torch only when this runs
-    from qbench.engine.distributed import env_world_size
-
+def _evaluation_size_problem(eval_set, recipe, ranks: int, split: str | None = None, what: str = "evaluation") -> str:
     if recipe.eval.max_images < 0:  # already reported as a recipe value
         return ""
     split = recipe.eval.split if split is None else split
     total = len(eval_set) if not recipe.eval.max_images else min(recipe.eval.max_images, len(eval_set))
     if total == 0:
         return f"the {what} split {split!r} is empty"
-    if total < env_world_size():
-        return f"the {what} split {split!r} has {total} images, fewer than the {env_world_size()} ranks"
+    if total < ranks:
+        return f"the {what} split {split!r} has {total} images, fewer than the {ranks} ranks"
     return ""
 
 
@@ -344,7 +341,7 @@ def _memoised(memo: dict | None, key: Any, function, *args, **kwargs):
 def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics: bool = False,
               out_root: str | os.PathLike | None = None, resume_state: dict[str, Any] | None = None,
               run_dir: str | os.PathLike | None = None, memo: dict | None = None,
-              device_here: bool = True) -> CheckedRun:
+              device_here: bool = True, world_size: int | None = None) -> CheckedRun:
     """Every problem of a run configuration at once (see the module docstring), or what it builds.
 
     ``out_root``: the folder new run directories go into; ``run_dir`` and
@@ -352,12 +349,15 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     dict shared by the calls for many runs (a sweep's points), so that the
     same datasets, metrics and device are built and checked once.
     ``device_here=False``: the run will train on another machine (a Slurm
-    job), so this machine's GPUs say nothing about it.
+    job), so this machine's GPUs say nothing about it.  ``world_size``: the
+    ranks the run will train on (default: this process group's).
     """
     # deferred: loads torch only when this runs
-    from qbench.engine.data import build_dataset
+    from qbench.engine.data import build_dataset, check_stream_layout
     from qbench.engine.distributed import env_world_size
     from qbench.engine.losses import check_pretrained
+
+    ranks = env_world_size() if world_size is None else world_size
 
     problems = Problems()
     for line in quantizer_name_problems(list(quantizers), regs):
@@ -380,10 +380,10 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     problems.check(check_loggers, recipe, regs)
     if device_here:
         problems.check(_memoised, memo, [recipe.train.device, recipe.train.precision], check_device, recipe)
-    problems.add(recipe_checks.batch_problem(recipe.data.batch_size, env_world_size()))
-    if resume_state is not None and int(resume_state.get("world_size", 1)) != env_world_size():
+    problems.add(recipe_checks.batch_problem(recipe.data.batch_size, ranks))
+    if resume_state is not None and int(resume_state.get("world_size", 1)) != ranks:
         problems.add(f"the checkpoint was written by {resume_state.get('world_size', 1)} rank(s) and this "
-                     f"process group has {env_world_size()}; resume with the same world size (the same "
+                     f"process group has {ranks}; resume with the same world size (the same "
                      "samples, but sums over ranks round differently)")
     if out_root is not None:
         problems.check(check_out_root, out_root, recipe)
@@ -395,6 +395,8 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
                                regs=regs) if data_ok else None
     eval_set = problems.check(_memoised, memo, [data_key, recipe.eval.split], build_dataset, recipe,
                               recipe.eval.split, regs=regs) if data_ok else None
+    if train_set is not None and not recipe_checks.batch_problem(recipe.data.batch_size, ranks):
+        problems.check(check_stream_layout, train_set, recipe.data.batch_size, ranks, recipe.data.num_workers)
     heldout_split, heldout_set = recipe.eval.heldout_split, None
     if heldout_split == recipe.eval.split:
         heldout_set = eval_set
@@ -402,10 +404,10 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
         heldout_set = problems.check(_memoised, memo, [data_key, heldout_split], build_dataset, recipe,
                                      heldout_split, regs=regs)
         if heldout_set is not None:
-            problems.add(_evaluation_size_problem(heldout_set, recipe, heldout_split, "held-out"))
+            problems.add(_evaluation_size_problem(heldout_set, recipe, ranks, heldout_split, "held-out"))
     image = None
     if eval_set is not None:
-        problems.add(_evaluation_size_problem(eval_set, recipe))
+        problems.add(_evaluation_size_problem(eval_set, recipe, ranks))
         image = problems.check(_probe_image, eval_set)
     if image is not None:
         height, width = (int(s) for s in image.shape[-2:])

@@ -29,7 +29,7 @@ from typing import Any
 from qbench.comparison import tracking
 from qbench.comparison.preflight import check_run, name_list_problems
 from qbench.comparison.tracking import with_loggers
-from qbench.errors import ConfigError, RunFailed
+from qbench.errors import ConfigError, ResumeRefused, RunFailed
 from qbench.logger import RunInfo
 from qbench.platform.plugins import Registries, given_or_built
 from qbench.recipe.config import Recipe
@@ -143,7 +143,7 @@ def _train_and_score_with(tracker, identity, regs: Registries, train_set, eval_s
     recipe, name, options = identity.recipe, identity.quantizer, identity.options
     directory = results.RunDirectory(run_dir)
     if main and resume_state is None:
-        directory.write_config(identity, sweep)
+        directory.write_config(identity, sweep, world_size=distributed.world_size())
     torch.manual_seed(recipe.seed)
     tokenizer = build_tokenizer(identity, regs=regs)
     model_info = tokenizer.model_info()
@@ -298,6 +298,9 @@ def resume_run(run_dir: str | Path, *, progress: bool = True, regs: Registries |
     stored = dataclasses.replace(stored, recipe=with_loggers(stored.recipe, loggers or []))  # not in the hash
     if stored.config_hash != state["config_hash"]:
         raise ConfigError(f"checkpoint in {run_dir} does not match its own config hash (edited or from another version)")
+    written, here = int(state.get("world_size", 1)), distributed.env_world_size()
+    if written != here:
+        raise ResumeRefused(world_size_refusal(run_dir, written, here))
     regs = given_or_built(regs)
     current = resolve(stored.recipe, stored.quantizer, regs)
     if current.config_hash != stored.config_hash:
@@ -317,6 +320,12 @@ def resume_run(run_dir: str | Path, *, progress: bool = True, regs: Registries |
     sweep = state.get("sweep") or None
     return _train_and_score(stored, regs, checked.train_set, checked.eval_set, run_dir,
                             heldout_set=checked.heldout_set, resume_state=state, progress=progress, sweep=sweep)
+
+
+def world_size_refusal(run_dir: str | Path, written: int, asked: int) -> str:
+    return (f"cannot resume {run_dir}: it was trained on {written} rank(s) and this would continue it on {asked}; "
+            f"resume it with {written} rank(s) (the same samples per step, but sums over ranks round "
+            "differently), or move the folder away to train afresh")
 
 
 def _finished_outcome(identity, state, directory) -> RunOutcome | None:

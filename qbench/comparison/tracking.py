@@ -107,9 +107,10 @@ class LoggerGroup:
         return self
 
     def __exit__(self, kind, exc, traceback) -> None:
-        # a run that raised still ends in the trackers, marked as such
+        # a run that raised still ends in the trackers, marked as such: stopped from outside (Ctrl-C, a
+        # preemption, an exit: not an Exception) is interrupted, and resumes; an error is a failure
         if exc is not None:
-            self.finish(INTERRUPTED if isinstance(exc, KeyboardInterrupt) else FAILED, one_line(exc))
+            self.finish(FAILED if isinstance(exc, Exception) else INTERRUPTED, one_line(exc))
         self.finish(OK)
 
 

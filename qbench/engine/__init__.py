@@ -8,6 +8,7 @@
   discriminators  PatchGAN and a frozen-DINOv2 discriminator
   diffaug         DiffAugment for data-efficient GAN training
   distributed     DDP under ``torchrun``: NCCL on GPU, gloo on CPU
+  preemption      a checkpoint (and a stop) when the cluster signals; loader workers ignore the signals
   evaluate        the pinned metric protocol over an evaluation set
   code_counts     the evaluation-set code histogram for the loggers
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from qbench.engine import preemption
 from qbench.errors import ConfigError
 from qbench.platform.plugins import Registries, given_or_built
 from qbench.recipe.checks import batch_problem
@@ -98,6 +99,13 @@ def train_batches(dataset: Dataset, batch_size: int, *, seed: int, start_step: i
     return iter(loader)
 
 
+def check_stream_layout(dataset: Dataset, batch_size: int, world_size: int, num_workers: int) -> None:
+    """A streaming dataset's refusal (``ConfigError``) of ``world_size`` ranks x ``num_workers``, before training."""
+    if hasattr(dataset, "stream"):
+        dataset.stream(rank=0, world_size=world_size, batch_size=batch_size // world_size, start_step=0,
+                       num_workers=num_workers)
+
+
 def loader_options(num_workers: int) -> dict:
     """DataLoader settings for the training stream.
 
@@ -106,10 +114,13 @@ def loader_options(num_workers: int) -> dict:
     (the stream is endless, so there is one epoch of the loader and
     ``persistent_workers`` would change nothing); each worker keeps 4 batches
     ready (twice torch's default) so that a slow image does not stall a step.
+    Workers ignore the cluster's preemption signals, which are for the
+    training process (``qbench.engine.preemption``).
     """
     if num_workers <= 0:
         return {"pin_memory": torch.cuda.is_available()}
-    return {"pin_memory": torch.cuda.is_available(), "prefetch_factor": 4, "persistent_workers": False}
+    return {"pin_memory": torch.cuda.is_available(), "prefetch_factor": 4, "persistent_workers": False,
+            "worker_init_fn": preemption.ignore_in_worker}
 
 
 def to_model_input(batch: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:

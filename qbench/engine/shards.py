@@ -10,9 +10,9 @@ unchanged (no re-encoding), under its own extension, with its path relative
 to SRC in a ``path.txt`` field; keys are the image's position in the split,
 so the ``webdataset`` dataset's evaluation index reads them in
 ``imagefolder``'s order.  Output: ``OUT/train/shard-000000.tar, ...``,
-``OUT/val/...`` and ``OUT/test/...``, at most N images per shard.  For
-training on R ranks with W loader workers, pick N so that the shard count
-is a multiple of R x W (docs/scale.md).
+``OUT/val/...`` and ``OUT/test/...``, at most N images per shard.  Pick N
+so that the training shard count is a multiple of the ``webdataset``
+dataset's ``data.options.streams`` (64 by default; docs/scale.md).
 
 Bad input (fractions out of range, an OUT that is a file, already holds
 shards or cannot be written) is a ``ConfigError`` before any shard exists.

@@ -19,6 +19,7 @@ good checkpoint is left as it was.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from qbench.codebook import host_code_stats
-from qbench.engine import distributed
+from qbench.engine import distributed, preemption
 from qbench.engine.data import to_model_input, train_batches
 from qbench.engine.losses import PerceptualLoss, reconstruction_loss
 from qbench.errors import RunFailed
@@ -131,6 +132,7 @@ class _Trainer:
             if self.disc is not None:
                 self.forward_disc = DDP(self.disc, device_ids=ids)
         self.step, self.wall_time, self.log = 0, 0.0, []
+        self.preempt = (False, False)  # (checkpoint, stop) asked by a signal on some rank (qbench.engine.preemption)
 
     # -- checkpoints ---------------------------------------------------------------
     def state(self, identity: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +186,12 @@ class _Trainer:
                 self.disc.requires_grad_(False)
                 terms["g_adv"] = non_saturating_g_loss(self.disc(diff_augment(x_hat, loss_cfg.diffaug)).float())
                 total = total + loss_cfg.adversarial_weight * terms["g_adv"]
-        if distributed.any_rank(not bool(torch.isfinite(total.detach())), self.device):
+        # one all-reduce for both: a non-finite loss on any rank, and a preemption signal on any rank
+        checkpoint_asked, stop_asked = preemption.requests()
+        flags = distributed.any_rank_each(torch.tensor([float(not bool(torch.isfinite(total.detach()))),
+                                                        float(checkpoint_asked), float(stop_asked)]))
+        self.preempt = (bool(flags[1] > 0), bool(flags[2] > 0))
+        if flags[0] > 0:
             raise RunFailed(f"non-finite loss ({float(total.detach())}); terms " + ", ".join(
                 f"{k}={float(v.detach()):.4g}" for k, v in terms.items()), self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
@@ -315,43 +322,56 @@ def fit(
         distributed.barrier()
 
     try:
-        while trainer.step < end:
-            t0 = time.perf_counter()
-            last = trainer.train_step(next(batches))
-            trainer.wall_time += time.perf_counter() - t0
-            window_steps += 1
-            if bar is not None:
-                bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.1f}%", refresh=False)
-                bar.update(1)
-            if trainer.step % max(1, recipe.train.log_every) == 0 or trainer.step == total_steps:
-                elapsed = time.perf_counter() - window_start
-                row = {"step": trainer.step, **last, "steps_per_s": window_steps / max(elapsed, 1e-9)}
-                row["loss"] = distributed.all_reduce_mean(row["loss"], device)
-                trainer.log.append(row)
-                window_start, window_steps = time.perf_counter(), 0
-                if main and on_log is not None:
-                    on_log(trainer.log)
-            eval_every = recipe.eval.every
-            if held_out is not None and eval_every > 0 and (
-                    trainer.step % eval_every == 0 or trainer.step == total_steps):
-                trainer.log.append({"step": trainer.step, **trainer.held_out(held_out)})
-                if main and on_log is not None:
-                    on_log(trainer.log)
-            image_every = recipe.train.image_every
-            if main and on_image is not None and image_every > 0 and (
-                    trainer.step % image_every == 0 or trainer.step == total_steps):
-                trainer.show(on_image)
-            every = recipe.train.checkpoint_every
-            if every > 0 and trainer.step % every == 0 and trainer.step < end:
-                save()
+        with preemption.listening():
+            while trainer.step < end:
+                t0 = time.perf_counter()
+                last = trainer.train_step(next(batches))
+                trainer.wall_time += time.perf_counter() - t0
+                window_steps += 1
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", usage=f"{last.get('usage', float('nan')):.1f}%", refresh=False)
+                    bar.update(1)
+                if trainer.step % max(1, recipe.train.log_every) == 0 or trainer.step == total_steps:
+                    elapsed = time.perf_counter() - window_start
+                    row = {"step": trainer.step, **last, "steps_per_s": window_steps / max(elapsed, 1e-9)}
+                    row["loss"] = distributed.all_reduce_mean(row["loss"], device)
+                    trainer.log.append(row)
+                    window_start, window_steps = time.perf_counter(), 0
+                    if main and on_log is not None:
+                        on_log(trainer.log)
+                eval_every = recipe.eval.every
+                if held_out is not None and eval_every > 0 and (
+                        trainer.step % eval_every == 0 or trainer.step == total_steps):
+                    trainer.log.append({"step": trainer.step, **trainer.held_out(held_out)})
+                    if main and on_log is not None:
+                        on_log(trainer.log)
+                image_every = recipe.train.image_every
+                if main and on_image is not None and image_every > 0 and (
+                        trainer.step % image_every == 0 or trainer.step == total_steps):
+                    trainer.show(on_image)
+                every = recipe.train.checkpoint_every
+                checkpoint_asked, stop_asked = trainer.preempt
+                if checkpoint_asked:  # the cluster takes the job back: keep what was done
+                    save()
+                    preemption.served(stop_asked)
+                    if main:
+                        print(f"preemption signal: checkpoint written at step {trainer.step}; " + (
+                            "stopping, the job is to be requeued" if stop_asked else
+                            "training goes on until the job is ended"), file=sys.stderr, flush=True)
+                    if stop_asked:
+                        raise preemption.Preempted(trainer.step)
+                elif every > 0 and trainer.step % every == 0 and trainer.step < end:
+                    save()
         save()
     finally:
         if bar is not None:
             bar.close()
     eval_model = trainer.eval_model()
     eval_model.eval()
-    # a resumed run with no step left ends with the loss it logged last, not with "no loss"
-    final_loss = last.get("loss", trainer.log[-1].get("loss", float("nan")) if trainer.log else float("nan"))
+    if last:  # the global batch's loss, as log.csv shows it, not this rank's share of the batch
+        final_loss = distributed.all_reduce_mean(last["loss"], device)
+    else:  # a resumed run with no step left ends with the loss it logged last, not with "no loss"
+        final_loss = next((row["loss"] for row in reversed(trainer.log) if "loss" in row), float("nan"))
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return TrainResult(steps=trainer.step, wall_time_s=trainer.wall_time, final_loss=float(final_loss),
                        device=str(device), world_size=trainer.world, log=trainer.log, eval_model=eval_model,

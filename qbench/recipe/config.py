@@ -286,13 +286,29 @@ def parse_value(text: str) -> Any:
 def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``KEY=VALUE`` strings (dotted keys) to a raw recipe table."""
     table = json.loads(json.dumps(table))  # deep copy of plain data
+    parsed = []
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r} (e.g. --set train.steps=200)")
-        set_dotted(table, key, parse_value(text.strip()), what="--set ")
+        parsed.append((key, parse_value(text.strip())))
+    drop_replaced_dataset_options(table, dict(parsed))
+    for key, value in parsed:
+        set_dotted(table, key, value, what="--set ")
     return table
+
+
+def drop_replaced_dataset_options(table: dict[str, Any], values: dict[str, Any]) -> None:
+    """When ``values`` (dotted keys) switch ``data.dataset`` to another dataset, the recipe's ``data.options`` go.
+
+    They are the old dataset's (``photos``' ``scales`` mean nothing to ``webdataset``, which would refuse
+    them); options given beside the switch (``data.options.KEY``) apply to the new dataset.
+    """
+    data = table.get("data")
+    new = values.get("data.dataset")
+    if new is not None and isinstance(data, dict) and new != data.get("dataset", DataConfig.dataset):
+        data["options"] = {}
 
 
 def set_dotted(table: dict[str, Any], key: str, value: Any, what: str = "key ") -> None:

@@ -231,10 +231,11 @@ class RunDirectory:
             return cls(path)
         raise RuntimeError(f"no free run directory name under {parent}")
 
-    def write_config(self, identity: RunIdentity, sweep: dict[str, Any] | None = None) -> Path:
+    def write_config(self, identity: RunIdentity, sweep: dict[str, Any] | None = None, world_size: int = 1) -> Path:
+        """``world_size``: the ranks training the run; it resumes only with as many (read without torch by sweeps)."""
         table: dict[str, Any] = {
             "run": {"quantizer": identity.quantizer, "recipe_hash": identity.recipe_hash,
-                    "config_hash": identity.config_hash, "seed": identity.seed},
+                    "config_hash": identity.config_hash, "seed": identity.seed, "world_size": world_size},
             "quantizer_options": dict(identity.options),
             "plugins": identity.plugins,
             "recipe": identity.recipe.to_dict(),

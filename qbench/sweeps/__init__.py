@@ -12,6 +12,7 @@ The pieces, each in its own module:
   worker    one point in one process: skip, resume or train it
   local     the local launcher: parallel subprocesses, cores divided between them
   slurm     the Slurm launcher through submitit (imported only when used)
+  slurm_request  asking Slurm before submitting (sbatch --test-only, accounting) and about requeues
   progress  one progress display for the whole sweep
 
 Every point becomes an ordinary run directory written by

@@ -50,6 +50,11 @@ class Existing:
     record: dict[str, Any] | None = None  # the done run's metrics.json
     interrupted: list[Path] = field(default_factory=list)  # newest checkpoint first
     failed: list[Path] = field(default_factory=list)
+    world_sizes: dict[Path, int] = field(default_factory=dict)  # interrupted run -> the ranks that trained it
+
+    def resume_world_size(self) -> int | None:
+        """The ranks that trained the run this point would resume (``None``: nothing to resume, or not recorded)."""
+        return self.world_sizes.get(self.interrupted[0]) if self.interrupted and self.done is None else None
 
     @property
     def status(self) -> str:
@@ -60,12 +65,15 @@ class Existing:
         return "rerun" if self.failed else "new"
 
 
-def _identity_of_config(run_dir: Path) -> Key | None:
+def _identity_of_config(run_dir: Path) -> tuple[Key | None, int | None]:
+    """(config_hash, seed) and the world size recorded in ``config.toml`` (``None`` where absent or unreadable)."""
     try:
         run = tomllib.loads((run_dir / CONFIG_FILE).read_text()).get("run", {})
-        return str(run["config_hash"]), int(run["seed"])
+        key = str(run["config_hash"]), int(run["seed"])
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError):
-        return None
+        return None, None
+    world = run.get("world_size")
+    return key, world if isinstance(world, int) and not isinstance(world, bool) else None
 
 
 def scan(out: str | Path) -> dict[Key, Existing]:
@@ -89,9 +97,12 @@ def scan(out: str | Path) -> dict[Key, Existing]:
             else:
                 entry.failed.append(run_dir)
             continue
-        key = _identity_of_config(run_dir)
+        key, world = _identity_of_config(run_dir)
         if key is not None and (run_dir / CHECKPOINT_FILE).exists() and not restarted_reason(run_dir):
-            index.setdefault(key, Existing()).interrupted.append(run_dir)
+            entry = index.setdefault(key, Existing())
+            entry.interrupted.append(run_dir)
+            if world is not None:
+                entry.world_sizes[run_dir] = world
     for entry in index.values():
         entry.interrupted.sort(key=lambda d: (d / CHECKPOINT_FILE).stat().st_mtime, reverse=True)
     return index

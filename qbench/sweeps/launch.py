@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from qbench.comparison.preflight import check_run
+from qbench.comparison.runner import world_size_refusal
 from qbench.errors import ConfigError
 from qbench.platform.plugins import Registries
 from qbench.recipe.checks import MAX_SEED, batch_problem
@@ -17,14 +18,14 @@ from qbench.sweeps.worker import PointResult, PointTask
 LAUNCHERS = ("local", "slurm")
 
 
-def check_points(plan: Plan, regs: Registries, *, local: bool = True) -> None:
+def check_points(plan: Plan, regs: Registries, *, local: bool = True, ranks: int = 1) -> None:
     """Every pending point's final recipe through ``qbench run``'s own validation pass
     (``qbench.comparison.preflight.check_run``): seed range, device, image size, options, metrics, data,
     output folder.  Every problem of every point is one line, raised together before any point trains.
 
     Points that differ only in a valid seed pass or fail alike, so each such group is checked once;
     the datasets, metrics and device are checked once for all points (``memo``).  ``local=False``
-    (Slurm): the device is left to each job, whose node is not this one.
+    (Slurm): the device is left to each job, whose node is not this one; ``ranks``: each point's world size.
     """
     lines: list[str] = []
     memo: dict = {}
@@ -36,7 +37,8 @@ def check_points(plan: Plan, regs: Registries, *, local: bool = True) -> None:
                          sort_keys=True, default=str)
         if key not in checked:
             try:
-                check_run([p.identity.quantizer], recipe, regs, out_root=plan.out, memo=memo, device_here=local)
+                check_run([p.identity.quantizer], recipe, regs, out_root=plan.out, memo=memo, device_here=local,
+                          world_size=ranks)
                 checked[key] = []
             except ConfigError as exc:
                 checked[key] = str(exc).splitlines()
@@ -69,6 +71,18 @@ def check_ranks(plan: Plan, options: dict[str, Any], cluster: str) -> int:
             raise plan.spec.error(f"point {p.index} ({p.label}): train.device is cpu but each job reserves "
                                   f"{gpus} GPUs per node; set train.device=auto or drop gpus_per_node")
     return ranks
+
+
+def check_resumable(plan: Plan, ranks: int) -> None:
+    """Every point to resume was trained on ``ranks`` ranks, else one line per point (``ConfigError``).
+
+    A run continues only with the world size that started it (docs/scale.md); the sweep never trains
+    such a point afresh behind the user's back.
+    """
+    lines = [str(plan.spec.error(f"point {p.index} ({p.label}): {world_size_refusal(p.found.interrupted[0], w, ranks)}"))
+             for p in plan.pending() if (w := p.found.resume_world_size()) is not None and w != ranks]
+    if lines:
+        raise ConfigError("\n".join(lines))
 
 
 def tasks_for(plan: Plan, threads: int) -> list[PointTask]:

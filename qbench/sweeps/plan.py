@@ -83,6 +83,7 @@ def set_dotted(table: dict[str, Any], key: str, value: Any) -> None:
 
 def point_recipe(base: dict[str, Any], point: Point):
     table = copy.deepcopy(base)
+    config.drop_replaced_dataset_options(table, point.values)
     for key, value in point.values.items():
         set_dotted(table, key, value)
     recipe = recipe_from_dict(table)

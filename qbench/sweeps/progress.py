@@ -73,6 +73,10 @@ class SweepProgress:
         text = f"{status:7s} {label}  {_minutes(seconds)}  {detail}"
         self._line(text if self.interactive else f"{text}  [{self.status()}]")
 
+    def note(self, text: str) -> None:
+        """A line about a point that neither starts nor ends it (e.g. its job was requeued)."""
+        self._line(text if self.interactive else f"{text}  [{self.status()}]")
+
     def tick(self) -> None:
         """Called while waiting: redraw (terminal) or an occasional status line (log)."""
         if not self.enabled:

@@ -66,11 +66,11 @@ class SweepSpec:
 
 
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and scalars are leaves."""
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists, scalars and empty tables (``data.options = {}``) are leaves."""
     flat: dict[str, Any] = {}
     for key, value in table.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{dotted}."))
         else:
             flat[dotted] = value

@@ -10,6 +10,9 @@ requeued or repeated job does the right thing:
   it (its checkpoint holds the point's sweep record); if that checkpoint
   cannot be loaded, the point starts afresh, the result says so
   (``restarted``) and the old folder gets a ``restarted.txt`` saying why;
+  if it was trained on another number of ranks (``ResumeRefused``), the
+  point fails with that reason and the run is left as it is (the sweep
+  refuses such a point before launching, ``launch.check_resumable``);
 - otherwise ``runner.run_comparison`` trains it in a new run directory with
   the point's sweep record.
 
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from qbench.comparison import runner
-from qbench.errors import ConfigError
+from qbench.errors import ConfigError, ResumeRefused
 from qbench.platform.plugins import registries
 from qbench.recipe.config import recipe_from_dict
 from qbench.rundir.directory import mark_restarted
@@ -93,6 +96,8 @@ def _run(task: PointTask, found: existing.Existing) -> PointResult:
     for run_dir in found.interrupted[:1]:
         try:
             outcome, resumed = runner.resume_run(run_dir, progress=False, regs=regs), True
+        except ResumeRefused as exc:  # another world size: the run is fine, this request is not; never retrain
+            return PointResult(task.index, "failed", " ".join(str(exc).split()), str(run_dir))
         except ConfigError as exc:  # unreadable or foreign checkpoint: start afresh below
             restarted = f"{run_dir}: {' '.join(str(exc).split())}"
             print(f"cannot resume {run_dir} ({exc}); starting afresh", file=sys.stderr)
