@@ -253,3 +253,25 @@ def test_the_shipped_tune_files_plan():
         plan = build_plan(load_tune(path), "/nonexistent/out", regs)
         assert len(plan.studies) == len(plan.tune.quantizers) * len(plan.tune.rates)
         assert all(s.space.tunables() for s in plan.studies)
+
+
+def test_a_runner_on_this_host_is_stale_only_when_its_process_is_gone():
+    """A stopped (SIGSTOP) or suspended runner misses heartbeats but lives: its trials are not failed."""
+    import socket
+    from types import SimpleNamespace
+
+    from qbench.tuning.claim import GRACE_S, stale_reason
+
+    now = time.time()
+    old = now - 10 * GRACE_S
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = socket.gethostname()
+    alive_late = SimpleNamespace(user_attrs={"worker": f"{here}:{os.getppid()}", "heartbeat": old})
+    gone = SimpleNamespace(user_attrs={"worker": f"{here}:{dead.pid}", "heartbeat": now})
+    elsewhere_late = SimpleNamespace(user_attrs={"worker": "another-node:12", "heartbeat": old})
+    elsewhere_beating = SimpleNamespace(user_attrs={"worker": "another-node:12", "heartbeat": now})
+    assert stale_reason(alive_late, now) == ""
+    assert "is gone" in stale_reason(gone, now)
+    assert "no heartbeat" in stale_reason(elsewhere_late, now)
+    assert stale_reason(elsewhere_beating, now) == ""

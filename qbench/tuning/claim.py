@@ -73,8 +73,9 @@ def stale_reason(trial: optuna.trial.FrozenTrial, now: float) -> str:
     """Why a RUNNING trial's runner is gone, or "" while it lives."""
     worker = str(trial.user_attrs.get("worker", ""))
     host, _, pid = worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-        return f"its runner {worker} is gone (killed?)"
+    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid():
+        # a runner on this host is judged by its process alone: a stopped or suspended one is late, not gone
+        return "" if _alive(int(pid)) else f"its runner {worker} is gone (killed?)"
     beat = trial.user_attrs.get("heartbeat")
     if isinstance(beat, (int, float)) and now - beat > GRACE_S:
         return f"no heartbeat from {worker} for {now - beat:.0f} s"
