@@ -92,7 +92,9 @@ class RecordingPlugin:
 def test_training_and_images_look_at_val_only_and_the_final_scoring_alone_reads_test(tmp_path):
     READS.clear()
     regs = qbench.registries(extra_plugins={"recorded": RecordingPlugin()})
-    recipe = load_recipe("smoke", ["data.dataset='recorded_photos'", "eval.every=2", "train.image_every=2"])
+    # switching the dataset drops the old one's options: give the recording one the smoke recipe's strips
+    recipe = load_recipe("smoke", ["data.dataset='recorded_photos'", "data.options={val_fraction=0.15, test_fraction=0.25}",
+                                   "eval.every=2", "train.image_every=2"])
     [run] = runner.run_comparison(["gsq"], recipe, out_root=tmp_path, progress=False, regs=regs)
     assert run.status == "ok", run.reason
     trained = [i for i, (split, _) in enumerate(READS) if split == "train"]
