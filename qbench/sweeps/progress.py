@@ -16,14 +16,16 @@ import sys
 import time
 from typing import TextIO
 
-from qbench.platform.progress import LOG_INTERVAL_S
+from qbench.platform.progress import StatusLine
 
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-class SweepProgress:
+class SweepProgress(StatusLine):
+    prefix = "sweep"
+
     def __init__(self, total: int, already_done: int, parallel: int, estimates: dict[int, float],
                  stream: TextIO | None = None, enabled: bool = True):
         self.total, self.parallel = total, max(1, parallel)
@@ -76,19 +78,6 @@ class SweepProgress:
     def note(self, text: str) -> None:
         """A line about a point that neither starts nor ends it (e.g. its job was requeued)."""
         self._line(text if self.interactive else f"{text}  [{self.status()}]")
-
-    def tick(self) -> None:
-        """Called while waiting: redraw (terminal) or an occasional status line (log)."""
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if self.interactive:
-            self.stream.write("\r\033[K" + self.status())
-            self.stream.flush()
-        elif now - self.last_status >= LOG_INTERVAL_S:
-            self.last_status = now
-            self.stream.write(f"sweep: {self.status()}\n")
-            self.stream.flush()
 
     def close(self) -> None:
         if self.enabled and self.interactive:

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TextIO
 
-from qbench.platform.progress import LOG_INTERVAL_S
+from qbench.platform.progress import StatusLine
 from qbench.tuning.claim import state_of
 from qbench.tuning.studies import best_trial
 from qbench.tuning.trial import Outcome
@@ -25,7 +25,9 @@ def _time(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-class TuneProgress:
+class TuneProgress(StatusLine):
+    prefix = "tune"
+
     def __init__(self, plan, handles, stream: TextIO | None = None, enabled: bool = True):
         self.plan, self.handles = plan, handles
         self.stream = stream or sys.stderr
@@ -74,18 +76,6 @@ class TuneProgress:
 
     def note(self, text: str) -> None:
         self._write(text)
-
-    def tick(self) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if self.interactive:
-            self.stream.write("\r\033[K" + self.status())
-            self.stream.flush()
-        elif now - self.last_status >= LOG_INTERVAL_S:
-            self.last_status = now
-            self.stream.write(f"tune: {self.status()}\n")
-            self.stream.flush()
 
     def close(self) -> None:
         if self.enabled:
