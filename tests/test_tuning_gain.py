@@ -151,3 +151,42 @@ def test_the_shipped_tune_file_compares_with_the_shipped_default_sweep():
     spec = load_tune(root / "benchmarks" / "tune" / "converged-10bit.toml")
     assert spec.compare_study == "default-converged-10bit"
     assert Path(spec.compare) == (root / "benchmarks" / "sweeps" / "default-converged-10bit.toml").resolve()
+
+
+def test_the_written_retrain_sweep_carries_the_declarations_and_plans(tmp_path):
+    from qbench.platform.plugins import registries
+    from qbench.report.studies import read_study
+    from qbench.sweeps import build_plan as build_sweep_plan
+    from qbench.sweeps import load_sweep
+    from qbench.tuning import build_plan
+    from qbench.tuning.best import Best, ladder_text, retrain_text
+
+    (tmp_path / "d.toml").write_text('name = "hand-set"\nrecipe = "smoke"\nquantizers = ["gsq", "vq"]\n')
+    (tmp_path / "t.toml").write_text(textwrap.dedent("""
+        name = "t"
+        recipe = "smoke"
+        quantizers = ["gsq", "vq"]
+        rates = [4]
+        trials = 2
+        compare = "d.toml"
+        [set]
+        "eval.every" = 2
+    """))
+    regs = registries()
+    plan = build_plan(load_tune(tmp_path / "t.toml"), tmp_path / "out", regs)
+    bests = [Best(study, None, {}) for study in plan.studies]  # the values do not shape the declarations
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tuned-ladder.toml").write_text(ladder_text(plan, bests))
+    (out / "retrain.toml").write_text(retrain_text(plan, bests))
+    study = read_study(out / "retrain.toml")
+    assert study.name == "t-retrain"
+    families = {f.id: f for f in study.families}
+    assert set(families) == {"vs-gsq", "default-vs-gsq", "tuning-gain"}
+    gain = families["tuning-gain"]
+    assert (gain.kind, gain.along, gain.start, gain.end, gain.sweeps) == ("between", "sweep", "hand-set", "t-retrain",
+                                                                          ("hand-set",))
+    assert families["default-vs-gsq"].at == {"sweep": "hand-set"}
+    assert [c.rule for c in study.criteria] == ["same_verdicts", "spearman", "kendall"]
+    sweep_plan = build_sweep_plan(load_sweep(out / "retrain.toml"), out / "retrain", regs)  # qbench sweep accepts it
+    assert len(sweep_plan.points) == 2 * 5
