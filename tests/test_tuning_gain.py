@@ -190,3 +190,15 @@ def test_the_written_retrain_sweep_carries_the_declarations_and_plans(tmp_path):
     assert [c.rule for c in study.criteria] == ["same_verdicts", "spearman", "kendall"]
     sweep_plan = build_sweep_plan(load_sweep(out / "retrain.toml"), out / "retrain", regs)  # qbench sweep accepts it
     assert len(sweep_plan.points) == 2 * 5
+
+
+def test_a_tuned_configuration_equal_to_the_hand_set_one_counts_once_and_has_no_gain_row(tmp_path):
+    for sweep in (DEFAULT, TUNED):
+        for quantizer in ("gsq", "vq", "fsq"):
+            for seed in SEEDS:
+                config = "same-fsq" if quantizer == "fsq" else f"{sweep}-{quantizer}"  # fsq's search kept its defaults
+                write_run(tmp_path / "runs" / sweep, sweep, quantizer, seed, 25.0 + seed / 10, {"rate": 10}, bits=10.0,
+                          config=config)
+    (tmp_path / "retrain.toml").write_text(f'name = "{TUNED}"\n\n{report_table(TUNED, ["gsq", "vq", "fsq"], "psnr", DEFAULT)}')
+    claims = {c.id for c in build_report([tmp_path / "runs"], studies=[tmp_path / "retrain.toml"]).claims}
+    assert f"{TUNED}/tuning-gain@rate=10/vq" in claims and f"{TUNED}/tuning-gain@rate=10/fsq" not in claims
