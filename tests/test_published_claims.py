@@ -112,7 +112,7 @@ def test_holm_and_the_verdict_words_recompute_within_each_family(claims):
 
 def declarations() -> dict[str, dict]:
     studies = {}
-    for path in sorted(SWEEPS.glob("*.toml")):
+    for path in [*sorted(SWEEPS.glob("*.toml")), *sorted(RESULTS.glob("published/tune/*/retrain.toml"))]:
         raw = tomllib.loads(path.read_text())
         if "report" in raw:
             studies[raw["name"]] = raw["report"]
@@ -124,8 +124,9 @@ def test_criteria_recompute_from_the_declarations(claims):
     criteria = [r for r in claims if r["kind"] == "criterion"]
     assert criteria
     for row in criteria:
+        criterion_id, _, place = row["id"].partition("@")  # a rank criterion: one row per expanded family
         declared = next(c for c in declarations()[row["study"]].get("criteria", [])
-                        if f"{row['study']}/{c['id']}" == row["id"])
+                        if f"{row['study']}/{c['id']}" == criterion_id)
         words = declared.get("words", ["met", "not met"])
 
         def members(family: str, study: str = row["study"]) -> list[dict]:
@@ -139,6 +140,21 @@ def test_criteria_recompute_from_the_declarations(claims):
             holds = sum(r["verdict"] == declared["verdict"] for r in found) >= declared["count"]
         elif declared["rule"] == "all":
             holds = all(r["verdict"] == declared["verdict"] for r in found)
+        elif declared["rule"] == "same_verdicts":
+            def paired_key(r: dict) -> tuple[str, str]:
+                return r["family"].partition("@")[2], r["id"].rsplit("/", 1)[1]
+
+            other = {paired_key(r): r for r in members(declared["versus"])}
+            flips = [r for r in found if paired_key(r) in other and other[paired_key(r)]["verdict"] != r["verdict"]]
+            assert number(row["estimate"]) == len(flips), row["id"]
+            holds = not flips
+        elif declared["rule"] in ("spearman", "kendall"):
+            found = [r for r in found if r["family"].partition("@")[2] == place]
+            sides = [[np.mean([value(d, r["metric"]) for d in runs_of(r, column)]) for r in found]
+                     for column in ("reference_runs", "test_runs")]
+            correlate = stats.spearmanr if declared["rule"] == "spearman" else stats.kendalltau
+            assert number(row["estimate"]) == pytest.approx(correlate(*sides).statistic, rel=1e-9), row["id"]
+            holds = list(np.argsort(sides[0])) == list(np.argsort(sides[1]))
         else:
             other = {r["id"].rsplit("/", 1)[1]: r for r in members(declared["versus"])}
             settled = [(r, other[r["id"].rsplit("/", 1)[1]]) for r in found

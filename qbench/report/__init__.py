@@ -12,6 +12,7 @@ Torch-free: ``qbench report`` reads files, it never builds a model.
   studies   what a study declares it will claim: families of comparisons and criteria (``[report]``)
   contrasts the comparisons a family names, computed from the runs
   criteria  a study's criteria, evaluated on its families' adjusted results
+  agreement criteria across two readings: verdicts that flip, rank correlation of two sides' means
   claim     one claim: a row of ``claims.csv``, the only source of verdict words
   claims    every claim of a report, and the sections that print them
   runinfo   what a run directory records beyond its row (the full recipe, the evaluation set)

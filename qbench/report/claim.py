@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 
 COLUMNS = ("id", "study", "family", "kind", "method", "posthoc", "metric", "contrast", "n", "estimate", "ci_low", "ci_high",
-           "against", "p", "p_holm", "m", "verdict", "detail", "seeds", "test_runs", "reference_runs", "family_title")
+           "against", "p", "p_holm", "m", "verdict", "detail", "seeds", "test_runs", "reference_runs", "family_title",
+           "test_mean", "reference_mean")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Claim:
     seeds: tuple = ()
     test_runs: tuple[str, ...] = ()
     reference_runs: tuple[str, ...] = ()
+    test_mean: float = math.nan  # a comparison's two sides over its paired seeds (the tuned and default result)
+    reference_mean: float = math.nan
 
     @property
     def key(self) -> str:
@@ -65,5 +68,5 @@ def to_csv(claims: list[Claim]) -> str:
                          "" if c.n is None else c.n, _number(c.estimate), _number(c.low), _number(c.high),
                          _number(c.against), _number(c.p), _number(c.p_holm), "" if c.m is None else c.m,
                          c.verdict, c.detail, ";".join(map(str, c.seeds)), ";".join(c.test_runs),
-                         ";".join(c.reference_runs), c.title])
+                         ";".join(c.reference_runs), c.title, _number(c.test_mean), _number(c.reference_mean)])
     return buffer.getvalue()

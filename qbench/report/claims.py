@@ -56,7 +56,7 @@ def _family_claims(study: Study, family: Family, found: list[Contrast]) -> list[
         metric=family.metric,
         n=c.n, estimate=c.estimate, low=c.low, high=c.high, against=family.against, p=c.p, p_holm=q, m=m,
         posthoc=family.posthoc, detail=family.note, seeds=c.seeds, test_runs=c.test_runs,
-        reference_runs=c.reference_runs,
+        reference_runs=c.reference_runs, test_mean=c.test_mean, reference_mean=c.reference_mean,
     ) for c, q in zip(found, adjusted)]
 
 
@@ -79,7 +79,7 @@ def study_claims(report: Any, study: Study) -> tuple[list[Claim], list[tuple[Fam
         for family in _expand(runs, declared):
             by_family.append((family, _family_claims(study, family, contrasts(runs, family, column))))
     claims = list(itertools.chain.from_iterable(rows for _, rows in by_family))
-    criteria = [evaluate(study, criterion, by_family) for criterion in study.criteria]
+    criteria = [claim for criterion in study.criteria for claim in evaluate(study, criterion, by_family)]
     return claims + criteria, by_family
 
 

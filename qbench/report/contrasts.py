@@ -5,7 +5,9 @@ Every comparison pairs runs by seed: ``test - reference`` per seed, its mean,
 ``against``).  A run is placed by its coordinates: the values of its sweep
 point, its nominal rate (the ladder's rung, else its bits per position
 rounded), its quantizer options, then any recipe key (``train.steps``) from
-its own record (qbench.report.runinfo).  A family whose keys do not single
+its own record (qbench.report.runinfo); the key ``sweep`` is the study a run
+belongs to, so a ``between`` family along it pairs each quantizer of one
+study with the same quantizer of another (the tuning gain).  A family whose keys do not single
 out one configuration per place is a declaration error, said in one line.
 """
 
@@ -40,6 +42,8 @@ class Contrast:
     seeds: tuple
     test_runs: tuple[str, ...]
     reference_runs: tuple[str, ...]
+    test_mean: float = math.nan  # the two sides' own means over the paired seeds
+    reference_mean: float = math.nan
 
 
 def show(value: Any) -> str:
@@ -64,7 +68,9 @@ def name(key: str) -> str:
 
 
 def coordinate(run: pd.Series, key: str) -> Any:
-    """The run's value of ``key``: its sweep point, nominal rate, quantizer option or recipe value."""
+    """The run's value of ``key``: its study, sweep point, nominal rate, quantizer option or recipe value."""
+    if key == "sweep":
+        return run.get("sweep") or None
     point = json.loads(run["point"]) if run.get("sweep") else {}
     for k, v in point.items():
         if key in (k, short_key(k)):
@@ -128,7 +134,12 @@ def _pair(runs, values, test: str, reference: str, family: Family, key: str, tex
         deltas = [values[test][s] - values[reference][s] - family.against for s in diff.seeds]
         p = one_sample(deltas)[1]
     return Contrast(key, text, diff.n, diff.mean, diff.low, diff.high, p, diff.seeds,
-                    _runs_of(runs, test, diff.seeds), _runs_of(runs, reference, diff.seeds))
+                    _runs_of(runs, test, diff.seeds), _runs_of(runs, reference, diff.seeds),
+                    _mean(values[test], diff.seeds), _mean(values[reference], diff.seeds))
+
+
+def _mean(by_seed: dict, seeds: tuple) -> float:
+    return sum(by_seed[s] for s in seeds) / len(seeds)
 
 
 def _where(by: tuple[str, ...], line: tuple) -> tuple[str, str]:

@@ -4,7 +4,10 @@
 - ``all``: every comparison of the family (or of its listed ``contrasts``) has ``verdict``;
 - ``same_sign``: every comparison that either family establishes (above or
   below its reference after Holm) has an estimate on the same side in the
-  other family: budget doubling does not reorder what either budget shows.
+  other family: budget doubling does not reorder what either budget shows;
+- ``same_verdicts``, ``spearman``, ``kendall``: verdict flips between two
+  families and rank agreement of a between family's two sides
+  (qbench.report.agreement).
 
 The verdict is the first of the criterion's two words when the rule holds
 (``met`` by default), the second otherwise; with no comparison to judge it is
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+from qbench.report.agreement import rank_agreement, same_verdicts
 from qbench.report.claim import Claim
 from qbench.report.columns import fmt
 from qbench.report.multiplicity import ABOVE, BELOW, UNTESTED
@@ -80,8 +84,17 @@ def _same_sign(rows: list[Claim], versus: list[Claim]) -> tuple[bool | None, str
     return (not flipped) if settled or flipped else None, detail  # nothing established: nothing to keep
 
 
-def evaluate(study: Study, criterion: Criterion, by_family: list[tuple[Family, list[Claim]]]) -> Claim:
+def evaluate(study: Study, criterion: Criterion, by_family: list[tuple[Family, list[Claim]]]) -> list[Claim]:
+    """The criterion's claims: one, or one per family an ``each`` expanded into for the rank rules."""
     rows = _rows(criterion, criterion.family, by_family)
+    if criterion.rule == "same_verdicts":
+        return same_verdicts(study, criterion, rows, _rows(criterion, criterion.versus, by_family))
+    if criterion.rule in ("spearman", "kendall"):
+        return rank_agreement(study, criterion, rows)
+    return [_evaluate(study, criterion, rows, by_family)]
+
+
+def _evaluate(study: Study, criterion: Criterion, rows: list[Claim], by_family) -> Claim:
     m = None
     if not rows or any(c.verdict == UNTESTED for c in rows):
         verdict, detail = UNTESTED, f"{len(rows)} comparisons, {sum(c.verdict == UNTESTED for c in rows)} untested"

@@ -41,7 +41,9 @@ import tomllib
 from qbench.errors import ConfigError, suggest
 
 KINDS = ("baseline", "between", "steps", "pairs", "bd")
-RULES = ("at_least", "all", "same_sign")
+RULES = ("at_least", "all", "same_sign", "same_verdicts", "spearman", "kendall")
+PAIRED_RULES = ("same_sign", "same_verdicts")  # rules that read a second family, versus
+RANK_RULES = ("spearman", "kendall")  # rules on a between family's two sides
 VERDICTS = ("above", "below", "ties")
 FAMILY_KEYS = ("id", "title", "kind", "metric", "baseline", "along", "from", "to", "descending", "by", "each", "at",
                "seeds", "quantizers", "against", "posthoc", "sweeps", "note")
@@ -144,8 +146,10 @@ def _family(raw: Any, index: int, metric: str, fail: Callable) -> Family:
         raise fail(f"{where}: kind {kind} needs baseline = \"QUANTIZER\"")
     if kind in ("between", "steps", "pairs") and not isinstance(raw.get("along"), str):
         raise fail(f"{where}: kind {kind} needs along = \"KEY\" (the key the contrasts move along)")
-    if kind == "between" and not (_number(raw.get("from")) and _number(raw.get("to"))):
-        raise fail(f"{where}: kind between needs numbers from = ... and to = ... (the contrast is to - from)")
+    if kind == "between" and not all(_number(raw.get(k)) or (isinstance(raw.get(k), str) and raw[k])
+                                     for k in ("from", "to")):
+        raise fail(f"{where}: kind between needs values from = ... and to = ..., numbers or names "
+                   "(the contrast is to - from)")
     at = _flat(raw.get("at", {}))
     if not isinstance(at, dict) or not all(_number(v) or isinstance(v, str) for v in at.values()):
         raise fail(f"{where}: at must be a table of keys and single values, e.g. at = {{ rate = 10 }}, got {at!r}")
@@ -176,11 +180,14 @@ def _criterion(raw: Any, index: int, families: dict[str, Family], fail: Callable
     rule = raw.get("rule")
     if rule not in RULES:
         raise fail(f"{where}: rule must be one of {', '.join(RULES)}, got {rule!r}")
-    for key in ("family", *(("versus",) if rule == "same_sign" else ())):
+    for key in ("family", *(("versus",) if rule in PAIRED_RULES else ())):
         if raw.get(key) not in families:
             raise fail(f"{where}: {key} {raw.get(key)!r} is not a declared family; declared: {', '.join(families) or '(none)'}")
     verdict = raw.get("verdict", "above")
-    if rule != "same_sign" and verdict not in VERDICTS:
+    if rule in RANK_RULES and families[raw["family"]].kind != "between":
+        raise fail(f"{where}: rule {rule} ranks the two sides of a between family; {raw['family']} is "
+                   f"{families[raw['family']].kind}")
+    if rule not in (*PAIRED_RULES, *RANK_RULES) and verdict not in VERDICTS:
         raise fail(f"{where}: verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
     count = raw.get("count", 0)
     if rule == "at_least" and not (isinstance(count, int) and count >= 1):

@@ -13,6 +13,7 @@ The pieces, each in its own module (docs/tuning.md is the protocol):
   worker    the loop as a Slurm job runs it
   slurm     the Slurm launcher (submitit; imported only when used)
   best      the best configurations as recipe overlays, a tuned ladder and a re-training sweep
+  declare   the re-training sweep's [report] table: vs GSQ, the tuning gain, verdict flips, rank agreement
   report    the tuning report: chosen options, trial states, spread, importance, plots
   command   ``qbench tune`` itself: plan listing, checks, run, summary (the CLI imports it on use)
 

@@ -15,6 +15,9 @@ again by ``qbench tune --report``:
 - ``retrain.toml``: a sweep file that re-trains every best configuration
   with ``retrain_seeds`` fresh seeds (none of them the seed the trials
   trained with), through the tuned ladder: ``qbench sweep OUT/retrain.toml``.
+  Its ``[report]`` table (qbench.tuning.declare) declares the comparisons
+  against the tuned baseline and, with the tune file's ``compare`` sweep, the
+  tuning gain and the ranking criteria against the hand-set runs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from optuna.trial import FrozenTrial
 
 from qbench import atomic
 from qbench.rundir.directory import to_toml
+from qbench.tuning.declare import report_table
 from qbench.tuning.plan import SELECTION_SPLIT, Study, TunePlan
 from qbench.tuning.studies import best_trial, finished
 
@@ -118,7 +122,11 @@ def retrain_text(plan: TunePlan, bests: list[Best]) -> str:
     fixed = training_keys(tune.fixed)
     if fixed:
         lines += ["", "[set]"] + [f"{_quoted(k)} = {_value(v)}" for k, v in fixed.items()]
-    return "\n".join(lines) + "\n"
+    if tune.compare:
+        lines += ["", f"# the hand-set side of the tuning gain: {tune.compare}; publish both (docs/tuning.md):",
+                  f"#   qbench report results/sweeps/{tune.compare_study} results/sweeps/{tune.name}-retrain"]
+    declared = report_table(tune.name + "-retrain", quantizers, tune.metric, tune.compare_study)
+    return "\n".join(lines) + "\n" + (f"\n{declared}" if declared else "")
 
 
 def training_keys(fixed: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from qbench.search_space import Choice, FloatRange, IntRange, Tunable
 from qbench.sweeps.spec import check_slurm, flatten
 
 TOP_KEYS = ("name", "description", "recipe", "quantizers", "rates", "trials", "metric", "seed", "sampler", "pruner",
-            "max_failures", "retrain_seeds", "storage", "set", "shared", "slurm")
+            "max_failures", "retrain_seeds", "compare", "storage", "set", "shared", "slurm")
 SAMPLERS = ("qmc", "tpe", "random")
 PRUNERS = {  # kind -> allowed keys of its [pruner] table (besides kind)
     "median": ("startup_trials", "warmup_steps"),
@@ -49,6 +49,8 @@ class TuneSpec:
     pruner: dict[str, Any] = field(default_factory=lambda: {"kind": "median"})
     max_failures: int = 0  # failed trials after which a study stops short; 0: as many as trials
     retrain_seeds: int = 5
+    compare: str = ""  # the sweep file of the same quantizers with hand-set options (the untuned side)
+    compare_study: str = ""  # its study name, which the re-training sweep's [report] pools
     storage: str = ""  # empty: OUT/study.db (SQLite)
     fixed: dict[str, Any] = field(default_factory=dict)  # recipe keys set for every trial
     shared: dict[str, Tunable] = field(default_factory=dict)  # recipe keys searched for every quantizer alike
@@ -129,6 +131,24 @@ def _pruner(raw: Any, fail) -> dict[str, Any]:
     return dict(table)
 
 
+def _compare(value: Any, path: str, fail) -> tuple[str, str]:
+    """The untuned side's sweep file (relative to the tune file, as ``recipe``) and its study name."""
+    if value == "":
+        return "", ""
+    if not isinstance(value, str):
+        raise fail(f"compare must be the path of a sweep file, got {value!r}")
+    file = Path(value) if Path(value).is_absolute() else Path(path).parent / value
+    try:
+        name = tomllib.loads(file.read_text()).get("name")
+    except OSError as exc:
+        raise fail(f"compare {value!r}: cannot read {file}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise fail(f"compare {value!r}: {file} is not valid TOML: {exc}") from None
+    if not isinstance(name, str) or not name.strip():
+        raise fail(f"compare {value!r}: {file} has no name = \"...\" (the study its runs record)")
+    return str(file.resolve()), name.strip()
+
+
 def load_tune(path: str | Path) -> TuneSpec:
     """Read and shape-check a tune file; ``ConfigError`` naming the file and the problem."""
     path = str(path)
@@ -172,6 +192,7 @@ def load_tune(path: str | Path) -> TuneSpec:
     storage = raw.get("storage", "")
     if not isinstance(storage, str):
         raise fail(f"storage must be a database URL or a journal file path, got {storage!r}")
+    compare, compare_study = _compare(raw.get("compare", ""), path, fail)
     fixed = raw.get("set", {})
     if not isinstance(fixed, dict):
         raise fail(f"set must be a table of dotted recipe keys, got {fixed!r}")
@@ -195,7 +216,8 @@ def load_tune(path: str | Path) -> TuneSpec:
                     rates=[float(r) for r in rates], trials=_count(raw, "trials", None, fail), metric=metric,
                     seed=seed, sampler=sampler, pruner=_pruner(raw.get("pruner", "median"), fail),
                     max_failures=_count(raw, "max_failures", 0, fail, least=0),
-                    retrain_seeds=_count(raw, "retrain_seeds", 5, fail), storage=storage, fixed=fixed,
+                    retrain_seeds=_count(raw, "retrain_seeds", 5, fail), compare=compare,
+                    compare_study=compare_study, storage=storage, fixed=fixed,
                     shared=shared, slurm=check_slurm(slurm, fail), description=str(raw.get("description", "")))
 
 
