@@ -77,16 +77,24 @@ def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _read(path: str) -> dict[str, Any]:
+def read_toml(path: str, kind: str = "sweep") -> dict[str, Any]:
+    """A study file's TOML (``kind`` names it in the messages: sweep, tune); ``ConfigError`` when unreadable."""
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"sweep file not found: {path}") from None
+        raise ConfigError(f"{kind} file not found: {path}") from None
     except IsADirectoryError:
-        raise ConfigError(f"sweep file {path} is a directory, not a TOML file") from None
+        raise ConfigError(f"{kind} file {path} is a directory, not a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"sweep {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{kind} {path} is not valid TOML: {exc}") from None
+
+
+def check_keys(raw: dict[str, Any], allowed, fail) -> None:
+    """Refuse a top-level key outside ``allowed``, with a suggestion."""
+    for key in raw:
+        if key not in allowed:
+            raise fail(f"unknown key {key!r}{suggest(key, allowed)}; allowed: {', '.join(allowed)}")
 
 
 def _swept_lists(raw: Any, where: str, fail) -> dict[str, list[Any]]:
@@ -131,14 +139,12 @@ def check_slurm(options: dict[str, Any], fail) -> dict[str, Any]:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and shape-check a sweep file; ``ConfigError`` naming the file and the problem."""
     path = str(path)
-    raw = _read(path)
+    raw = read_toml(path)
 
     def fail(message: str) -> ConfigError:
         return ConfigError(f"sweep {path}: {message}")
 
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise fail(f"unknown key {key!r}{suggest(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
+    check_keys(raw, TOP_KEYS, fail)
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise fail("needs a name, e.g. name = \"rd-cpu\" (it names the study in every run and report)")

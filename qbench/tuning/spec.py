@@ -18,7 +18,7 @@ import tomllib
 from qbench.errors import ConfigError, suggest
 from qbench.recipe.config import parse_value
 from qbench.search_space import Choice, FloatRange, IntRange, Tunable
-from qbench.sweeps.spec import check_slurm, flatten
+from qbench.sweeps.spec import check_keys, check_slurm, flatten, read_toml
 
 TOP_KEYS = ("name", "description", "recipe", "quantizers", "rates", "trials", "metric", "seed", "sampler", "pruner",
             "max_failures", "retrain_seeds", "compare", "storage", "set", "shared", "slurm")
@@ -68,18 +68,6 @@ class TuneSpec:
         """The latent widths a study may use: the shared choice, else the recipe's."""
         tunable = self.shared.get(LATENT_DIM_KEY)
         return tuple(tunable.values) if isinstance(tunable, Choice) else (recipe_dim,)
-
-
-def _read(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"tune file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"tune file {path} is a directory, not a TOML file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"tune {path} is not valid TOML: {exc}") from None
 
 
 def _count(raw: dict, key: str, default: int | None, fail, least: int = 1) -> int:
@@ -152,14 +140,12 @@ def _compare(value: Any, path: str, fail) -> tuple[str, str]:
 def load_tune(path: str | Path) -> TuneSpec:
     """Read and shape-check a tune file; ``ConfigError`` naming the file and the problem."""
     path = str(path)
-    raw = _read(path)
+    raw = read_toml(path, "tune")
 
     def fail(message: str) -> ConfigError:
         return ConfigError(f"tune {path}: {message}")
 
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise fail(f"unknown key {key!r}{suggest(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
+    check_keys(raw, TOP_KEYS, fail)
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise fail("needs a name without '/', e.g. name = \"converged-10bit\" (it names the studies)")
