@@ -23,6 +23,8 @@ A metric that cannot run here (pretrained weights missing) raises
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,11 +147,16 @@ class PerImageMean(Metric):
     """A metric that is the mean over images of a per-image score (PSNR, SSIM, LPIPS).
 
     Subclasses implement ``per_image(batch) -> (B,) tensor``; the running
-    state is a float64 total and an image count, so shards sum exactly.
+    state is a float64 total, a float64 sum of squares and an image count, so
+    shards sum exactly.  Besides the mean, ``compute`` gives the spread over
+    images (``image_sd``, n - 1 in the denominator) and the standard error of
+    the mean (``standard_error`` = image_sd / sqrt(n)): the evaluation noise
+    of the score, to set against the noise between training seeds.
     """
 
     def __init__(self) -> None:
         self.total = torch.zeros((), dtype=torch.float64)
+        self.total_squares = torch.zeros((), dtype=torch.float64)
         self.count = torch.zeros((), dtype=torch.int64)
         self.image_size: list[int] = []
 
@@ -159,19 +166,29 @@ class PerImageMean(Metric):
     def update(self, batch: EvalBatch) -> None:
         scores = self.per_image(batch).to(torch.float64).flatten()
         self.total = self.total.to(scores.device) + scores.sum()
+        self.total_squares = self.total_squares.to(scores.device) + scores.pow(2).sum()
         self.count = self.count.to(scores.device) + scores.numel()
         self.image_size = list(batch.originals.shape[-2:])
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"total": self.total, "count": self.count}
+        return {"total": self.total, "total_squares": self.total_squares, "count": self.count}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.total, self.count = state["total"], state["count"]
+        self.total_squares = state.get("total_squares", torch.full((), math.nan, dtype=torch.float64))
 
     def compute(self) -> dict[str, Any]:
-        if int(self.count) == 0:
+        n = int(self.count)
+        if n == 0:
             raise ConfigError(f"{type(self).__name__}: no images were evaluated")
-        return {"value": float(self.total / self.count)}
+        mean = float(self.total / n)
+        out: dict[str, Any] = {"value": mean}
+        if n > 1 and math.isfinite(float(self.total_squares)):
+            # sum of squared deviations from the two sums; clamped: rounding can take it a hair below 0
+            deviations = max(float(self.total_squares) - n * mean * mean, 0.0)
+            sd = math.sqrt(deviations / (n - 1))
+            out.update(image_sd=sd, standard_error=sd / math.sqrt(n))
+        return out
 
 
 def merge_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -54,6 +54,8 @@ def test_the_last_heldout_row_is_the_final_model_on_val_and_the_record_is_scored
     record = json.loads((watched.run_dir / "metrics.json").read_text())
     assert record["eval"] == {"split": "test", "images": 32, "heldout_split": "val"}
     assert record["metrics"]["psnr"]["protocol"]["eval_set"].endswith("/split=test")
+    extras = record["metrics"]["psnr"]["extras"]  # the evaluation noise of the recorded score
+    assert extras["standard_error"] == pytest.approx(extras["image_sd"] / 32 ** 0.5) and extras["image_sd"] > 0
     tokenizer, identity, _ = load_tokenizer(watched.run_dir)
     val = build_dataset(identity.recipe, "val")
     again = evaluate(tokenizer, runner.heldout_subset(val, 1000, 32), ["psnr", "ssim"], progress=False)

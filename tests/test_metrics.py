@@ -77,6 +77,32 @@ def test_psnr_and_ssim_equal_scikit_image(pairs):
     assert 0.05 < ref_ssim < 0.99  # a real, non-trivial comparison
 
 
+@pytest.mark.parametrize("metric_class", [PSNR, SSIM])
+def test_spread_over_images_equals_numpy_whole_and_in_shards(metric_class):
+    """image_sd and standard_error (the evaluation noise) from the sums equal numpy on the per-image scores."""
+    x, y = random_pairs(n=9, size=16, seed=3)
+    per_image = metric_class().per_image(batch_of(x, y)).numpy()
+    whole, first, second = metric_class(), metric_class(), metric_class()
+    whole.update(batch_of(x, y))
+    first.update(batch_of(x[:4], y[:4]))
+    second.update(batch_of(x[4:], y[4:]))
+    merged = metric_class()
+    merged.load_state(merge_states([first.state(), second.state()]))
+    sd = np.std(per_image, ddof=1)
+    assert sd > 0
+    for metric in (whole, merged):
+        out = metric.compute()
+        assert out["image_sd"] == pytest.approx(sd, rel=1e-9)
+        assert out["standard_error"] == pytest.approx(sd / math.sqrt(len(per_image)), rel=1e-9)
+
+
+def test_one_image_has_a_mean_but_no_spread():
+    x, y = random_pairs(n=1)
+    psnr = PSNR()
+    psnr.update(batch_of(x, y))
+    assert set(psnr.compute()) == {"value"}
+
+
 def test_psnr_of_identical_images_is_capped_not_infinite():
     x, _ = random_pairs(n=2)
     psnr = PSNR()

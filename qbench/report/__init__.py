@@ -19,6 +19,7 @@ Torch-free: ``qbench report`` reads files, it never builds a model.
   baseline  ``--baseline``: paired differences and Bjøntegaard deltas against one quantizer
   bd        the Bjøntegaard delta itself
   ceiling   the gap from the unquantized ceiling (``identity``) to each curve
+  noise     evaluation noise (standard error over images) against seed noise
   scaling   the GSQ paper's scaling law and its fit
   lawcheck  what a law fit knows: bootstrap, rival optima, lack of fit, a simpler rival model
   fit       ``--fit``: the law fitted to each D x V grid

@@ -50,6 +50,11 @@ class Column:
         return self.higher_is_better is None
 
 
+def eval_se_key(key: str) -> str:
+    """The run frame's column holding a metric's evaluation standard error (its ``standard_error`` extra)."""
+    return f"{key}_eval_se"
+
+
 BITS = Column("bits", "bits/pos", None, source="model.bits_per_position")
 DESCRIPTIVE_TAIL = (
     Column("params", "params (M)", None, source="model.parameters.total", scale=1e-6),

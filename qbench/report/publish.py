@@ -40,7 +40,7 @@ def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
 
     The columns added since summaries were first published (``LATER``) come last, so the columns of a
     committed ``summary.csv`` stay a prefix of a new one."""
-    kept = runs.drop(columns=[c for c in runs.columns if c.endswith("_reason") or c in INTERNAL])
+    kept = runs.drop(columns=[c for c in runs.columns if c.endswith(("_reason", "_eval_se")) or c in INTERNAL])
     return kept[[c for c in kept.columns if c not in LATER] + [c for c in LATER if c in kept.columns]]
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from qbench.errors import ConfigError
 from qbench.platform.strict_json import is_finite_number
-from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, metric_key
+from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, eval_se_key, metric_key
 from qbench.report.curves import OPTION_PREFIX
 from qbench.rundir.directory import CONFIG_FILE, METRICS_FILE
 
@@ -142,6 +142,8 @@ def run_row(run_dir: Path, record: dict[str, Any], metrics: list[Column]) -> dic
             row[key], row[f"{key}_status"] = None, "not measured"
         elif entry.get("status") == "ok" and entry.get("value") is not None:
             row[key], row[f"{key}_status"] = float(entry["value"]), "ok"
+            se = (entry.get("extras") or {}).get("standard_error")
+            row[eval_se_key(key)] = float(se) if isinstance(se, (int, float)) else None
         else:
             row[key], row[f"{key}_status"] = None, entry.get("status", "failed")
             row[f"{key}_reason"] = entry.get("reason", "")

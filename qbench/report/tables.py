@@ -33,6 +33,7 @@ from qbench.report.claim import Claim
 from qbench.report.claims import claims_sections
 from qbench.report.columns import BITS, DESCRIPTIVE_TAIL, Column, fmt, metric_columns
 from qbench.report.curves import short_key
+from qbench.report.noise import noise_sections
 from qbench.report.rows import (
     counted,
     find_run_dirs,
@@ -249,6 +250,7 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
         declared = find_studies(studies)
     report.claims, report.sections = claims_sections(report, declared)
     report.sections += ceiling_sections(report)
+    report.sections += noise_sections(report)
     if baseline:
         # deferred: loads pandas and numpy only when this runs
         from qbench.report.baseline import baseline_sections
