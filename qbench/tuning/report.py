@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from qbench import atomic
 from qbench.search_space import Choice, FloatRange
 from qbench.tuning.best import best_of
+from qbench.tuning.cost import cost_lines, cost_of
 from qbench.tuning.plan import SELECTION_SPLIT, Study, TunePlan
 from qbench.tuning.space import LAYOUT
 from qbench.tuning.studies import trials_in
@@ -158,6 +159,7 @@ def write_report(plan: TunePlan, handles) -> Path:
                      f"{n[TrialState.FAIL]} | - | ")
         lines[-1] += f"{_spread(complete)} | {chosen} |"
     lines.append("")
+    lines += cost_lines(cost_of({s.name: handles[s.name] for s in plan.studies}, plan.trial_recipe({}).train.steps))
     for study in plan.studies:
         lines += study_section(plan, study, handles[study.name], bests.get(study.name), folder)
     path = folder / "README.md"
