@@ -43,3 +43,13 @@ def test_hours_busy_time_and_steps_against_a_hand_count():
 def test_an_empty_study_costs_nothing():
     cost = cost_of({"a": optuna.create_study()}, steps_per_trial=100)
     assert (cost.finished, cost.trial_hours, cost.busy_hours, cost.steps) == (0, 0.0, 0.0, 0)
+
+
+def test_the_report_names_a_storage_below_the_working_folder_relatively(tmp_path, monkeypatch):
+    from qbench.tuning.report import shown_storage
+
+    monkeypatch.chdir(tmp_path)
+    assert shown_storage(f"sqlite:///{tmp_path}/results/tune/x/study.db") == "sqlite:///results/tune/x/study.db"
+    assert shown_storage(f"{tmp_path}/j.journal") == "j.journal"
+    assert shown_storage("sqlite:////elsewhere/study.db") == "sqlite:////elsewhere/study.db"
+    assert shown_storage("postgresql://host/db") == "postgresql://host/db"

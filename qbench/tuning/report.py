@@ -32,6 +32,18 @@ REPORT_FOLDER = "report"
 PLOTTED_PARAMS = 4
 
 
+def shown_storage(ref: str) -> str:
+    """A SQLite or journal storage below the working folder as a relative path: a report names no machine path."""
+    prefix = "sqlite:///" if ref.startswith("sqlite:///") else ""
+    path = Path(ref[len(prefix):])
+    if (prefix or "://" not in ref) and path.is_absolute():
+        try:
+            return prefix + str(path.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            pass
+    return ref
+
+
 def importances(handle: optuna.Study) -> dict[str, float]:
     """Parameter -> importance (PED-ANOVA), empty when the study has too few complete trials to say."""
     complete = trials_in(handle, (TrialState.COMPLETE,))
@@ -144,7 +156,7 @@ def write_report(plan: TunePlan, handles) -> Path:
     lines = [f"# Tuning study {tune.name}", "",
              f"Tune file `{tune.path}`, recipe `{tune.recipe}`; {tune.trials} finished trials (complete or pruned) "
              f"per quantizer and rate; objective: final {tune.metric} on the {SELECTION_SPLIT} split; sampler "
-             f"{tune.sampler} (seed {tune.seed}); pruner {tune.pruner}; storage `{plan.storage}`.", "",
+             f"{tune.sampler} (seed {tune.seed}); pruner {tune.pruner}; storage `{shown_storage(plan.storage)}`.", "",
              "| quantizer | rate | complete | pruned | failed | best | spread of complete | chosen |",
              "|---|---|---|---|---|---|---|---|"]
     for study in plan.studies:

@@ -9,6 +9,8 @@ in docs/tuning.md.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +136,7 @@ def _compare(value: Any, path: str, fail) -> tuple[str, str]:
         raise fail(f"compare {value!r}: {file} is not valid TOML: {exc}") from None
     if not isinstance(name, str) or not name.strip():
         raise fail(f"compare {value!r}: {file} has no name = \"...\" (the study its runs record)")
-    return str(file.resolve()), name.strip()
+    return os.path.normpath(file), name.strip()  # as the user gave it: no machine path in the written files
 
 
 def load_tune(path: str | Path) -> TuneSpec:
