@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from qbench.engine.model import Tokenizer
 
-DEFAULT_RECIPE = "cpu-default"
+DEFAULT_RECIPE = "cpu-tuned"
 PathLike = (str, os.PathLike)
 
 

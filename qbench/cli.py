@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="train and score quantizers under one recipe")
     p.add_argument("--quantizers", default=None, help="comma-separated names (default: gsq,vq,rvq,fsq)")
-    p.add_argument("--recipe", default=None, help="recipe name or TOML file (default: cpu-default)")
+    p.add_argument("--recipe", default=None, help="recipe name or TOML file (default: cpu-tuned)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=200 --set quantizers.gsq.groups=2")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's)")

@@ -108,7 +108,7 @@ def test_held_out_rows_may_not_read_test(table, message):
 
 
 def test_the_shipped_recipes_report_on_test_and_watch_val():
-    for name in ("smoke", "cpu-default", "cpu-converged", "imagenet128-vae", "imagenet256-gan"):
+    for name in ("smoke", "cpu-default", "cpu-converged", "cpu-tuned", "imagenet128-vae", "imagenet256-gan"):
         recipe = load_recipe(name)
         assert (recipe.eval.split, recipe.eval.heldout_split) == ("test", "val"), name
     imagenet = load_recipe("imagenet128-vae").data.options

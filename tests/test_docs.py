@@ -60,7 +60,7 @@ SKIP = [
                           "executor, tests/test_slurm_cluster.py on a real one-node Slurm"),
     (r"slurm_cluster\.py", "starts or stops a one-node Slurm (root and the Slurm packages); "
                            "tests/test_slurm_cluster.py does"),
-    (r"^qbench run(?!.*--recipe smoke)(?!.*--resume)", "trains cpu-default or a paper recipe (minutes); the smoke "
+    (r"^qbench run(?!.*--recipe smoke)(?!.*--resume)", "trains cpu-tuned or a paper recipe (minutes); the smoke "
                                                        "recipe's commands run"),
     (r"--resume \S*\.\.\.", "a placeholder run directory"),
     (r"^(time )?qbench sweep (?!.*--dry-run)", "trains every point of a study (up to an hour)"),

@@ -158,7 +158,7 @@ def qbench_register_datasets():
     ]
 
 
-RECIPES = ("smoke", "cpu-default", "cpu-converged", "imagenet128-vae", "imagenet256-gan")
+RECIPES = ("smoke", "cpu-default", "cpu-converged", "cpu-tuned", "imagenet128-vae", "imagenet256-gan")
 
 
 @hookimpl

@@ -34,6 +34,8 @@ line per problem, and the CLI prints each as ``qbench: error: ...``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import tempfile
@@ -338,6 +340,13 @@ def _memoised(memo: dict | None, key: Any, function, *args, **kwargs):
     return value
 
 
+def _compared(identity, given, own):
+    """The identity, naming the recipe as given where the quantizer's own keys changed it (one table)."""
+    if identity is None or own is given or own.hash() == given.hash():
+        return identity
+    return dataclasses.replace(identity, comparison_hash=given.hash())
+
+
 def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics: bool = False,
               out_root: str | os.PathLike | None = None, resume_state: dict[str, Any] | None = None,
               run_dir: str | os.PathLike | None = None, memo: dict | None = None,
@@ -365,12 +374,15 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     for line in recipe_checks.problems(recipe):
         problems.add(line)
     known = [n for n in dict.fromkeys(quantizers) if n in regs.quantizers]
-    options = {name: problems.check(regs.quantizers.effective_options, name, **recipe.quantizer_options(name))
+    # each quantizer's own recipe: the recipe with its optim.* / model.latent_dim keys (qbench.recipe.per_quantizer)
+    own = {name: (problems.check(recipe.for_quantizer, name) if not problems else None) or recipe for name in known}
+    options = {name: problems.check(regs.quantizers.effective_options, name, **own[name].quantizer_options(name))
                for name in known}
     # options that shadow the recipe's own arguments are reported above; building with them cannot work
-    backbone_ok = "latent_dim" not in recipe.model.options and problems.check(
-        regs.backbones.effective_options, recipe.model.backbone, latent_dim=recipe.model.latent_dim,
-        **recipe.model.options) is not None
+    backbone_ok = "latent_dim" not in recipe.model.options and all(problems.check(
+        regs.backbones.effective_options, recipe.model.backbone, latent_dim=width,
+        **recipe.model.options) is not None for width in
+        dict.fromkeys([recipe.model.latent_dim, *(r.model.latent_dim for r in own.values())]))
     data_ok = not set(recipe_checks.DATASET_ARGUMENTS) & set(recipe.data.options)
     problems.check(regs.datasets.get, recipe.data.dataset)
     for line in _memoised(memo, [recipe.eval.metrics, recipe.metrics, strict_metrics], metric_problems,
@@ -417,8 +429,9 @@ def check_run(quantizers: list[str], recipe, regs: Registries, *, strict_metrics
     if image is not None and backbone_ok:
         for name, effective in options.items():  # shapes and option combinations, even beside other problems
             if effective is not None:
-                problems.check(check_tokenizer, RunIdentity(recipe, name, effective), regs, image)
-    identities = [] if problems else [problems.check(resolve, recipe, name, regs) for name in known]
+                problems.check(check_tokenizer, RunIdentity(own[name], name, effective), regs, image)
+    identities = [] if problems else [_compared(problems.check(resolve, own[name], name, regs), recipe, own[name])
+                                      for name in known]
     if resume_state is not None and not problems:
         problems.check(check_checkpoint_fits, resume_state, identities[0], regs, run_dir)
     problems.raise_if_any()

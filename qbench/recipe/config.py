@@ -21,7 +21,7 @@ import tomllib
 
 from qbench.errors import ConfigError, suggest, unknown_name_error
 from qbench.platform.plugins import Registries, given_or_built
-from qbench.recipe import overlay
+from qbench.recipe import overlay, per_quantizer
 from qbench.recipe.checks import LPIPS_NETS, problems  # noqa: F401 (LPIPS_NETS: part of this module's API)
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ RECIPE_PATH_ENV = "QBENCH_RECIPE_PATH"
 # watching a run more closely never splits it from its seeds
 UNHASHED = ("train.log_every", "train.checkpoint_every", "train.loggers", "train.image_every", "train.threads",
             "data.num_workers", "eval.grid_images", "eval.every", "eval.heldout_images", "eval.heldout_split")
-DEFAULT_RECIPE = "cpu-default"
+DEFAULT_RECIPE = "cpu-tuned"
 
 
 @dataclass
@@ -130,8 +130,14 @@ class Recipe:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # [metrics.NAME] options
 
     def quantizer_options(self, name: str) -> dict[str, Any]:
-        """Options the recipe gives quantizer ``name``: ``dim`` plus its own table."""
-        return {"dim": self.model.latent_dim, **self.quantizers.get(name, {})}
+        """Options the recipe gives quantizer ``name``: ``dim`` plus its own table (less its recipe keys)."""
+        return {"dim": self.model.latent_dim, **per_quantizer.own_options(self.quantizers.get(name, {}))}
+
+    def for_quantizer(self, name: str) -> Recipe:
+        """The recipe ``name`` runs with: its own recipe keys applied (``qbench.recipe.per_quantizer``)."""
+        if not any(per_quantizer.recipe_keys(o) for o in self.quantizers.values()):
+            return self
+        return recipe_from_dict(per_quantizer.resolved_table(self.to_dict(), name, set_dotted))
 
     def logger_options(self, name: str) -> dict[str, Any]:
         """Options the recipe gives logger ``name``: its ``[loggers.NAME]`` table."""
@@ -254,6 +260,12 @@ def recipe_and_problems(table: dict[str, Any]) -> tuple[Recipe, list[str]]:
         raise ConfigError(f"a recipe must be a table, got {type(table).__name__}")
     found: list[str] = []
     recipe = _build(Recipe, table, "", found)
+    found += per_quantizer.key_problems(recipe.quantizers)
+    if not found:  # each quantizer's own values must make a valid recipe too
+        for name, options in recipe.quantizers.items():
+            if per_quantizer.recipe_keys(options):
+                _, theirs = recipe_and_problems(per_quantizer.resolved_table(recipe.to_dict(), name, set_dotted))
+                found += [f"quantizers.{name}: {line}" for line in theirs]
     return recipe, list(dict.fromkeys(found + problems(recipe)))
 
 
@@ -294,6 +306,7 @@ def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, An
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r} (e.g. --set train.steps=200)")
         parsed.append((key, parse_value(text.strip())))
     drop_replaced_dataset_options(table, dict(parsed))
+    per_quantizer.drop_overridden(table, [key for key, _ in parsed])
     for key, value in parsed:
         set_dotted(table, key, value, what="--set ")
     return table

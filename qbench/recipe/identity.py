@@ -49,6 +49,9 @@ class RunIdentity:
     options: dict[str, Any]
     plugins: dict[str, Any] = field(default_factory=dict)
     given_options: dict[str, Any] = field(default_factory=dict)  # what the recipe set: for labels, not hashed
+    # the hash of the recipe as given, where the quantizer's own keys (qbench.recipe.per_quantizer) made
+    # ``recipe`` differ from it: the runs of one such recipe are one comparison table; "" otherwise
+    comparison_hash: str = ""
 
     @property
     def seed(self) -> int:
@@ -67,12 +70,14 @@ class RunIdentity:
         """Plain data for checkpoints and records (``from_dict`` reads it back)."""
         return {"recipe": self.recipe.to_dict(), "quantizer": self.quantizer, "options": dict(self.options),
                 "given_options": dict(self.given_options), "plugins": self.plugins,
-                "config_hash": self.config_hash, "recipe_hash": self.recipe_hash}
+                "config_hash": self.config_hash, "recipe_hash": self.recipe_hash,
+                **({"comparison_hash": self.comparison_hash} if self.comparison_hash else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunIdentity:
         return cls(recipe_from_dict(dict(data["recipe"])), str(data["quantizer"]), dict(data["options"]),
-                   dict(data.get("plugins") or {}), dict(data.get("given_options") or {}))
+                   dict(data.get("plugins") or {}), dict(data.get("given_options") or {}),
+                   str(data.get("comparison_hash") or ""))
 
 
 def resolve(recipe: Recipe, quantizer: str, regs: Registries) -> RunIdentity:

@@ -60,7 +60,7 @@ DESCRIPTIVE_TAIL = (
     Column("params", "params (M)", None, source="model.parameters.total", scale=1e-6),
     Column("train_min", "train (min)", None, source="train.wall_time_s", scale=1 / 60),
 )
-RESERVED = {"run_dir", "recipe", "recipe_hash", "protocol", "quantizer", "config", "group", "label",
+RESERVED = {"run_dir", "recipe", "recipe_hash", "comparison_hash", "protocol", "quantizer", "config", "group", "label",
             "seed", "status", "reason", "sweep", "point", "plugins", "bits", "params", "train_min", "git_revision",
             "eval_split", "eval_images"}
 

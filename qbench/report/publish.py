@@ -23,7 +23,7 @@ from qbench.report.sections import FitSection, Section
 from qbench.report.tables import Report, render_text, to_markdown
 
 # run-frame columns that only serve the tables
-INTERNAL = ("version_suffix",)
+INTERNAL = ("version_suffix", "comparison_hash")
 LATER = ("eval_split", "eval_images")  # which split scored a run, on how many images (docs/results.md)
 
 

@@ -67,8 +67,16 @@ def config_label(quantizer: str, options: dict[str, Any]) -> str:
     shown = {k: v for k, v in sorted(options.items()) if k != "dim"}
     if not shown:
         return quantizer
-    parts = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in shown.items())
+    parts = ", ".join(f"{k}={','.join(map(_short, v)) if isinstance(v, list) else _short(v)}" for k, v in shown.items())
     return f"{quantizer} ({parts})"
+
+
+def _short(value: Any) -> str:
+    """A tuned float (``0.0800703641613046``) as 4 significant digits; hand-set values as written."""
+    text = str(value)
+    if isinstance(value, float) and len(text.replace("-", "").replace(".", "").lstrip("0")) > 6:
+        return f"{value:.4g}"
+    return text
 
 
 def protocol_key(metrics: dict[str, Any]) -> str:
@@ -118,6 +126,8 @@ def run_row(run_dir: Path, record: dict[str, Any], metrics: list[Column]) -> dic
         "run_dir": str(run_dir),
         "recipe": run.get("recipe", "?"),
         "recipe_hash": run.get("recipe_hash", "?"),
+        # one table for the runs of one recipe, quantizers' own optim / latent keys included (per_quantizer)
+        "comparison_hash": run.get("comparison_hash") or run.get("recipe_hash", "?"),
         "protocol": protocol_key(recorded),
         "quantizer": run.get("quantizer", "?"),
         "config": label,

@@ -155,7 +155,7 @@ def revision_notes(runs: pd.DataFrame) -> list[str]:
 
 def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
     tables = []
-    for (recipe, rhash), same_recipe in runs.groupby(["recipe", "recipe_hash"], sort=True):
+    for (recipe, rhash), same_recipe in runs.groupby(["recipe", "comparison_hash"], sort=True):
         # a failed run has no metric protocol: show it beside every table of its recipe
         failed = same_recipe[same_recipe["status"] != "ok"]
         scored = same_recipe[same_recipe["status"] == "ok"]

@@ -186,6 +186,7 @@ def build_record(identity: RunIdentity, *, status: str, reason: str = "", failed
         "given_options": dict(identity.given_options),
         "recipe": identity.recipe.name,
         "recipe_hash": identity.recipe_hash,
+        **({"comparison_hash": identity.comparison_hash} if identity.comparison_hash else {}),
         "config_hash": identity.config_hash,
         "seed": identity.seed,
         "plugins": identity.plugins,
