@@ -80,6 +80,29 @@ def test_every_published_tuning_trial_is_a_trial_of_its_published_study():
             assert trial_folder in folders, (record, "is no trial of", storage)
 
 
+def test_a_complete_published_tuning_study_gave_every_quantizer_the_same_finished_trials():
+    """Each (quantizer, rate) study of a study whose overlays are published has exactly its planned trials."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    checked = 0
+    for storage in sorted(TUNE_ROOT.glob("*/study.db")):
+        if not (storage.parent / "best").is_dir():
+            continue  # still running when it was published: its count is only a snapshot
+        url = f"sqlite:///{storage}"
+        finished = {}
+        for summary_ in optuna.get_all_study_summaries(url):
+            study = optuna.load_study(study_name=summary_.study_name, storage=url)
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            finished[summary_.study_name] = sum(s in (optuna.trial.TrialState.COMPLETE,
+                                                      optuna.trial.TrialState.PRUNED) for s in states)
+            assert finished[summary_.study_name] == study.user_attrs["trials"], (storage, summary_.study_name)
+            assert len(list((storage.parent / "best").glob(f"{study.user_attrs['quantizer']}-*bit.toml"))) >= 1
+        assert len(set(finished.values())) == 1, finished
+        checked += 1
+    assert checked, "no complete tuning study is published"
+
+
 
 
 def test_a_configurations_n_counts_distinct_seeds():
