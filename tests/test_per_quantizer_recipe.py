@@ -91,3 +91,21 @@ def test_the_default_recipe_is_the_tuning_studys_choice_copied_exactly():
         assert own.hash() == overlay.hash(), quantizer
         assert own.quantizer_options(quantizer) == overlay.quantizer_options(quantizer), quantizer
         assert tomllib.loads(path.read_text())["quantizers"][quantizer]  # the overlay tunes the quantizer itself
+
+
+def test_runs_of_one_recipe_with_own_keys_share_one_table(tmp_path):
+    """Records with their own recipe hashes but one comparison hash are one comparison table."""
+    import json
+
+    from test_report import psnr_metrics, write_run
+
+    from qbench.report.tables import build_report
+
+    for quantizer, rhash in (("gsq", "r1"), ("vq", "r2")):
+        run_dir = write_run(tmp_path / "runs", quantizer, {"dim": 8}, 0, psnr_metrics(24.0), recipe_hash=rhash)
+        record = json.loads((run_dir / "metrics.json").read_text())
+        record["run"]["comparison_hash"] = "given"
+        (run_dir / "metrics.json").write_text(json.dumps(record))
+    write_run(tmp_path / "runs", "fsq", {"dim": 8}, 0, psnr_metrics(24.0), recipe_hash="r3")  # another recipe
+    tables = build_report([tmp_path / "runs"]).tables
+    assert sorted(sorted(t.runs["quantizer"]) for t in tables) == [["fsq"], ["gsq", "vq"]]
