@@ -15,6 +15,7 @@ The pieces, each in its own module (docs/tuning.md is the protocol):
   best      the best configurations as recipe overlays, a tuned ladder and a re-training sweep
   declare   the re-training sweep's [report] table: vs GSQ, the tuning gain, verdict flips, rank agreement
   report    the tuning report: chosen options, trial states, spread, importance, plots
+  cost      what a study cost, from its storage: trials, steps, trial-hours, busy wall time
   command   ``qbench tune`` itself: plan listing, checks, run, summary (the CLI imports it on use)
 
 The declaration side (what a plugin writes) is ``qbench.search_space``.
