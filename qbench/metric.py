@@ -24,7 +24,6 @@ A metric that cannot run here (pretrained weights missing) raises
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -78,8 +78,9 @@ def test_bad_own_keys_are_one_line_each(tmp_path, line, message):
 
 def test_the_default_recipe_is_the_tuning_studys_choice_copied_exactly():
     """cpu-tuned holds, per quantizer, exactly the published study's overlay: its options, lr and latent width."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     best = Path(__file__).resolve().parents[1] / "results" / "published" / "tune" / "converged-10bit" / "best"
     recipe = load_recipe(None)

@@ -287,4 +287,4 @@ def test_the_old_registries_keyword_of_the_checks_still_works_with_a_warning():
     regs = qbench.registries()
     with pytest.warns(FutureWarning, match="now regs="):
         old = check_metric("psnr", registries=regs)
-    assert old == check_metric("psnr", regs=regs) and set(old) == {"value"}
+    assert old == check_metric("psnr", regs=regs) and set(old) == {"value", "image_sd", "standard_error"}

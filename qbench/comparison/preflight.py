@@ -35,7 +35,6 @@ line per problem, and the CLI prints each as ``qbench: error: ...``.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import tempfile
