@@ -16,7 +16,7 @@ import pandas as pd
 
 from qbench.report.columns import Column, fmt
 from qbench.report.curves import ceilings, coordinates, curves, is_option, seed_values
-from qbench.report.sections import Section
+from qbench.report.sections import Section, per_table
 from qbench.report.stats import paired_difference
 
 GAP_METRICS = ("psnr", "ssim")
@@ -60,13 +60,6 @@ def gap_table(runs: pd.DataFrame, metrics: list[Column]) -> pd.DataFrame:
 
 
 def ceiling_sections(report: Any) -> list[Section]:
-    sections = []
-    for table in report.tables:
-        frame = gap_table(table.runs, report.metrics)
-        if not frame.empty:
-            sections.append(Section(
-                title=f"gap to the unquantized ceiling, {table.title}", key=f"{table.key}-ceiling", frame=frame,
-                notes=["gap = ceiling − quantizer over the seeds both ran (positive: the quantizer loses that "
-                       "much); mean [95% t interval] (n = pairs), at the curve's lowest and highest rate."],
-            ))
-    return sections
+    return per_table(report, gap_table, "gap to the unquantized ceiling", "ceiling", [
+        "gap = ceiling − quantizer over the seeds both ran (positive: the quantizer loses that "
+        "much); mean [95% t interval] (n = pairs), at the curve's lowest and highest rate."])

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from qbench.report.columns import Column, eval_se_key, fmt
-from qbench.report.sections import Section
+from qbench.report.sections import Section, per_table
 
 
 def _cell(rows: pd.DataFrame, column: Column) -> str | None:
@@ -61,15 +61,7 @@ def _images(group: pd.DataFrame) -> str:
 
 
 def noise_sections(report: Any) -> list[Section]:
-    sections = []
-    for table in report.tables:
-        frame = noise_table(table.runs, report.metrics)
-        if not frame.empty:
-            sections.append(Section(
-                title=f"evaluation noise against seed noise, {table.title}", key=f"{table.key}-noise", frame=frame,
-                notes=["seed sd: the standard deviation of the score over the configuration's seeds; eval se: the "
-                       "standard error of the mean over the evaluation images (root mean square over the runs); "
-                       "ratio = seed sd / eval se. A paired comparison on the same images has less evaluation "
-                       "noise than eval se (docs/statistics.md)."],
-            ))
-    return sections
+    return per_table(report, noise_table, "evaluation noise against seed noise", "noise", [
+        "seed sd: the standard deviation of the score over the configuration's seeds; eval se: the standard "
+        "error of the mean over the evaluation images (root mean square over the runs); ratio = seed sd / eval "
+        "se. A paired comparison on the same images has less evaluation noise than eval se (docs/statistics.md)."])

@@ -41,3 +41,14 @@ class FitSection(Section):
     grid: pd.DataFrame  # columns D, V, y
     metric: str
     claims: list[Claim] = field(default_factory=list)  # what the fit determines, and what it does not
+
+
+def per_table(report, frame_of, title: str, suffix: str, notes: list[str]) -> list[Section]:
+    """One section per comparison table of ``report`` whose ``frame_of(table.runs, report.metrics)`` is not empty."""
+    sections = []
+    for table in report.tables:
+        frame = frame_of(table.runs, report.metrics)
+        if not frame.empty:
+            sections.append(Section(title=f"{title}, {table.title}", key=f"{table.key}-{suffix}", frame=frame,
+                                    notes=list(notes)))
+    return sections
