@@ -37,7 +37,9 @@ import torch
 
 import qbench
 
-TOLERANCE_DB = 1e-3  # the per-crop mean against the recorded PSNR
+# the per-crop mean against the recorded PSNR: re-scoring runs the convolutions in another memory layout and
+# thread count, and a latent near a decision boundary (LFQ's sign, a near-tie of two codes) can flip on a crop
+TOLERANCE_DB = 0.02
 
 
 def runs_below(folder: Path) -> list[Path]:
@@ -64,7 +66,6 @@ def per_crop_psnr(run_dir: Path, regs) -> tuple[dict, list[float]]:
             batch = qbench.EvalBatch(originals, reconstructions, torch.zeros(len(originals), 1, 1, 1, dtype=torch.long))
             values += psnr.per_image(batch).tolist()
     recorded = record["metrics"]["psnr"]["value"]
-    # another thread count sums convolutions in another order: a near-tie between two codes can flip on a crop
     if not math.isclose(statistics.fmean(values), recorded, abs_tol=TOLERANCE_DB):
         sys.exit(f"{run_dir}: per-crop mean {statistics.fmean(values)!r} is not the recorded PSNR {recorded!r}")
     return record, values
