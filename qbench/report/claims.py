@@ -75,7 +75,7 @@ def study_claims(report: Any, study: Study) -> tuple[list[Claim], list[tuple[Fam
         if column is None:
             raise ConfigError(f"study {study.name}: family {declared.id}: these runs record no metric "
                               f"{declared.metric!r}; they hold: {', '.join(columns) or '(none)'}")
-        runs = study_runs(report, [study.name, *declared.sweeps])
+        runs = study_runs(report, [study.name, *study.joins, *declared.sweeps])
         for family in _expand(runs, declared):
             by_family.append((family, _family_claims(study, family, contrasts(runs, family, column))))
     claims = list(itertools.chain.from_iterable(rows for _, rows in by_family))

@@ -22,6 +22,12 @@ read (docs/sweeps.md has the format, docs/statistics.md the rule):
     verdict = "above"
     count = 6
 
+A study measured in steps (tuned at 10 bits first, then at 6, 8 and 12)
+is a study file of its own whose ``[report]`` says which sweeps it joins,
+``joins = ["converged-10bit-retrain", "carryover-rd-retrain"]``: their runs
+form one more table, so each quantizer's curve spans every rate, and its
+families read their runs.
+
 ``qbench report --studies PATH`` names the files (or folders of them); without
 it the report reads the sweep files its runs recorded, where they exist.
 Every problem is one ``ConfigError`` line naming the file.
@@ -48,7 +54,7 @@ VERDICTS = ("above", "below", "ties")
 FAMILY_KEYS = ("id", "title", "kind", "metric", "baseline", "along", "from", "to", "descending", "by", "each", "at",
                "seeds", "quantizers", "against", "posthoc", "sweeps", "note")
 CRITERION_KEYS = ("id", "title", "rule", "family", "verdict", "count", "versus", "contrasts", "words", "note")
-REPORT_KEYS = ("metric", "families", "criteria")
+REPORT_KEYS = ("metric", "joins", "families", "criteria")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -98,6 +104,7 @@ class Study:
     source: str
     families: tuple[Family, ...] = ()
     criteria: tuple[Criterion, ...] = ()
+    joins: tuple[str, ...] = ()  # sweeps whose runs form this study's table (a study measured in steps)
 
 
 def _strings(value: Any, what: str, fail: Callable) -> tuple[str, ...]:
@@ -209,6 +216,9 @@ def parse_report(raw: Any, name: str, source: str, fail: Callable[[str], ConfigE
         if key not in REPORT_KEYS:
             raise fail(f"[report]: unknown key {key!r}{suggest(key, REPORT_KEYS)}; allowed: {', '.join(REPORT_KEYS)}")
     metric = raw.get("metric", "psnr")
+    joins = _strings(raw.get("joins", []), "[report]: joins", fail)
+    if name in joins:
+        raise fail(f"[report]: joins names the study's own sweep {name!r}; a joining study needs a name of its own")
     families: dict[str, Family] = {}
     for i, item in enumerate(raw.get("families", [])):
         family = _family(item, i, metric, fail)
@@ -218,7 +228,7 @@ def parse_report(raw: Any, name: str, source: str, fail: Callable[[str], ConfigE
     criteria = [_criterion(item, i, families, fail) for i, item in enumerate(raw.get("criteria", []))]
     if len({c.id for c in criteria} | set(families)) < len(criteria) + len(families):
         raise fail("[report]: every family and criterion needs an id of its own")
-    return Study(name, source, tuple(families.values()), tuple(criteria))
+    return Study(name, source, tuple(families.values()), tuple(criteria), joins)
 
 
 def read_study(path: Path) -> Study | None:
@@ -260,7 +270,7 @@ def find_studies(paths: Iterable[str | Path], *, explicit: bool = True) -> dict[
             if study is None:
                 continue
             known = studies.get(study.name)
-            if known is not None and (known.families, known.criteria) != (study.families, study.criteria):
+            if known is not None and (known.families, known.criteria, known.joins) != (study.families, study.criteria, study.joins):
                 raise ConfigError(f"study {study.name} is declared in both {known.source} and {study.source}; "
                                   "keep its [report] table in one file")
             studies.setdefault(study.name, study)

@@ -170,23 +170,51 @@ def _recipe_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
     return tables
 
 
+def _sweep_table(name: str, group: pd.DataFrame, columns: list[Column], title: str = "", notes: tuple = ()) -> Table:
+    keys = _point_keys(group)
+    recipes = ", ".join(sorted(set(group["recipe"])))
+    notes = [*notes, *[n for n in [runinfo.eval_note(group)] if n]]
+    protocols = sorted(set(group[group["status"] == "ok"]["protocol"]))
+    if len(protocols) > 1:
+        notes.append(f"its runs were scored under {len(protocols)} metric protocols ({', '.join(protocols)}); "
+                     "summary.csv has each run's")
+    notes += revision_notes(group)
+    return Table(
+        title=f"{title or f'sweep {name}'} (recipe {recipes}; swept: {', '.join(keys) or 'nothing'})",
+        key=f"sweep-{slug(name, 'sweep')}",
+        frame=comparison_table(group, columns, keys),
+        runs=group, sweep=name, point_keys=keys, notes=notes,
+    )
+
+
 def _sweep_tables(runs: pd.DataFrame, columns: list[Column]) -> list[Table]:
+    # in the order the paths were given
+    return [_sweep_table(name, group, columns) for name, group in runs.groupby("sweep", sort=False)]
+
+
+def _joined_tables(runs: pd.DataFrame, studies: dict, columns: list[Column]) -> list[Table]:
+    """One more table per study that joins sweeps (``[report] joins``): their runs as one study.
+
+    A study measured in steps (10 bits tuned first, then 6, 8 and 12 bits)
+    leaves its runs in several sweeps, each of whose tables draws only its
+    own rates; joined, each quantizer's curve spans every rate, and the
+    study's families pool the joined runs.  The runs keep their rows in
+    their own sweeps' tables and in summary.csv.
+    """
     tables = []
-    for name, group in runs.groupby("sweep", sort=False):  # in the order the paths were given
-        keys = _point_keys(group)
-        recipes = ", ".join(sorted(set(group["recipe"])))
-        notes = [n for n in [runinfo.eval_note(group)] if n]
-        protocols = sorted(set(group[group["status"] == "ok"]["protocol"]))
-        if len(protocols) > 1:
-            notes.append(f"its runs were scored under {len(protocols)} metric protocols ({', '.join(protocols)}); "
-                         "summary.csv has each run's")
-        notes += revision_notes(group)
-        tables.append(Table(
-            title=f"sweep {name} (recipe {recipes}; swept: {', '.join(keys) or 'nothing'})",
-            key=f"sweep-{slug(name, 'sweep')}",
-            frame=comparison_table(group, columns, keys),
-            runs=group, sweep=name, point_keys=keys, notes=notes,
-        ))
+    for study in studies.values():
+        joined = runs[runs["sweep"].isin(study.joins)]
+        if joined.empty:
+            continue
+        if (runs["sweep"] == study.name).any():
+            raise ConfigError(f"study {study.name} ({study.source}) joins sweeps, but runs of a sweep of that name "
+                              "are here too; give the joining study a name of its own")
+        present = list(dict.fromkeys(joined["sweep"]))
+        missing = [s for s in study.joins if s not in present]
+        notes = [f"the runs of sweeps {', '.join(present)} together (each also has its own table)"]
+        notes += [f"no runs of sweep {', '.join(missing)} among these paths"] if missing else []
+        tables.append(_sweep_table(study.name, joined.assign(sweep=study.name), columns,
+                                   title=f"study {study.name}: {', '.join(present)} joined", notes=tuple(notes)))
     return tables
 
 
@@ -248,6 +276,7 @@ def build_report(paths: list[str | Path], *, baseline: str | None = None, fit: s
         declared = find_studies(studies, explicit=False)
     else:
         declared = find_studies(studies)
+    report.tables += _joined_tables(runs, declared, columns)
     report.claims, report.sections = claims_sections(report, declared)
     report.sections += ceiling_sections(report)
     report.sections += noise_sections(report)
