@@ -116,8 +116,8 @@ def test_holm_and_the_verdict_words_recompute_within_each_family(claims):
 
 def declarations() -> dict[str, dict]:
     studies = {}
-    tune_files = sorted((ROOT / "benchmarks" / "tune").glob("*.toml"))  # studies that join sweeps
-    for path in [*sorted(SWEEPS.glob("*.toml")), *tune_files, *sorted(RESULTS.glob("published/tune/*/retrain.toml"))]:
+    joining = sorted((ROOT / "benchmarks" / "studies").glob("*.toml"))  # studies that join sweeps
+    for path in [*sorted(SWEEPS.glob("*.toml")), *joining, *sorted(RESULTS.glob("published/tune/*/retrain.toml"))]:
         raw = tomllib.loads(path.read_text())
         if "report" in raw:
             studies[raw["name"]] = raw["report"]

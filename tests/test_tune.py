@@ -4,8 +4,10 @@ by ``optuna.load_study``; overlays round-trip into recipes; bad input is one lin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,6 +25,7 @@ from qbench.recipe.config import load_recipe
 from qbench.sweeps import build_plan as build_sweep_plan
 from qbench.sweeps import load_sweep
 from qbench.tuning.spec import load_tune
+from qbench.tuning.trial import _run_dir, heldout_rows
 
 TRIALS = 2
 TUNE = f"""
@@ -60,8 +63,19 @@ def _trials(out: Path) -> dict[str, list]:
     return found
 
 
+def _storage_is_ready(db: Path) -> bool:
+    """Whether the study has created its storage's tables (opening it earlier would race it to create them)."""
+    if not db.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            return bool(connection.execute("SELECT count(*) FROM alembic_version").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
 def _a_running_trial_has_a_checkpoint(out: Path) -> bool:
-    if not (out / "study.db").exists():
+    if not _storage_is_ready(out / "study.db"):
         return False
     for trials in _trials(out).values():
         for t in trials:
@@ -106,6 +120,23 @@ def test_the_resumed_study_ends_with_exactly_the_planned_finished_trials(study):
         assert len(finished) == TRIALS, (name, [(t.number, t.state.name) for t in trials])
         assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
         assert any(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_every_complete_trial_reported_its_held_out_curve_to_the_pruner(study):
+    out, _, _ = study
+    for name, trials in _trials(out).items():
+        for t in (t for t in trials if t.state == TrialState.COMPLETE):
+            # eval.every = 4 over 12 steps: held-out rows at 4, 8 and 12, each an intermediate value
+            assert sorted(t.intermediate_values) == [4, 8, 12], (name, t.number, t.intermediate_values)
+            assert t.intermediate_values[12] == pytest.approx(heldout_rows(Path(t.user_attrs["run_dir"]), "psnr")[-1][1])
+
+
+def test_the_run_directory_of_a_trial_is_found_by_its_identity(tmp_path):
+    run_dir = tmp_path / "smoke" / "gsq-seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.toml").write_text('[run]\nconfig_hash = "abc123"\nseed = 0\nworld_size = 1\n')
+    assert _run_dir(tmp_path, ("abc123", 0)) == run_dir
+    assert _run_dir(tmp_path, ("abc123", 1)) is None
 
 
 def test_killed_trials_are_failed_with_a_reason_and_resumed_from_their_checkpoint(study):

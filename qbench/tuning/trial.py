@@ -72,7 +72,7 @@ def heldout_rows(run_dir: Path | None, metric: str) -> list[tuple[int, float]]:
 
 def _run_dir(folder: Path, key: tuple[str, int]) -> Path | None:
     """The run directory of identity ``key`` below ``folder`` that is being written (newest config first)."""
-    candidates = [p.parent for p in folder.rglob("config.toml") if existing._identity_of_config(p.parent) == key
+    candidates = [p.parent for p in folder.rglob("config.toml") if existing._identity_of_config(p.parent)[0] == key
                   and not (p.parent / "restarted.txt").exists()]
     return max(candidates, key=lambda d: (d / "config.toml").stat().st_mtime) if candidates else None
 
@@ -119,7 +119,9 @@ class RunningTrial:
         """Report new held-out rows, prune if told to, and tell the trial once the process ends."""
         self.heartbeat()
         exited = self.process.poll() is not None  # read the log after this, so no row is missed
-        self.run_dir = self.run_dir or _run_dir(self.folder, self.key)
+        # looked up at every poll: a killed trial without a checkpoint leaves its run directory behind, and the
+        # resumed one trains afresh in a newer one, which must take over the curve
+        self.run_dir = _run_dir(self.folder, self.key) or self.run_dir
         for step, value in heldout_rows(self.run_dir, self.plan.tune.metric):
             if step in self.reported or not math.isfinite(value):
                 continue
