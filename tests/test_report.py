@@ -377,6 +377,18 @@ def test_fit_recovers_a_grid_through_the_report(tmp_path):
     assert len(fit_plots) == 1 and f"]({fit_plots[0]})" in text  # the runs with the fitted law through them
 
 
+def test_a_staircase_of_d_and_v_is_not_fitted(tmp_path):
+    from conftest import run_cli
+
+    # a tuned ladder's staircase: D = 16 at three V, D = 8 at one, 6 runs; D is confounded with V
+    for dim, log_v, seeds in ((16, 6, 1), (16, 8, 1), (16, 12, 1), (8, 10, 3)):
+        for seed in range(seeds):
+            write_run(tmp_path / "runs", "vq", {"dim": dim, "codebook_size": 2**log_v}, seed,
+                      psnr_metrics(20.0 + log_v + 0.1 * seed), bits=float(log_v))
+    nogrid = run_cli("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--fit")
+    assert nogrid.returncode == 2 and nogrid.stderr.count("\n") == 1 and "no such grid" in nogrid.stderr
+
+
 def test_bad_baseline_and_fit_without_grid_are_one_line_errors(tmp_path):
     from conftest import run_cli
 

@@ -51,11 +51,20 @@ def grid_points(runs: pd.DataFrame, key: str) -> pd.DataFrame:
     return pd.DataFrame(points, columns=["quantizer", "G", "D", "V", "y", "run_dir"])
 
 
+MIN_POINTS = 5  # the law has 4 parameters: one point more leaves a residual to judge the fit by
+
+
 def grids(runs: pd.DataFrame, key: str) -> list[tuple[str, pd.DataFrame]]:
-    """(description, points) for each quantizer and G with ≥ 2 values of D and of V."""
+    """(description, points) for each quantizer and G whose runs cross D with V, with ``MIN_POINTS`` runs or more.
+
+    Crossed: at least two values of D each measured at two values of V or
+    more.  A staircase (one V per D, as a tuned ladder picks them) confounds
+    D with V and with whatever else each rung re-tuned: it is not fitted.
+    """
     found = []
     for (quantizer, groups), grid in grid_points(runs, key).groupby(["quantizer", "G"]):
-        if grid["D"].nunique() >= 2 and grid["V"].nunique() >= 2:
+        crossed = (grid.groupby("D")["V"].nunique() >= 2).sum() >= 2
+        if crossed and len(grid) >= MIN_POINTS:
             found.append((f"{quantizer} (groups={groups:g})", grid))
     return found
 
