@@ -128,7 +128,9 @@ class RunningTrial:
             self.trial.report(value, step)
             self.reported.add(step)
             if step < self.total_steps and not exited and self.trial.should_prune():
-                return self.prune(step, value)
+                if self.process.poll() is None:
+                    return self.prune(step, value)
+                return self.poll()  # it finished while the pruner was asked: a complete training is a complete trial
         return self.finish() if exited else None
 
     def stop(self) -> None:
