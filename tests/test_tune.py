@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from qbench.errors import ConfigError
 from qbench.platform.plugins import registries
 from qbench.recipe.config import load_recipe
+from qbench.rundir.directory import restarted_reason
 from qbench.sweeps import build_plan as build_sweep_plan
 from qbench.sweeps import load_sweep
 from qbench.tuning.spec import load_tune
@@ -163,7 +164,7 @@ def test_nothing_was_trained_twice(study):
         run_dirs = [t.user_attrs["run_dir"] for t in complete]
         assert len(set(run_dirs)) == len(run_dirs)
         folders = {t.user_attrs["run_folder"] for t in trials if "run_folder" in t.user_attrs}
-        done = [p for f in folders for p in Path(f).rglob("metrics.json") if not (p.parent / "restarted.txt").exists()]
+        done = [p for f in folders for p in Path(f).rglob("metrics.json") if not restarted_reason(p.parent)]
         assert len(done) == len(complete)  # every finished training not stopped by the pruner is one complete trial
 
 

@@ -38,7 +38,7 @@ from optuna.trial import TrialState
 from qbench.errors import ConfigError
 from qbench.platform.plugins import Registries
 from qbench.recipe.identity import resolve
-from qbench.rundir.directory import LOG_FILE, mark_restarted, read_metrics
+from qbench.rundir.directory import CONFIG_FILE, LOG_FILE, mark_restarted, read_metrics, restarted_reason
 from qbench.sweeps import existing
 from qbench.sweeps.worker import PointResult, PointTask
 from qbench.tuning.plan import Study, TunePlan
@@ -72,9 +72,9 @@ def heldout_rows(run_dir: Path | None, metric: str) -> list[tuple[int, float]]:
 
 def _run_dir(folder: Path, key: tuple[str, int]) -> Path | None:
     """The run directory of identity ``key`` below ``folder`` that is being written (newest config first)."""
-    candidates = [p.parent for p in folder.rglob("config.toml") if existing._identity_of_config(p.parent)[0] == key
-                  and not (p.parent / "restarted.txt").exists()]
-    return max(candidates, key=lambda d: (d / "config.toml").stat().st_mtime) if candidates else None
+    candidates = [p.parent for p in folder.rglob(CONFIG_FILE) if existing._identity_of_config(p.parent)[0] == key
+                  and not restarted_reason(p.parent)]
+    return max(candidates, key=lambda d: (d / CONFIG_FILE).stat().st_mtime) if candidates else None
 
 
 def _die_with_parent() -> None:
